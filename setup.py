@@ -1,0 +1,40 @@
+"""vivit_jax: video transformers (ViViT, VideoMAE) in JAX/Flax."""
+
+from setuptools import find_packages, setup
+
+# Ranges admit both machines this project runs on: Python 3.11 CPU boxes
+# (jax 0.10.2, flax 0.12.8) and the Python 3.12 GPU image (jax 0.11.2,
+# flax 0.12.10, orbax-checkpoint 0.12.4). Models, train steps, checkpoints
+# and benchmarks import without TensorFlow; only `vivit_jax.data` needs it.
+CORE = [
+    "jax>=0.10.2,<0.13",
+    "flax>=0.12.8,<0.12.13",
+    "optax>=0.2.4,<0.3",
+    "orbax-checkpoint>=0.12.4,<0.13",
+    "chex>=0.1.90,<0.2",
+    "ml-collections>=1.0,<2",
+    "numpy>=1.26,<3",
+    "tensorboardX>=2.6,<3",
+    "tqdm>=4.60,<5",
+    "pillow>=10,<13",
+    "safetensors>=0.4,<1",
+]
+DATA = [
+    "tensorflow-cpu>=2.18,<2.22",
+    "tensorflow-datasets>=4.9.7,<5",
+    "av>=12,<20",
+    "dm-pix>=0.4.3,<0.5",
+]
+# torch==2.13.0 installs from the CPU wheel kept on the CPU machines.
+PARITY = ["torch==2.13.0", "transformers>=4.46,<6"]
+TEST = ["pytest>=8,<10", "pytest-xdist>=3.5,<4"] + DATA + PARITY
+
+setup(
+    name="vivit_jax",
+    version="0.1.0",
+    description="ViViT and masked video autoencoders in JAX/Flax, from one CPU to pods.",
+    packages=find_packages(include=["vivit_jax", "vivit_jax.*"]),
+    python_requires=">=3.11",
+    install_requires=CORE,
+    extras_require={"data": DATA, "parity": PARITY, "test": TEST},
+)

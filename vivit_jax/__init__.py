@@ -1,0 +1,7 @@
+"""vivit_jax: ViViT and masked video autoencoders in JAX/Flax.
+
+Subpackages: `models` (Flax modules), `convert` (published weights in),
+`train` (sharded steps, optimisers), `data` (tf.data input; needs TensorFlow).
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,161 @@
+"""Multi-head attention on `jax.nn.dot_product_attention`, with logical axes.
+
+Three attention layouts share one module:
+  * joint:      every token attends to every token of the sequence;
+  * spatial / temporal grouping is done by the caller reshaping tokens, so
+    `MultiHeadAttention` only ever sees `(B, L, D)`;
+  * `FactorisedDotProductAttention` (ViViT Model 4) splits the heads: half attend
+    within a frame, half attend across time at one spatial location.
+
+The attention kernel is chosen by `implementation`: None lets JAX pick,
+"xla" is the portable default, "cudnn" is the fused flash kernel on NVIDIA
+GPUs (needs bfloat16/float16 compute).
+"""
+
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+# Logical axis names used throughout the models; train/ maps them to mesh axes.
+EMBED = "embed"
+HEADS = "heads"
+KV = "kv"
+MLP = "mlp"
+
+
+def attention_kernel_init(shape_axes):
+  return nn.with_logical_partitioning(nn.initializers.xavier_uniform(), shape_axes)
+
+
+def dot_product_attention(query, key, value, implementation: Optional[str]):
+  """Scaled dot-product attention.
+
+  Args:
+    query, key, value: `(B, L, heads, head_dim)`.
+    implementation: None, "xla" or "cudnn" (see module docstring).
+
+  Returns:
+    `(B, L, heads, head_dim)`.
+  """
+  if implementation == "cudnn" and query.dtype not in (jnp.bfloat16, jnp.float16):
+    raise ValueError(
+        "attention_impl='cudnn' needs dtype bfloat16 or float16, got "
+        f"{query.dtype}; set model.dtype='bfloat16' or attention_impl='xla'.")
+  return jax.nn.dot_product_attention(query, key, value, implementation=implementation)
+
+
+class QKVProjection(nn.Module):
+  """Projects `(B, L, D)` tokens to query, key and value `(B, L, heads, head_dim)`."""
+
+  num_heads: int
+  qkv_bias: bool = True
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    hidden = x.shape[-1]
+    if hidden % self.num_heads:
+      raise ValueError(f"hidden_size {hidden} is not divisible by num_heads {self.num_heads}")
+    head_dim = hidden // self.num_heads
+
+    def project(name):
+      return nn.DenseGeneral(
+          features=(self.num_heads, head_dim),
+          use_bias=self.qkv_bias,
+          dtype=self.dtype,
+          param_dtype=self.param_dtype,
+          kernel_init=attention_kernel_init((EMBED, HEADS, KV)),
+          bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (HEADS, KV)),
+          name=name,
+      )(x)
+
+    return project("query"), project("key"), project("value")
+
+
+class OutputProjection(nn.Module):
+  """Merges `(B, L, heads, head_dim)` back to `(B, L, D)`."""
+
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    hidden = x.shape[-2] * x.shape[-1]
+    return nn.DenseGeneral(
+        features=hidden,
+        axis=(-2, -1),
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        kernel_init=attention_kernel_init((HEADS, KV, EMBED)),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (EMBED,)),
+        name="out",
+    )(x)
+
+
+class MultiHeadAttention(nn.Module):
+  """Self-attention over `(B, L, D)` tokens."""
+
+  num_heads: int
+  qkv_bias: bool = True
+  attention_impl: Optional[str] = "xla"
+  dropout_rate: float = 0.0
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False):
+    q, k, v = QKVProjection(self.num_heads, self.qkv_bias, self.dtype, self.param_dtype,
+                            name="qkv")(x)
+    out = dot_product_attention(q, k, v, self.attention_impl)
+    out = OutputProjection(self.dtype, self.param_dtype, name="proj")(out)
+    return nn.Dropout(self.dropout_rate)(out, deterministic=not train)
+
+
+class FactorisedDotProductAttention(nn.Module):
+  """ViViT Model 4: half the heads attend spatially, half temporally.
+
+  Input `(B, T, S, D)` with T time indices and S spatial tokens per time index.
+  Heads `[0, H/2)` attend over the S tokens of their frame; heads `[H/2, H)`
+  attend over the T tokens at their spatial location. The head outputs are
+  concatenated and projected as in ordinary multi-head attention.
+  """
+
+  num_heads: int
+  qkv_bias: bool = True
+  attention_impl: Optional[str] = "xla"
+  dropout_rate: float = 0.0
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False):
+    if self.num_heads % 2:
+      raise ValueError(
+          f"factorised_dot_product needs an even num_heads, got {self.num_heads}")
+    b, t, s, d = x.shape
+    q, k, v = QKVProjection(self.num_heads, self.qkv_bias, self.dtype, self.param_dtype,
+                            name="qkv")(x.reshape(b, t * s, d))
+    half = self.num_heads // 2
+    head_dim = q.shape[-1]
+
+    def spatial(a):  # (B, T*S, H/2, hd) -> (B*T, S, H/2, hd)
+      return a.reshape(b * t, s, half, head_dim)
+
+    def temporal(a):  # (B, T*S, H/2, hd) -> (B*S, T, H/2, hd)
+      return a.reshape(b, t, s, half, head_dim).transpose(0, 2, 1, 3, 4).reshape(
+          b * s, t, half, head_dim)
+
+    out_s = dot_product_attention(spatial(q[:, :, :half]), spatial(k[:, :, :half]),
+                                  spatial(v[:, :, :half]), self.attention_impl)
+    out_t = dot_product_attention(temporal(q[:, :, half:]), temporal(k[:, :, half:]),
+                                  temporal(v[:, :, half:]), self.attention_impl)
+    out_s = out_s.reshape(b, t, s, half, head_dim)
+    out_t = out_t.reshape(b, s, t, half, head_dim).transpose(0, 2, 1, 3, 4)
+    out = jnp.concatenate([out_s, out_t], axis=3)
+    out = OutputProjection(self.dtype, self.param_dtype, name="proj")(out)
+    return nn.Dropout(self.dropout_rate)(out, deterministic=not train)

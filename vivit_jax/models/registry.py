@@ -1,0 +1,77 @@
+"""Builds a model from its config: `build_model(config.model)`.
+
+A model config is a mapping (ml_collections `ConfigDict` or dict) with
+  name: "vivit" (the classifier, any variant) or "videomae" (the masked
+        autoencoder);
+  size: optional ViT size, one of VIT_SIZES, filling hidden_size, num_layers,
+        num_heads and mlp_dim (explicit keys win);
+and otherwise the fields of `ViViT` / `MaskedVideoAutoencoder`. An unknown
+key fails at once with its name and the valid ones.
+"""
+
+import dataclasses
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from vivit_jax.models.videomae import MaskedVideoAutoencoder
+from vivit_jax.models.vivit import ViViT
+
+MODELS = {"vivit": ViViT, "videomae": MaskedVideoAutoencoder}
+
+VIT_SIZES = {
+    "Ti": dict(hidden_size=192, num_layers=12, num_heads=3, mlp_dim=768),
+    "S": dict(hidden_size=384, num_layers=12, num_heads=6, mlp_dim=1536),
+    "B": dict(hidden_size=768, num_layers=12, num_heads=12, mlp_dim=3072),
+    "L": dict(hidden_size=1024, num_layers=24, num_heads=16, mlp_dim=4096),
+    "H": dict(hidden_size=1280, num_layers=32, num_heads=16, mlp_dim=5120),
+}
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def _as_dict(config: Any) -> dict:
+  if hasattr(config, "to_dict"):
+    return config.to_dict()
+  return dict(config)
+
+
+def model_fields(name: str) -> set:
+  """Config keys the model called `name` accepts (besides `name` and `size`)."""
+  return {f.name for f in dataclasses.fields(MODELS[name])
+          if f.init and f.name not in ("parent", "name")}
+
+
+def resolve_model_kwargs(config: Mapping[str, Any]) -> tuple:
+  """`(model class, constructor kwargs)` for a model config; validates keys."""
+  config = _as_dict(config)
+  name = config.pop("name", "vivit")
+  if name not in MODELS:
+    raise ValueError(f"model.name must be one of {sorted(MODELS)}, got {name!r}")
+  size = config.pop("size", None)
+  kwargs = {}
+  if size is not None:
+    if size not in VIT_SIZES:
+      raise ValueError(f"model.size must be one of {list(VIT_SIZES)}, got {size!r}")
+    kwargs.update(VIT_SIZES[size])
+  unknown = sorted(set(config) - model_fields(name))
+  if unknown:
+    raise ValueError(f"unknown model config key(s) {unknown} for model.name={name!r}; "
+                     f"valid keys: {sorted(model_fields(name) | {'name', 'size'})}")
+  kwargs.update(config)
+  for key in ("dtype", "param_dtype"):
+    if isinstance(kwargs.get(key), str):
+      if kwargs[key] not in DTYPES:
+        raise ValueError(f"model.{key} must be one of {sorted(DTYPES)}, got {kwargs[key]!r}")
+      kwargs[key] = DTYPES[kwargs[key]]
+  for key in ("patch_size",):
+    if isinstance(kwargs.get(key), list):
+      kwargs[key] = tuple(kwargs[key])
+  return MODELS[name], kwargs
+
+
+def build_model(config: Mapping[str, Any]) -> nn.Module:
+  """The Flax module described by a model config (see module docstring)."""
+  cls, kwargs = resolve_model_kwargs(config)
+  return cls(**kwargs)

@@ -1,0 +1,163 @@
+"""ViViT (Arnab et al., 2021): the four variants behind one `variant` field.
+
+  spatio_temporal            Model 1: joint attention over all tubelet tokens.
+  factorised_encoder         Model 2: a spatial encoder per time index, then a
+                             temporal encoder over the per-frame summaries.
+  factorised_self_attention  Model 3: every block attends spatially, then
+                             temporally, then applies the MLP.
+  factorised_dot_product     Model 4: half the heads attend spatially, half
+                             temporally, inside one attention layer.
+
+Input `(B, T, H, W, C)` channels-last video; output `(B, num_classes)` logits,
+or `(B, D')` pooled features when `num_classes == 0`. The encoder's output
+tokens are sown as `intermediates/tokens` (`(B, L, D)` for Models 1 and 2,
+`(B, nt*nh*nw, D)` for Models 3 and 4).
+"""
+
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from vivit_jax.models import embedding as emb
+from vivit_jax.models import layers
+from vivit_jax.models.attention import EMBED
+
+Dtype = Any
+
+VARIANTS = ("spatio_temporal", "factorised_encoder", "factorised_self_attention",
+            "factorised_dot_product")
+CLASSIFIERS = ("token", "gap")
+
+
+class ViViT(nn.Module):
+  """Video Vision Transformer classifier; see the module docstring."""
+
+  variant: str = "spatio_temporal"
+  num_classes: int = 400
+  hidden_size: int = 768
+  num_layers: int = 12
+  num_heads: int = 12
+  mlp_dim: int = 3072
+  temporal_layers: int = 4  # factorised_encoder: depth of the temporal encoder.
+  patch_size: emb.IntOrPair = 16
+  tubelet_size: int = 2
+  frame_stride: int = 1
+  classifier: str = "token"
+  fc_norm: bool = False  # "gap" only: LayerNorm after pooling, none on the tokens.
+  representation_size: Optional[int] = None
+  pos_embedding: str = "learned"
+  dropout_rate: float = 0.0
+  attention_dropout_rate: float = 0.0
+  drop_path_rate: float = 0.0
+  head_dropout_rate: float = 0.0
+  qkv_bias: bool = True
+  activation: str = "gelu"
+  layer_norm_eps: float = 1e-6
+  attention_impl: Optional[str] = "xla"
+  remat_policy: str = "none"
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  def _check(self):
+    if self.variant not in VARIANTS:
+      raise ValueError(f"model.variant must be one of {VARIANTS}, got {self.variant!r}")
+    if self.classifier not in CLASSIFIERS:
+      raise ValueError(f"model.classifier must be one of {CLASSIFIERS}, got {self.classifier!r}")
+    if self.fc_norm and self.classifier != "gap":
+      raise ValueError("model.fc_norm=True needs model.classifier='gap'")
+
+  def _encoder(self, name, num_layers, block_type="joint", final_norm=True):
+    return layers.Encoder(
+        num_layers=num_layers, num_heads=self.num_heads, mlp_dim=self.mlp_dim,
+        block_type=block_type, dropout_rate=self.dropout_rate,
+        attention_dropout_rate=self.attention_dropout_rate,
+        drop_path_rate=self.drop_path_rate, qkv_bias=self.qkv_bias,
+        activation=self.activation, layer_norm_eps=self.layer_norm_eps,
+        final_norm=final_norm, attention_impl=self.attention_impl,
+        remat_policy=self.remat_policy, dtype=self.dtype, param_dtype=self.param_dtype,
+        name=name)
+
+  def _cls_token(self, name, x):
+    """Prepends a learned token to `(N, L, D)`."""
+    cls = self.param(name, nn.with_logical_partitioning(nn.initializers.zeros,
+                                                        (None, None, EMBED)),
+                     (1, 1, x.shape[-1]), self.param_dtype)
+    cls = jnp.broadcast_to(jnp.asarray(cls, x.dtype), (x.shape[0], 1, x.shape[-1]))
+    return jnp.concatenate([cls, x], axis=1)
+
+  def _pos(self, name, num_positions, broadcast_shape=()):
+    return emb.PositionEmbedding(num_positions, self.pos_embedding, broadcast_shape,
+                                 self.dtype, self.param_dtype, name=name)
+
+  def _pool(self, x, has_cls):
+    """`(N, L, D)` -> `(N, D)` by the CLS token or by the mean of all tokens."""
+    if self.classifier == "token":
+      return x[:, 0]
+    return jnp.mean(x[:, 1:] if has_cls else x, axis=1)
+
+  @nn.compact
+  def __call__(self, video, *, train: bool = False):
+    self._check()
+    tokens = emb.TubeletEmbedding(self.hidden_size, self.patch_size, self.tubelet_size,
+                                  self.frame_stride, self.dtype, self.param_dtype,
+                                  name="embedding")(jnp.asarray(video, self.dtype))
+    b, nt, nh, nw, d = tokens.shape
+    use_cls = self.classifier == "token"
+    final_norm = not self.fc_norm
+
+    if self.variant == "spatio_temporal":
+      x = tokens.reshape(b, nt * nh * nw, d)
+      if use_cls:
+        x = self._cls_token("cls_token", x)
+      x = self._pos("pos_embedding", x.shape[1])(x)
+      x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+      x = self._encoder("encoder", self.num_layers, final_norm=final_norm)(x, train=train)
+      self.sow("intermediates", "tokens", x)
+      pooled = self._pool(x, use_cls)
+
+    elif self.variant == "factorised_encoder":
+      x = tokens.reshape(b * nt, nh * nw, d)
+      if use_cls:
+        x = self._cls_token("cls_token", x)
+      x = self._pos("pos_embedding", x.shape[1])(x)
+      x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+      x = self._encoder("encoder", self.num_layers)(x, train=train)
+      x = self._pool(x, use_cls).reshape(b, nt, d)
+      if use_cls:
+        x = self._cls_token("temporal_cls_token", x)
+      x = self._pos("temporal_pos_embedding", x.shape[1])(x)
+      x = self._encoder("temporal_encoder", self.temporal_layers,
+                        final_norm=final_norm)(x, train=train)
+      self.sow("intermediates", "tokens", x)
+      pooled = self._pool(x, use_cls)
+
+    else:  # Models 3 and 4: separable embeddings, blocks over (B, T, S, D).
+      if use_cls:
+        raise ValueError(f"variant {self.variant!r} pools by average: set "
+                         "model.classifier='gap'")
+      x = tokens.reshape(b, nt, nh * nw, d)
+      x = self._pos("pos_embedding", nh * nw, (1, 1, nh * nw, d))(x)
+      x = self._pos("temporal_pos_embedding", nt, (1, nt, 1, d))(x)
+      x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+      x = self._encoder("encoder", self.num_layers, block_type=self.variant,
+                        final_norm=final_norm)(x, train=train)
+      x = x.reshape(b, nt * nh * nw, d)
+      self.sow("intermediates", "tokens", x)
+      pooled = self._pool(x, False)
+
+    if self.fc_norm:
+      pooled = layers.layer_norm(self.layer_norm_eps, self.dtype, self.param_dtype,
+                                 "fc_norm")(pooled)
+    if self.representation_size:
+      pooled = layers.dense(self.representation_size, (EMBED, "mlp"), self.dtype,
+                            self.param_dtype, "pre_logits")(pooled)
+      pooled = jnp.tanh(pooled)
+    if not self.num_classes:
+      return pooled
+    pooled = nn.Dropout(self.head_dropout_rate)(pooled, deterministic=not train)
+    logits = layers.dense(self.num_classes, ("mlp" if self.representation_size else EMBED,
+                                             "classes"),
+                          self.dtype, self.param_dtype, "head",
+                          kernel_init=nn.initializers.zeros)(pooled)
+    return jnp.asarray(logits, jnp.float32)
