@@ -48,53 +48,34 @@ def dot_product_attention(query, key, value, implementation: Optional[str]):
   return jax.nn.dot_product_attention(query, key, value, implementation=implementation)
 
 
-class QKVProjection(nn.Module):
-  """Projects `(B, L, D)` tokens to query, key and value `(B, L, heads, head_dim)`."""
+def qkv_projection(x, num_heads: int, qkv_bias: bool, dtype, param_dtype):
+  """Projects `(..., D)` tokens to query, key, value `(..., heads, head_dim)`.
 
-  num_heads: int
-  qkv_bias: bool = True
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
+  Call from inside a compact module: the `query`, `key` and `value` layers
+  become that module's children.
+  """
+  hidden = x.shape[-1]
+  if hidden % num_heads:
+    raise ValueError(f"hidden_size {hidden} is not divisible by num_heads {num_heads}")
+  head_dim = hidden // num_heads
 
-  @nn.compact
-  def __call__(self, x):
-    hidden = x.shape[-1]
-    if hidden % self.num_heads:
-      raise ValueError(f"hidden_size {hidden} is not divisible by num_heads {self.num_heads}")
-    head_dim = hidden // self.num_heads
-
-    def project(name):
-      return nn.DenseGeneral(
-          features=(self.num_heads, head_dim),
-          use_bias=self.qkv_bias,
-          dtype=self.dtype,
-          param_dtype=self.param_dtype,
-          kernel_init=attention_kernel_init((EMBED, HEADS, KV)),
-          bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (HEADS, KV)),
-          name=name,
-      )(x)
-
-    return project("query"), project("key"), project("value")
-
-
-class OutputProjection(nn.Module):
-  """Merges `(B, L, heads, head_dim)` back to `(B, L, D)`."""
-
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    hidden = x.shape[-2] * x.shape[-1]
+  def project(name):
     return nn.DenseGeneral(
-        features=hidden,
-        axis=(-2, -1),
-        dtype=self.dtype,
-        param_dtype=self.param_dtype,
-        kernel_init=attention_kernel_init((HEADS, KV, EMBED)),
-        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (EMBED,)),
-        name="out",
-    )(x)
+        features=(num_heads, head_dim), use_bias=qkv_bias, dtype=dtype,
+        param_dtype=param_dtype, name=name,
+        kernel_init=attention_kernel_init((EMBED, HEADS, KV)),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (HEADS, KV)))(x)
+
+  return project("query"), project("key"), project("value")
+
+
+def output_projection(x, dtype, param_dtype):
+  """Merges `(..., heads, head_dim)` back to `(..., D)` (layer named `out`)."""
+  hidden = x.shape[-2] * x.shape[-1]
+  return nn.DenseGeneral(
+      features=hidden, axis=(-2, -1), dtype=dtype, param_dtype=param_dtype, name="out",
+      kernel_init=attention_kernel_init((HEADS, KV, EMBED)),
+      bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (EMBED,)))(x)
 
 
 class MultiHeadAttention(nn.Module):
@@ -109,10 +90,9 @@ class MultiHeadAttention(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool = False):
-    q, k, v = QKVProjection(self.num_heads, self.qkv_bias, self.dtype, self.param_dtype,
-                            name="qkv")(x)
+    q, k, v = qkv_projection(x, self.num_heads, self.qkv_bias, self.dtype, self.param_dtype)
     out = dot_product_attention(q, k, v, self.attention_impl)
-    out = OutputProjection(self.dtype, self.param_dtype, name="proj")(out)
+    out = output_projection(out, self.dtype, self.param_dtype)
     return nn.Dropout(self.dropout_rate)(out, deterministic=not train)
 
 
@@ -138,8 +118,8 @@ class FactorisedDotProductAttention(nn.Module):
       raise ValueError(
           f"factorised_dot_product needs an even num_heads, got {self.num_heads}")
     b, t, s, d = x.shape
-    q, k, v = QKVProjection(self.num_heads, self.qkv_bias, self.dtype, self.param_dtype,
-                            name="qkv")(x.reshape(b, t * s, d))
+    q, k, v = qkv_projection(x.reshape(b, t * s, d), self.num_heads, self.qkv_bias,
+                             self.dtype, self.param_dtype)
     half = self.num_heads // 2
     head_dim = q.shape[-1]
 
@@ -157,5 +137,5 @@ class FactorisedDotProductAttention(nn.Module):
     out_s = out_s.reshape(b, t, s, half, head_dim)
     out_t = out_t.reshape(b, s, t, half, head_dim).transpose(0, 2, 1, 3, 4)
     out = jnp.concatenate([out_s, out_t], axis=3)
-    out = OutputProjection(self.dtype, self.param_dtype, name="proj")(out)
+    out = output_projection(out, self.dtype, self.param_dtype)
     return nn.Dropout(self.dropout_rate)(out, deterministic=not train)
