@@ -216,7 +216,7 @@ class MaskedVideoAutoencoder(nn.Module):
                          hidden_tokens + masking.gather_tokens(positions, masked_idx)], axis=1)
     y = self._encoder("decoder", self.decoder_layers, self.decoder_heads,
                       self.decoder_mlp_dim, True, 0.0)(y, train=train)
-    y = y[:, -num_masked:]
+    y = y[:, y.shape[1] - num_masked:]
     count_ok = jnp.all(jnp.sum(jnp.asarray(mask, jnp.int32), axis=1) == num_masked)
     ph, pw = emb.as_pair(self.patch_size)
     pixels_per_token = self.tubelet_size * ph * pw * self.num_channels

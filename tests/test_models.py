@@ -1,0 +1,201 @@
+"""ViViT variants: shapes, dtypes, jit/grad, factorisation, embeddings."""
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vivit_jax.models import attention, build_model, embedding
+
+TINY = dict(name="vivit", hidden_size=32, num_layers=2, num_heads=4, mlp_dim=64,
+            temporal_layers=1, num_classes=5)
+VARIANTS = [("spatio_temporal", "token"), ("spatio_temporal", "gap"),
+            ("factorised_encoder", "token"), ("factorised_encoder", "gap"),
+            ("factorised_self_attention", "gap"), ("factorised_dot_product", "gap")]
+
+
+def init(model, video, seed=0):
+  return nn.unbox(model.init(jax.random.key(seed), video)["params"])
+
+
+def random_params(params, seed=1):
+  """Replaces every parameter by N(0, 0.5) so no gradient is zero by init."""
+  leaves, tree = jax.tree_util.tree_flatten(params)
+  keys = jax.random.split(jax.random.key(seed), len(leaves))
+  return jax.tree_util.tree_unflatten(
+      tree, [0.5 * jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)])
+
+
+@pytest.mark.parametrize("variant,classifier", VARIANTS)
+@pytest.mark.parametrize("shape,patch,tubelet", [((4, 16, 16), 8, 2), ((6, 24, 16), (8, 4), 3)])
+def test_shapes_dtypes_and_tokens(variant, classifier, shape, patch, tubelet):
+  model = build_model(dict(TINY, variant=variant, classifier=classifier, patch_size=patch,
+                           tubelet_size=tubelet))
+  video = jnp.ones((2,) + shape + (3,))
+  params = init(model, video)
+  logits, state = model.apply({"params": params}, video, mutable=["intermediates"])
+  chex.assert_shape(logits, (2, 5))
+  chex.assert_type(logits, jnp.float32)
+  chex.assert_tree_all_finite(logits)
+  tokens = state["intermediates"]["tokens"][0]
+  nt, nh, nw = embedding.token_grid(shape, patch, tubelet)
+  expected_len = {"spatio_temporal": nt * nh * nw + (classifier == "token"),
+                  "factorised_encoder": nt + (classifier == "token")}.get(variant, nt * nh * nw)
+  chex.assert_shape(tokens, (2, expected_len, 32))
+
+
+@pytest.mark.parametrize("variant,classifier", VARIANTS)
+def test_jit_and_grad_reach_the_embedding(variant, classifier):
+  model = build_model(dict(TINY, variant=variant, classifier=classifier, patch_size=8,
+                           tubelet_size=2, drop_path_rate=0.1, dropout_rate=0.1,
+                           num_layers=1))
+  video = jax.random.normal(jax.random.key(0), (2, 4, 16, 16, 3))
+  params = random_params(init(model, video))
+
+  @jax.jit
+  def loss_grad(p):
+    def loss(p):
+      logits = model.apply({"params": p}, video, train=True,
+                           rngs={"dropout": jax.random.key(3)})
+      return jnp.mean(jax.nn.log_softmax(logits)[:, 0])
+    return jax.value_and_grad(loss)(p)
+
+  value, grads = loss_grad(params)
+  chex.assert_tree_all_finite(grads)
+  assert np.isfinite(value)
+  assert float(jnp.abs(grads["embedding"]["projection"]["kernel"]).sum()) > 0
+
+
+def test_dropout_and_drop_path_only_in_training():
+  model = build_model(dict(TINY, patch_size=8, tubelet_size=2, drop_path_rate=0.5,
+                           dropout_rate=0.3))
+  video = jax.random.normal(jax.random.key(0), (2, 4, 16, 16, 3))
+  params = random_params(init(model, video))
+  eval_a = model.apply({"params": params}, video)
+  eval_b = model.apply({"params": params}, video)
+  train_a = model.apply({"params": params}, video, train=True, rngs={"dropout": jax.random.key(1)})
+  train_b = model.apply({"params": params}, video, train=True, rngs={"dropout": jax.random.key(2)})
+  np.testing.assert_array_equal(eval_a, eval_b)
+  assert not np.allclose(train_a, train_b)
+
+
+def test_bfloat16_compute_with_float32_params():
+  model = build_model(dict(TINY, patch_size=8, tubelet_size=2, dtype="bfloat16"))
+  video = jax.random.normal(jax.random.key(0), (2, 4, 16, 16, 3))
+  params = init(model, video)
+  assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(params))
+  logits, state = jax.jit(lambda p: model.apply({"params": p}, video,
+                                                mutable=["intermediates"]))(params)
+  assert state["intermediates"]["tokens"][0].dtype == jnp.bfloat16
+  chex.assert_type(logits, jnp.float32)
+  ref = build_model(dict(TINY, patch_size=8, tubelet_size=2)).apply({"params": params}, video)
+  np.testing.assert_allclose(logits, ref, atol=0.05)
+
+
+def test_cudnn_attention_needs_half_precision():
+  model = build_model(dict(TINY, patch_size=8, tubelet_size=2, attention_impl="cudnn"))
+  with pytest.raises(ValueError, match="bfloat16"):
+    model.init(jax.random.key(0), jnp.ones((1, 4, 16, 16, 3)))
+
+
+def test_models_3_and_4_refuse_a_cls_token_clearly():
+  model = build_model(dict(TINY, variant="factorised_dot_product", classifier="token",
+                           patch_size=8, tubelet_size=2))
+  with pytest.raises(ValueError, match="classifier='gap'"):
+    model.init(jax.random.key(0), jnp.ones((1, 4, 16, 16, 3)))
+
+
+def _influence(fn, x):
+  """`(T, S, T, S)` boolean: does output token (t, s) depend on input (t', s')?"""
+  t, s = x.shape[1], x.shape[2]
+  jac = jax.jit(jax.jacrev(lambda y: fn(y)[0].sum(-1)))(x)  # (T, S, 1, T, S, D)
+  return np.asarray(jnp.abs(jac[:, :, 0]).sum(-1) > 1e-9).reshape(t, s, t, s)
+
+
+def test_factorised_dot_product_attention_sees_only_row_and_column():
+  t, s, d = 3, 4, 8
+  layer = attention.FactorisedDotProductAttention(num_heads=2)
+  x = jax.random.normal(jax.random.key(0), (1, t, s, d))
+  params = random_params(nn.unbox(layer.init(jax.random.key(0), x)["params"]))
+  seen = _influence(lambda y: layer.apply({"params": params}, y), x)
+  same_t = np.arange(t)[:, None, None, None] == np.arange(t)[None, None, :, None]
+  same_s = np.arange(s)[None, :, None, None] == np.arange(s)[None, None, None, :]
+  np.testing.assert_array_equal(seen, np.broadcast_to(same_t | same_s, seen.shape))
+
+
+@pytest.mark.parametrize("half", ["spatial_attention", "temporal_attention"])
+def test_factorised_self_attention_halves_are_factorised(half):
+  """In a Model 3 block, the spatial layer mixes only within a frame and the
+  temporal layer only across time at one location."""
+  from vivit_jax.models.layers import EncoderBlock
+  t, s, d = 3, 4, 8
+  block = EncoderBlock("factorised_self_attention", num_heads=2, mlp_dim=16)
+  x = jax.random.normal(jax.random.key(0), (1, t, s, d))
+  params = random_params(nn.unbox(block.init(jax.random.key(0), x)["params"]))
+  layer = attention.MultiHeadAttention(num_heads=2)
+  if half == "spatial_attention":
+    fn = lambda y: layer.apply({"params": params[half]}, y.reshape(t, s, d)).reshape(1, t, s, d)
+    allowed = np.arange(t)[:, None, None, None] == np.arange(t)[None, None, :, None]
+  else:
+    fn = lambda y: layer.apply({"params": params[half]},
+                               y[0].transpose(1, 0, 2)).transpose(1, 0, 2)[None]
+    allowed = np.arange(s)[None, :, None, None] == np.arange(s)[None, None, None, :]
+  seen = _influence(fn, x)
+  np.testing.assert_array_equal(seen, np.broadcast_to(allowed, seen.shape))
+  # The whole block, by contrast, lets every token reach every other one.
+  full = _influence(lambda y: block.apply({"params": params}, y), x)
+  assert full.all()
+
+
+@pytest.mark.parametrize("method", ["central_frame", "average"])
+def test_inflated_kernel_embeds_a_static_clip_like_the_2d_kernel(method):
+  p, c, d, tubelet = 4, 3, 16, 3
+  kernel_2d = jax.random.normal(jax.random.key(0), (p, p, c, d))
+  frame = jax.random.normal(jax.random.key(1), (8, 8, c))
+  clip = jnp.broadcast_to(frame, (1, 6, 8, 8, c))
+  module = embedding.TubeletEmbedding(d, p, tubelet)
+  params = {"projection": {"kernel": embedding.inflate_2d_kernel(kernel_2d, tubelet, method),
+                           "bias": jnp.zeros((d,))}}
+  tokens = module.apply({"params": params}, clip)  # (1, 2, 2, 2, d)
+  patches = frame.reshape(2, p, 2, p, c).transpose(0, 2, 1, 3, 4)
+  expected = jnp.einsum("hwijc,ijcd->hwd", patches, kernel_2d)
+  for t in range(tokens.shape[1]):
+    np.testing.assert_allclose(tokens[0, t], expected, rtol=1e-5, atol=1e-5)
+  if method == "central_frame":
+    inflated = embedding.inflate_2d_kernel(kernel_2d, tubelet, method)
+    assert float(jnp.abs(inflated[0]).sum()) == 0.0
+
+
+def test_sinusoid_table_matches_the_formula():
+  table = embedding.sinusoid_table(10, 6)
+  pos, i = 7, 2  # channel 2i = 4 (sin), 2i + 1 = 5 (cos)
+  angle = pos / 10000 ** (2 * i / 6)
+  np.testing.assert_allclose(table[pos, 4], np.sin(angle), rtol=1e-6)
+  np.testing.assert_allclose(table[pos, 5], np.cos(angle), rtol=1e-6)
+
+
+def test_position_embedding_interpolation_keeps_a_smooth_grid():
+  nt, nh, nw, d = 2, 4, 4, 3
+  coords = np.stack(np.meshgrid(np.arange(nt), np.arange(nh), np.arange(nw), indexing="ij"), -1)
+  linear = jnp.asarray(coords.reshape(1, -1, 3), jnp.float32)  # a linear function of position
+  out = embedding.interpolate_grid_embedding(linear, (nt, nh, nw), (nt, 8, 8))
+  chex.assert_shape(out, (1, nt * 64, 3))
+  grid = np.asarray(out).reshape(nt, 8, 8, 3)
+  assert np.all(np.diff(grid[..., 1], axis=1) >= -1e-6)  # still increasing along h
+  np.testing.assert_allclose(grid[..., 0], np.broadcast_to(np.arange(nt)[:, None, None],
+                                                            (nt, 8, 8)))
+
+
+def test_frame_stride_uniform_sampling():
+  model = build_model(dict(TINY, patch_size=8, tubelet_size=1, frame_stride=2))
+  video = jnp.ones((1, 8, 16, 16, 3))
+  params = init(model, video)
+  assert params["pos_embedding"]["embedding"].shape == (4 * 2 * 2 + 1, 32)
+
+
+def test_indivisible_input_names_the_axis():
+  model = build_model(dict(TINY, patch_size=8, tubelet_size=3))
+  with pytest.raises(ValueError, match="num_frames=4"):
+    model.init(jax.random.key(0), jnp.ones((1, 4, 16, 16, 3)))
