@@ -160,6 +160,7 @@ class Encoder(nn.Module):
   activation: str = "gelu"
   layer_norm_eps: float = 1e-6
   final_norm: bool = True
+  final_norm_eps: Optional[float] = None  # None: layer_norm_eps
   attention_impl: Optional[str] = "xla"
   remat_policy: str = "none"
   dtype: Dtype = jnp.float32
@@ -186,5 +187,6 @@ class Encoder(nn.Module):
         x = nn.with_logical_constraint(x, ("activation_batch", "activation_length",
                                            "activation_embed"))
     if self.final_norm:
-      x = layer_norm(self.layer_norm_eps, self.dtype, self.param_dtype, "norm")(x)
+      eps = self.layer_norm_eps if self.final_norm_eps is None else self.final_norm_eps
+      x = layer_norm(eps, self.dtype, self.param_dtype, "norm")(x)
     return x

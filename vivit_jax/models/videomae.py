@@ -142,6 +142,7 @@ class MaskedVideoAutoencoder(nn.Module):
   decoder_layers: int = 4
   decoder_heads: int = 6
   decoder_mlp_dim: int = 1536
+  decoder_norm_eps: Optional[float] = None  # final decoder norm; None: layer_norm_eps
   pos_embedding: str = "sinusoid"
   mask_type: str = "tube"
   mask_ratio: float = 0.9
@@ -155,11 +156,13 @@ class MaskedVideoAutoencoder(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
-  def _encoder(self, name, num_layers, num_heads, mlp_dim, final_norm, drop_path_rate):
+  def _encoder(self, name, num_layers, num_heads, mlp_dim, final_norm, drop_path_rate,
+               final_norm_eps=None):
     return layers.Encoder(
         num_layers=num_layers, num_heads=num_heads, mlp_dim=mlp_dim,
         drop_path_rate=drop_path_rate, qkv_bias=self.qkv_bias, activation=self.activation,
         layer_norm_eps=self.layer_norm_eps, final_norm=final_norm,
+        final_norm_eps=final_norm_eps,
         attention_impl=self.attention_impl, remat_policy=self.remat_policy,
         dtype=self.dtype, param_dtype=self.param_dtype, name=name)
 
@@ -215,7 +218,7 @@ class MaskedVideoAutoencoder(nn.Module):
     y = jnp.concatenate([y + masking.gather_tokens(positions, visible_idx),
                          hidden_tokens + masking.gather_tokens(positions, masked_idx)], axis=1)
     y = self._encoder("decoder", self.decoder_layers, self.decoder_heads,
-                      self.decoder_mlp_dim, True, 0.0)(y, train=train)
+                      self.decoder_mlp_dim, True, 0.0, self.decoder_norm_eps)(y, train=train)
     y = y[:, y.shape[1] - num_masked:]
     count_ok = jnp.all(jnp.sum(jnp.asarray(mask, jnp.int32), axis=1) == num_masked)
     ph, pw = emb.as_pair(self.patch_size)

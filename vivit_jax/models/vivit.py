@@ -27,7 +27,9 @@ Dtype = Any
 
 VARIANTS = ("spatio_temporal", "factorised_encoder", "factorised_self_attention",
             "factorised_dot_product")
-CLASSIFIERS = ("token", "gap")
+# token: a prepended CLS token; gap: mean of all tokens; first: the first patch
+# token, no CLS prepended (VideoMAE classifiers without mean pooling).
+CLASSIFIERS = ("token", "gap", "first")
 
 
 class ViViT(nn.Module):
@@ -45,6 +47,7 @@ class ViViT(nn.Module):
   frame_stride: int = 1
   classifier: str = "token"
   fc_norm: bool = False  # "gap" only: LayerNorm after pooling, none on the tokens.
+  fc_norm_eps: Optional[float] = None  # None: layer_norm_eps
   representation_size: Optional[int] = None
   pos_embedding: str = "learned"
   dropout_rate: float = 0.0
@@ -92,7 +95,7 @@ class ViViT(nn.Module):
 
   def _pool(self, x, has_cls):
     """`(N, L, D)` -> `(N, D)` by the CLS token or by the mean of all tokens."""
-    if self.classifier == "token":
+    if self.classifier in ("token", "first"):
       return x[:, 0]
     return jnp.mean(x[:, 1:] if has_cls else x, axis=1)
 
@@ -133,7 +136,7 @@ class ViViT(nn.Module):
       pooled = self._pool(x, use_cls)
 
     else:  # Models 3 and 4: separable embeddings, blocks over (B, T, S, D).
-      if use_cls:
+      if self.classifier != "gap":
         raise ValueError(f"variant {self.variant!r} pools by average: set "
                          "model.classifier='gap'")
       x = tokens.reshape(b, nt, nh * nw, d)
@@ -147,8 +150,8 @@ class ViViT(nn.Module):
       pooled = self._pool(x, False)
 
     if self.fc_norm:
-      pooled = layers.layer_norm(self.layer_norm_eps, self.dtype, self.param_dtype,
-                                 "fc_norm")(pooled)
+      eps = self.layer_norm_eps if self.fc_norm_eps is None else self.fc_norm_eps
+      pooled = layers.layer_norm(eps, self.dtype, self.param_dtype, "fc_norm")(pooled)
     if self.representation_size:
       pooled = layers.dense(self.representation_size, (EMBED, "mlp"), self.dtype,
                             self.param_dtype, "pre_logits")(pooled)
