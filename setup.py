@@ -23,6 +23,7 @@ DATA = [
     "tensorflow-cpu>=2.18,<2.22",
     "tensorflow-datasets>=4.9.7,<5",
     "av>=12,<20",
+    "importlib_resources>=5",  # tensorflow-datasets imports it without declaring it
     "dm-pix>=0.4.3,<0.5",
 ]
 # torch==2.13.0 installs from the CPU wheel kept on the CPU machines.

@@ -1,0 +1,34 @@
+"""Video input pipelines on tf.data: DMVR TFRecords, TFDS, or lists of files.
+
+    from vivit_jax import data
+    config = data.default_data_config()
+    it = data.create_iterator(config, train=True, batch_size=8, seed=0)
+    batch = next(it)  # {"video": (B, T, H, W, C) float32, "label": (B,) int32}
+
+Importing this package does not import TensorFlow; `default_data_config`
+and `resolve_data_config` never do. Everything else loads on first use.
+"""
+
+import importlib
+
+from vivit_jax.data.config import default_data_config
+from vivit_jax.data.config import resolve_data_config
+
+_LAZY = {
+    "create_iterator": ("vivit_jax.data.builder", "create_iterator"),
+    "build_source": ("vivit_jax.data.builder", "build_source"),
+    "VideoIterator": ("vivit_jax.data.iterator", "VideoIterator"),
+    "write_demo_dataset": ("vivit_jax.data.synthetic", "write_demo_dataset"),
+    "demo_data_config": ("vivit_jax.data.synthetic", "demo_data_config"),
+}
+
+__all__ = ["default_data_config", "resolve_data_config", *_LAZY]
+
+
+def __getattr__(name):
+  if name not in _LAZY:
+    raise AttributeError(f"module 'vivit_jax.data' has no attribute {name!r}")
+  module_name, attribute = _LAZY[name]
+  value = getattr(importlib.import_module(module_name), attribute)
+  globals()[name] = value
+  return value

@@ -1,0 +1,117 @@
+"""`create_iterator`: config -> source -> start-up checks -> `VideoIterator`.
+
+Start-up checks fail fast, naming the config key or the file: a missing file
+list or pattern, an empty dataset or process shard, labels outside
+`num_classes` (all of a list file; the first `probe_videos` records
+otherwise, the rest as they stream), and a clip longer than every probed
+video. One clip is then decoded outside the error-skipping path, so a
+pipeline that cannot decode anything fails here instead of spinning.
+"""
+
+from typing import Any, Optional
+
+import tensorflow as tf
+
+from vivit_jax.data import config as config_lib
+from vivit_jax.data import iterator as iterator_lib
+from vivit_jax.data import pipeline
+from vivit_jax.data import record_source
+from vivit_jax.data import sampling
+from vivit_jax.data import video_list_source
+
+
+def build_source(config, train: bool, process_index: int = 0, process_count: int = 1):
+  """The configured source's shard for this process (see `config.source`)."""
+  if config.source == "tfrecord":
+    key = "train_files" if train else "eval_files"
+    return record_source.dmvr_source(config[key], key, process_index, process_count)
+  if config.source == "video_list":
+    key = "train_list" if train else "eval_list"
+    return video_list_source.VideoListSource(config[key], key, config.video_root,
+                                             process_index, process_count)
+  from vivit_jax.data import tfds_source  # pylint: disable=import-outside-toplevel
+  return tfds_source.tfds_source(config, "train_split" if train else "eval_split",
+                                 process_index, process_count)
+
+
+def _check_labels(source, config, probed, probed_ids):
+  if isinstance(source, video_list_source.VideoListSource):
+    for position, label in enumerate(source.all_labels):
+      if not 0 <= label < config.num_classes:
+        raise ValueError(f"{source.list_path}: video {position} has label {label}, outside "
+                         f"[0, data.num_classes={config.num_classes})")
+  for local_id, found in zip(probed_ids, probed):
+    if not found["labels"]:
+      raise ValueError(f"{source.describe(local_id)}: no label (`clip/label/index` is empty)")
+    for label in found["labels"]:
+      if not 0 <= label < config.num_classes:
+        raise ValueError(f"{source.describe(local_id)}: label {label} is outside "
+                         f"[0, data.num_classes={config.num_classes})")
+
+
+def _check_lengths(source, config, probed, probed_ids) -> list:
+  """Returns the probed local ids with frames, for the smoke test."""
+  lengths = [found["num_frames"] for found in probed]
+  readable = [i for i, length in zip(probed_ids, lengths) if length > 0]
+  if not readable:
+    raise ValueError(f"{source.name}: none of the first {len(probed_ids)} videos has "
+                     f"readable frames: {[source.describe(i) for i in probed_ids[:5]]}")
+  needed = (config.num_frames if config.sampling == "segment"
+            else sampling.clip_span(config.num_frames, config.stride))
+  longest = max(lengths)
+  if needed > longest:
+    where = source.describe(probed_ids[lengths.index(longest)])
+    raise ValueError(
+        f"data.num_frames={config.num_frames} x data.stride={config.stride} spans {needed} "
+        f"frames, longer than every probed video of {source.name} (longest: {longest} "
+        f"frames, {where})")
+  return readable
+
+
+def _smoke_test(source, row_fn, local_ids):
+  """Decodes one clip of the first of `local_ids` that decodes, errors visible."""
+  failures = []
+  for local_id in local_ids:
+    try:
+      row = row_fn(tf.constant(0, tf.int64), tf.constant(local_id, tf.int64))
+    except tf.errors.OpError as error:
+      failures.append(f"{source.describe(local_id)}: {error.message.splitlines()[0]}")
+      continue
+    if bool(tf.reduce_all(row["ok"])):
+      return
+    failures.append(f"{source.describe(local_id)}: undecodable (see log)")
+  raise ValueError(f"{source.name}: no clip of the first {len(local_ids)} readable videos "
+                   f"decodes: {failures[:3]}")
+
+
+def create_iterator(config: Any, train: bool, batch_size: int, seed: int = 0,
+                    process_index: int = 0, process_count: int = 1,
+                    state: Optional[dict] = None) -> iterator_lib.VideoIterator:
+  """Host-local batch iterator for this process's shard; see `VideoIterator`.
+
+  Args:
+    config: data config (ConfigDict or mapping) overriding `default_data_config()`.
+    train: infinite, shuffled, augmented clips if True; else one ordered pass
+      over all T x S eval views of every local video.
+    batch_size: rows per batch on this process (B_local).
+    seed: makes order and augmentation reproducible.
+    process_index, process_count: this process's contiguous shard of videos.
+    state: a `get_state()` dict to resume from.
+  """
+  config = config_lib.resolve_data_config(config)
+  if batch_size <= 0:
+    raise ValueError(f"batch_size must be positive, got {batch_size}")
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index={process_index} not in [0, {process_count})")
+  source = build_source(config, train, process_index, process_count)
+  if source.num_videos == 0:
+    raise ValueError(f"{source.name}: process {process_index} of {process_count} gets no "
+                     f"videos ({source.num_videos_total} in total)")
+  probed_ids = list(range(min(config.probe_videos or 1, source.num_videos)))
+  probed = source.probe(probed_ids)
+  _check_labels(source, config, probed, probed_ids)
+  readable_ids = _check_lengths(source, config, probed, probed_ids)
+  row_fn = pipeline.make_row_fn(source, config, train, seed, process_index)
+  _smoke_test(source, row_fn, readable_ids)
+  return iterator_lib.VideoIterator(source, config, train, batch_size, seed, process_index,
+                                    state=state, row_fn=row_fn)
