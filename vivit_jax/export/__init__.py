@@ -1,0 +1,52 @@
+"""Exporting a model checkpoint's inference function for serving.
+
+    python -m vivit_jax.export --checkpoint CKPT_DIR --output OUT_DIR \
+        [--batch-size N] [--format stablehlo|saved_model|both] [--platforms cpu,cuda]
+
+    from vivit_jax.export import export_checkpoint, load_exported
+    export_checkpoint("ckpt", "out")                  # StableHLO, symbolic batch
+    logits = load_exported("out")(video)              # (B, T, H, W, C) float32
+
+`inference` builds `function(params, video) -> logits` from the checkpoint,
+`stablehlo` serializes it with `jax.export` (and loads it back), and
+`saved_model` converts it to a TensorFlow SavedModel with `jax2tf` (needs
+TensorFlow; nothing else here does).
+"""
+
+import os
+from typing import Any, Dict, Optional, Sequence
+
+from vivit_jax.export.inference import ServedModel, load_served_model
+from vivit_jax.export.stablehlo import (DEFAULT_PLATFORMS, LoadedExport, export_stablehlo,
+                                        load_exported)
+
+FORMATS = ("stablehlo", "saved_model", "both")
+SAVED_MODEL_DIR = "saved_model"
+
+__all__ = ["FORMATS", "LoadedExport", "ServedModel", "export_checkpoint", "export_stablehlo",
+           "load_exported", "load_served_model"]
+
+
+def export_checkpoint(checkpoint_dir: str, out_dir: str, batch_size: Optional[int] = None,
+                      fmt: str = "stablehlo", platforms: Sequence[str] = DEFAULT_PLATFORMS,
+                      num_frames: Optional[int] = None,
+                      image_size: Optional[int] = None) -> Dict[str, Any]:
+  """Exports `checkpoint_dir` to `out_dir`; returns what was written.
+
+  `fmt`: "stablehlo" (`stablehlo.export_stablehlo`, files in `out_dir`),
+  "saved_model" (`out_dir/saved_model`) or "both". The result has
+  `signature` (stablehlo) and `saved_model` (its path).
+  """
+  if fmt not in FORMATS:
+    raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+  if fmt in ("saved_model", "both"):
+    from vivit_jax.export import saved_model  # pylint: disable=g-import-not-at-top
+    saved_model._tensorflow()  # pylint: disable=protected-access  # fail before any work
+  served = load_served_model(checkpoint_dir, num_frames=num_frames, image_size=image_size)
+  written: Dict[str, Any] = {}
+  if fmt in ("stablehlo", "both"):
+    written["signature"] = export_stablehlo(served, out_dir, batch_size, platforms)
+  if fmt in ("saved_model", "both"):
+    written["saved_model"] = saved_model.export_saved_model(
+        served, os.path.join(out_dir, SAVED_MODEL_DIR), batch_size, platforms)
+  return written

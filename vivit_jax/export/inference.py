@@ -1,0 +1,90 @@
+"""The inference function of a model checkpoint, as exported.
+
+    served = load_served_model("ckpt_dir")
+    logits = served.function(served.params, video)   # (B, T, H, W, C) -> (B, classes)
+
+`function(params, video)` is pure: the parameters are an argument, so the
+exported program stays small and the weights travel beside it (`params.npz`).
+Video is float32 channels-last `(B, T, H, W, C)`, already preprocessed as
+the checkpoint's input spec says (`vivit_jax.inference`: resize, centre
+crop, `(pixels / 255 - mean) / std`); the output is float32 logits
+`(B, num_classes)`, or pooled features `(B, D)` for a checkpoint without
+a head.
+"""
+
+import dataclasses
+import os
+from typing import Any, Callable, Dict, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vivit_jax import checkpoints
+from vivit_jax import inference
+from vivit_jax.models import build_model
+
+
+@dataclasses.dataclass(frozen=True)
+class ServedModel:
+  """A checkpoint ready for export.
+
+  Attributes:
+    function: `(params, video) -> outputs`, see module docstring.
+    params: nested dicts of float numpy arrays (plain dicts, no boxes).
+    video_shape: `(T, H, W, C)` of one example.
+    output_name: "logits" or "features".
+    output_size: classes, or the feature width.
+    input_spec: `inference.InputSpec.to_json()`: how frames become `video`.
+    labels: class names (None without any).
+    model_config: the checkpoint's model config.
+  """
+
+  function: Callable[[Any, Any], Any]
+  params: Dict[str, Any]
+  video_shape: tuple
+  output_name: str
+  output_size: int
+  input_spec: Dict[str, Any]
+  labels: Optional[list]
+  model_config: Dict[str, Any]
+
+
+def plain_tree(params) -> Dict[str, Any]:
+  """Nested plain dicts of numpy arrays (the structure `params.npz` restores)."""
+  return checkpoints.unflatten_params(
+      {k: np.asarray(v) for k, v in checkpoints.flatten_params(params).items()})
+
+
+def load_served_model(checkpoint_dir: str, num_frames: Optional[int] = None,
+                      image_size: Optional[int] = None) -> ServedModel:
+  """Reads a model checkpoint (`vivit_jax.checkpoints`) for export.
+
+  `num_frames` / `image_size` override the input spec of its config.json
+  (needed where it records none). Raises ValueError for a checkpoint that is
+  not a ViViT (a VideoMAE pretraining autoencoder has no inference output).
+  """
+  where = os.path.join(checkpoint_dir, checkpoints.CONFIG_FILE)
+  config = checkpoints.load_model_config(checkpoint_dir)
+  model_config = dict(config["model"])
+  if model_config.get("name", "vivit") != "vivit":
+    raise ValueError(f"{where}: model.name={model_config.get('name')!r}; export needs a "
+                     "'vivit' classifier or feature extractor, not a pretraining model")
+  spec = inference.resolve_input_spec(config, where, num_frames=num_frames,
+                                      image_size=image_size)
+  channels = int((config.get("source") or {}).get("num_channels", 3))
+  h, w = spec.image_size
+  video_shape = (spec.num_frames, h, w, channels)
+  model = build_model(model_config)
+  dummy = jnp.zeros((1,) + video_shape, jnp.float32)
+  expected = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy))["params"]
+  _, params = checkpoints.load_model_checkpoint(checkpoint_dir, expected_params=expected)
+  num_classes = int(model_config.get("num_classes", 400))
+  out = jax.eval_shape(lambda p: model.apply({"params": p}, dummy), expected)
+
+  def function(params, video):
+    return jnp.asarray(model.apply({"params": params}, video), jnp.float32)
+
+  return ServedModel(function, plain_tree(params), video_shape,
+                     "logits" if num_classes else "features", int(out.shape[-1]),
+                     spec.to_json(), config.get("labels"), model_config)
