@@ -12,9 +12,10 @@ The attention kernel is chosen by `implementation`: None lets JAX pick,
 GPUs (needs bfloat16/float16 compute).
 """
 
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import flax.linen as nn
+from flax.linen.dtypes import promote_dtype
 import jax
 import jax.numpy as jnp
 
@@ -25,10 +26,6 @@ EMBED = "embed"
 HEADS = "heads"
 KV = "kv"
 MLP = "mlp"
-
-
-def attention_kernel_init(shape_axes):
-  return nn.with_logical_partitioning(nn.initializers.xavier_uniform(), shape_axes)
 
 
 def dot_product_attention(query, key, value, implementation: Optional[str]):
@@ -48,6 +45,40 @@ def dot_product_attention(query, key, value, implementation: Optional[str]):
   return jax.nn.dot_product_attention(query, key, value, implementation=implementation)
 
 
+class DenseND(nn.Module):
+  """A dense layer from the last `num_in_axes` axes to `features`, full-rank kernel.
+
+  Like `nn.DenseGeneral`, but the kernel parameter is created at its full
+  rank `in_shape + features` (DenseGeneral initialises a flattened 2-D kernel
+  and then fails to apply a 3-D logical-axis constraint to it, flax #3676).
+  Parameters: `kernel` with logical axes `kernel_axes`, `bias` over `features`.
+  """
+
+  features: Tuple[int, ...]
+  kernel_axes: Tuple[Optional[str], ...]
+  num_in_axes: int = 1
+  use_bias: bool = True
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    n_in, n_out = self.num_in_axes, len(self.features)
+    init = nn.initializers.xavier_uniform(in_axis=tuple(range(n_in)),
+                                          out_axis=tuple(range(n_in, n_in + n_out)))
+    kernel = self.param("kernel", nn.with_logical_partitioning(init, self.kernel_axes),
+                        tuple(x.shape[-n_in:]) + tuple(self.features), self.param_dtype)
+    bias = None
+    if self.use_bias:
+      bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros,
+                                                             self.kernel_axes[n_in:]),
+                        tuple(self.features), self.param_dtype)
+    x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
+    contract = (tuple(range(x.ndim - n_in, x.ndim)), tuple(range(n_in)))
+    y = jax.lax.dot_general(x, kernel, (contract, ((), ())))
+    return y if bias is None else y + bias
+
+
 def qkv_projection(x, num_heads: int, qkv_bias: bool, dtype, param_dtype):
   """Projects `(..., D)` tokens to query, key, value `(..., heads, head_dim)`.
 
@@ -58,24 +89,15 @@ def qkv_projection(x, num_heads: int, qkv_bias: bool, dtype, param_dtype):
   if hidden % num_heads:
     raise ValueError(f"hidden_size {hidden} is not divisible by num_heads {num_heads}")
   head_dim = hidden // num_heads
-
-  def project(name):
-    return nn.DenseGeneral(
-        features=(num_heads, head_dim), use_bias=qkv_bias, dtype=dtype,
-        param_dtype=param_dtype, name=name,
-        kernel_init=attention_kernel_init((EMBED, HEADS, KV)),
-        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (HEADS, KV)))(x)
-
-  return project("query"), project("key"), project("value")
+  return tuple(
+      DenseND((num_heads, head_dim), (EMBED, HEADS, KV), 1, qkv_bias, dtype, param_dtype,
+              name=name)(x) for name in ("query", "key", "value"))
 
 
 def output_projection(x, dtype, param_dtype):
   """Merges `(..., heads, head_dim)` back to `(..., D)` (layer named `out`)."""
   hidden = x.shape[-2] * x.shape[-1]
-  return nn.DenseGeneral(
-      features=hidden, axis=(-2, -1), dtype=dtype, param_dtype=param_dtype, name="out",
-      kernel_init=attention_kernel_init((HEADS, KV, EMBED)),
-      bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (EMBED,)))(x)
+  return DenseND((hidden,), (HEADS, KV, EMBED), 2, True, dtype, param_dtype, name="out")(x)
 
 
 class MultiHeadAttention(nn.Module):

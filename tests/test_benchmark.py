@@ -1,0 +1,57 @@
+"""The benchmark harnesses run on CPU for tiny presets and report sane numbers."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+SCRIPTS = os.path.join(os.path.dirname(__file__), os.pardir, "scripts")
+
+
+def _load(name):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(SCRIPTS, f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny_pretrain"])
+def test_benchmark_tiny_preset_reports_a_full_row(preset, tmp_path):
+  output = tmp_path / "bench.json"
+  _load("benchmark").main(["--preset", preset, "--steps", "2", "--warmup", "1",
+                           "--peak-tflops", "1.0", "--output", str(output)])
+  result = json.loads(output.read_text())
+  assert result["mode"] in ("train", "pretrain")
+  assert result["clips_per_s"] > 0 and result["step_s"] > 0 and result["compile_s"] > 0
+  assert result["model_tflops_per_s"] > 0
+  assert result["mfu"] == pytest.approx(result["model_tflops_per_s"] / 1.0)
+  assert result["loss"] is not None and result["loss"] == result["loss"]  # finite, not NaN
+
+
+def test_benchmark_presets_cover_the_issue_workloads():
+  presets = _load("benchmark").PRESETS
+  for name in ("videomae_b_pretrain_16x224", "videomae_b_finetune_16x224",
+               "vivit_b_spatio_temporal_32x224", "vivit_b_factorised_encoder_16x224",
+               "vivit_b_factorised_self_attention_32x224", "vivit_b_factorised_dot_product_16x224"):
+    assert name in presets
+  assert presets["videomae_b_pretrain_16x224"]["batch_size"] == 64
+
+
+def test_benchmark_imports_without_tensorflow():
+  code = ("import sys, runpy; sys.argv = ['benchmark.py', '--help']\n"
+          "try:\n  runpy.run_path(%r, run_name='__main__')\nexcept SystemExit:\n  pass\n"
+          "assert 'tensorflow' not in sys.modules\n") % os.path.join(SCRIPTS, "benchmark.py")
+  subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_reference_benchmark_runs_the_same_workload_in_pytorch(tmp_path):
+  pytest.importorskip("torch")
+  pytest.importorskip("transformers")
+  output = tmp_path / "ref.json"
+  _load("benchmark_reference").main(["--workload", "tiny", "--steps", "1", "--warmup", "1",
+                                     "--output", str(output)])
+  result = json.loads(output.read_text())
+  assert result["clips_per_s"] > 0 and result["implementation"] == "transformers eager"

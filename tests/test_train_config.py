@@ -1,0 +1,109 @@
+"""Config defaults, mesh construction, sharding rules and the multi-host helpers
+on one process (the multi-device and multi-process runs have their own files)."""
+
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from vivit_jax.train import distributed, partitioning
+from vivit_jax.train.defaults import default_train_config
+from vivit_jax.train.mesh import MESH_AXES, create_mesh, resolve_mesh_shape
+from vivit_jax.train.steps import check_finite
+
+
+def test_train_package_imports_without_tensorflow():
+  code = ("import sys, vivit_jax.train, vivit_jax.train.steps; "
+          "assert 'tensorflow' not in sys.modules, 'vivit_jax.train imported TensorFlow'")
+  subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_defaults_hold_every_key_and_typos_fail_naming_the_key():
+  config = default_train_config()
+  for key in ("mode", "seed", "mesh.shape", "sharding.rules", "sharding.constrain_activations",
+              "distributed.coordinator_address", "distributed.num_processes",
+              "distributed.process_id", "optimizer.name", "optimizer.learning_rate",
+              "optimizer.warmup_steps", "optimizer.end_learning_rate", "optimizer.b1",
+              "optimizer.b2", "optimizer.eps", "optimizer.weight_decay",
+              "optimizer.clip_grad_norm", "optimizer.layer_decay", "optimizer.ema_decay",
+              "train.num_steps", "train.batch_size", "train.grad_accum_steps",
+              "train.label_smoothing", "train.mixup_alpha", "train.cutmix_alpha",
+              "train.mix_prob", "train.nan_policy", "model.name"):
+    section, _, name = key.rpartition(".")
+    node = config[section] if section else config
+    assert name in node, key
+  assert config.mode == "train" and config.train.nan_policy == "stop"
+  assert config.optimizer.layer_decay is None and config.optimizer.ema_decay is None
+  with pytest.raises(AttributeError, match="batchsize"):
+    _ = config.train.batchsize
+  config.optimizer.layer_decay = 0.75  # typed placeholder accepts its type
+  assert config.optimizer.layer_decay == 0.75
+  config.lock()
+  with pytest.raises(AttributeError, match="learning_rat"):
+    config.optimizer.learning_rat = 1.0
+
+
+def test_mesh_shape_resolution():
+  assert resolve_mesh_shape((-1, 1, 1), 8) == (8, 1, 1)
+  assert resolve_mesh_shape((2, -1, 2), 8) == (2, 2, 2)
+  assert resolve_mesh_shape((2, 4, 1), 8) == (2, 4, 1)
+  for bad in ((3, 1, 1), (-1, -1, 1), (3, -1, 1), (8, 1), (0, -1, 1)):
+    with pytest.raises(ValueError, match="mesh.shape"):
+      resolve_mesh_shape(bad, 8)
+
+
+def test_create_mesh_has_auto_axes():
+  config = default_train_config()
+  mesh = create_mesh(config.mesh)
+  assert mesh.axis_names == MESH_AXES
+  assert mesh.devices.size == jax.device_count()
+  assert dict(mesh.shape)["data"] == jax.device_count()
+  assert all(t == jax.sharding.AxisType.Auto for t in mesh.axis_types)
+
+
+def test_rules_normalisation_and_batch_sharding():
+  config = default_train_config()
+  assert partitioning.rules_from_config(config) == partitioning.DEFAULT_RULES
+  config.sharding.rules = [["embed", ["fsdp", "tensor"]], ["mlp", None], ("heads", "tensor")]
+  assert partitioning.rules_from_config(config) == (
+      ("embed", ("fsdp", "tensor")), ("mlp", None), ("heads", "tensor"))
+  config.sharding.rules = ()
+  assert partitioning.rules_from_config(config) == partitioning.DEFAULT_RULES
+  with pytest.raises(ValueError, match="pairs"):
+    partitioning.normalise_rules([("embed",)])
+  mesh = create_mesh(config.mesh)
+  assert partitioning.batch_sharding(mesh).spec == P(("data", "fsdp"))
+  rules = dict(partitioning.DEFAULT_RULES)
+  assert rules["activation_batch"] == ("data", "fsdp")
+  assert rules["embed"] == "fsdp" and rules["mlp"] == "tensor" and rules["heads"] == "tensor"
+
+
+def test_distributed_is_a_no_op_when_nothing_asks(monkeypatch):
+  for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+    monkeypatch.delenv(name, raising=False)
+  assert distributed.maybe_initialize_distributed(default_train_config()) is False
+  assert not jax.distributed.is_initialized()
+
+
+def test_make_global_batch_single_process():
+  mesh = create_mesh(default_train_config().mesh)
+  local = {"video": np.arange(2 * 4 * 3, dtype=np.float32).reshape(2, 4, 3),
+           "label": np.array([3, 1], np.int32)}
+  batch = distributed.make_global_batch(local, mesh)
+  assert batch["video"].shape == (2 * jax.process_count(), 4, 3)
+  assert batch["label"].dtype == np.int32
+  assert batch["video"].sharding.spec == P(("data", "fsdp"))
+  np.testing.assert_array_equal(np.asarray(batch["video"]), local["video"])
+
+
+def test_check_finite_names_the_step():
+  check_finite({"is_finite": np.float32(1.0), "loss": np.float32(0.5)}, 3)
+  bad = {"is_finite": np.float32(0.0), "loss": np.float32(np.nan)}
+  with pytest.raises(FloatingPointError, match="step 17"):
+    check_finite(bad, 17)
+  assert check_finite(bad, 17, nan_policy="skip") is None
+  with pytest.raises(ValueError, match="nan_policy"):
+    check_finite(bad, 17, nan_policy="ignore")

@@ -1,0 +1,103 @@
+"""Defaults of every config key the training library reads.
+
+`default_train_config()` returns a ConfigDict holding all of them, so a typo
+in an override (`config_flags`) or a read of a missing key fails naming the
+key. Experiment configs start from it, replace `model` and add their own
+sections (checkpoint, eval, log, data); `config.lock()` afterwards makes
+adding unknown keys fail too.
+
+Sections and keys (units in brackets):
+  mode                "train" / "finetune" (classification) or "pretrain" (VideoMAE).
+  seed                int, the base PRNG seed.
+  mesh.shape          sizes of ("data", "fsdp", "tensor"); -1 = the rest.
+  sharding.rules      ((logical_name, mesh_axes), ...); see partitioning.py.
+  sharding.constrain_activations  bind the models' activation constraints
+                      (see partitioning.py for why the default is False).
+  distributed.*       coordinator_address, num_processes, process_id,
+                      local_device_ids, auto; see distributed.py.
+  optimizer.name      "adamw" or "sgd" (momentum `optimizer.momentum`).
+  optimizer.learning_rate      peak learning rate for one global batch.
+  optimizer.warmup_steps       linear warm-up from 0 [steps].
+  optimizer.end_learning_rate  value reached by the cosine at train.num_steps.
+  optimizer.b1, b2, eps        Adam moments and epsilon.
+  optimizer.momentum           SGD momentum (0 = plain SGD).
+  optimizer.weight_decay       decoupled weight decay (times the lr); not
+                               applied to biases, norms, position embeddings,
+                               CLS/mask tokens or any 1-D parameter.
+  optimizer.clip_grad_norm     clip by global norm; None or 0 = off.
+  optimizer.layer_decay        layer-wise lr decay factor; None or 1.0 = off.
+  optimizer.ema_decay          EMA of params kept in the state; None = off.
+  train.num_steps              total steps (end of the cosine).
+  train.batch_size             global batch (over all processes and micro-batches).
+  train.grad_accum_steps       micro-batches per step (scan inside the step).
+  train.label_smoothing        in [0, 1).
+  train.mixup_alpha, cutmix_alpha  Beta(alpha, alpha) mixing; 0 = off.
+  train.mix_prob               probability a batch is mixed at all.
+  train.nan_policy             "stop" (caller raises via check_finite) or
+                               "skip" (keep going); either way the step
+                               leaves params/opt_state/EMA unchanged.
+  train.norm_pix_loss          pretrain: targets normalised per tubelet.
+  train.pixel_mean, pixel_std  pretrain: the input normalisation (None = the
+                               video is raw pixels); targets undo it.
+  model                        the model config (`vivit_jax.models.build_model`);
+                               a placeholder here, experiment configs replace it.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+from vivit_jax.train.partitioning import DEFAULT_RULES
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def default_train_config() -> ml_collections.ConfigDict:
+  """A ConfigDict with every training key at its default (see module docstring)."""
+  c = ml_collections.ConfigDict()
+  c.mode = "train"
+  c.seed = 0
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.shape = (-1, 1, 1)
+
+  c.sharding = ml_collections.ConfigDict()
+  c.sharding.rules = DEFAULT_RULES
+  c.sharding.constrain_activations = True
+
+  c.distributed = ml_collections.ConfigDict()
+  c.distributed.coordinator_address = config_dict.placeholder(str)
+  c.distributed.num_processes = config_dict.placeholder(int)
+  c.distributed.process_id = config_dict.placeholder(int)
+  c.distributed.local_device_ids = config_dict.placeholder(tuple)
+  c.distributed.auto = False
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "adamw"
+  c.optimizer.learning_rate = 1e-3
+  c.optimizer.warmup_steps = 0
+  c.optimizer.end_learning_rate = 0.0
+  c.optimizer.b1 = 0.9
+  c.optimizer.b2 = 0.999
+  c.optimizer.eps = 1e-8
+  c.optimizer.momentum = 0.9
+  c.optimizer.weight_decay = 0.05
+  c.optimizer.clip_grad_norm = config_dict.placeholder(float)
+  c.optimizer.layer_decay = config_dict.placeholder(float)
+  c.optimizer.ema_decay = config_dict.placeholder(float)
+
+  c.train = ml_collections.ConfigDict()
+  c.train.num_steps = 1000
+  c.train.batch_size = 64
+  c.train.grad_accum_steps = 1
+  c.train.label_smoothing = 0.0
+  c.train.mixup_alpha = 0.0
+  c.train.cutmix_alpha = 0.0
+  c.train.mix_prob = 1.0
+  c.train.nan_policy = "stop"
+  c.train.norm_pix_loss = True
+  c.train.pixel_mean = IMAGENET_MEAN
+  c.train.pixel_std = IMAGENET_STD
+
+  c.model = ml_collections.ConfigDict({"name": "vivit"})
+  return c
