@@ -138,8 +138,12 @@ def peak_memory_gib():
   return peak / 2 ** 30 if peak else None
 
 
-def run(config, clip, num_steps, warmup):
-  """Compiles and times one step function; returns a result dict."""
+def run(config, clip, num_steps, warmup, profile_dir=None):
+  """Compiles and times one step function; returns a result dict.
+
+  With `profile_dir`, the timed steps are traced with `jax.profiler` (open
+  the trace in TensorBoard's profile plugin or Perfetto to look for gaps).
+  """
   model = build_model(config.model)
   mesh = mesh_lib.create_mesh(config.mesh)
   batch_size = int(config.train.batch_size)
@@ -168,11 +172,15 @@ def run(config, clip, num_steps, warmup):
     state, metrics = one_step(state)
   jax.block_until_ready(metrics)
   times = []
+  if profile_dir:
+    jax.profiler.start_trace(profile_dir)
   for _ in range(num_steps):
     start = time.perf_counter()
     state, metrics = one_step(state)
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - start)
+  if profile_dir:
+    jax.profiler.stop_trace()
   step_s = float(np.median(times))
   forward = 2 * flops.forward_macs(model, clip)
   per_clip = forward if config.mode == "eval" else 3 * forward
@@ -196,11 +204,12 @@ def main(argv=None):
   parser.add_argument("--peak-tflops", type=float, help="chip peak for MFU [TFLOP/s]")
   parser.add_argument("--measure-peak", action="store_true",
                       help="measure the peak with an 8192^3 bf16 matmul")
+  parser.add_argument("--profile", metavar="DIR", help="jax.profiler trace of the timed steps")
   parser.add_argument("--output", help="write the result as JSON here")
   args = parser.parse_args(argv)
 
   config, clip = build_config(args)
-  result = run(config, clip, args.steps, args.warmup)
+  result = run(config, clip, args.steps, args.warmup, args.profile)
   peak, peak_source = peak_tflops(args)
   result.update(name=args.preset or args.config, device=jax.devices()[0].device_kind,
                 num_devices=jax.device_count(), jax_version=jax.__version__,

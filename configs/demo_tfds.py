@@ -1,0 +1,30 @@
+r"""Data source "tfds": any TFDS video dataset, demo model.
+
+Defaults to the TFDS builder of the demo data (`vivit_demo_motion`, built
+offline from code on first use under `data.tfds_data_dir`); for a public set
+set e.g. `--config.data.tfds_name=ucf101/ucf101_1_256
+--config.data.num_classes=101 --config.data.tfds_download=True`.
+
+    python -m vivit_jax.main --config=configs/demo_tfds.py --workdir=/tmp/tfds
+"""
+
+import os
+
+from vivit_jax.train import demo_settings
+from vivit_jax.train.experiment import experiment_config, finalize
+
+
+def get_config():
+  model = dict(name="vivit", variant="spatio_temporal", **demo_settings.ENCODER,
+               num_classes=demo_settings.NUM_CLASSES, classifier="token",
+               pos_embedding="learned")
+  config = experiment_config("train", model)
+  demo_settings.set_demo_data(config.data)
+  d = config.data
+  d.source = "tfds"
+  d.train_files = d.eval_files = ""
+  d.tfds_name = "vivit_demo_motion/default"
+  d.tfds_data_dir = os.path.join(demo_settings.REPO, "demo_workdir", "tfds")
+  d.train_split, d.eval_split = "train", "test"
+  demo_settings.set_demo_training(config)
+  return finalize(config)

@@ -1,0 +1,53 @@
+r"""The main job: masked pretraining, fine-tuning / training, or evaluation.
+
+    python -m vivit_jax.main --config=configs/demo_finetune.py --workdir=/tmp/run \
+        [--config.train.num_steps=2000 --config.optimizer.learning_rate=3e-4 ...]
+
+`--config` is a Python file whose `get_config()` returns a locked
+`ConfigDict` (see `vivit_jax/train/experiment.py` for every key); any key can
+be overridden as `--config.<path>=<value>`, and a key that does not exist, or
+a value of the wrong type, fails at once naming it. Re-running the same
+command on the same workdir resumes from its newest checkpoint.
+
+Multi-host: run the same command on every host; `jax.distributed` is
+initialised from `--config.distributed.*` or the environment
+(`JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES`, `JAX_PROCESS_ID`; or
+`--config.distributed.auto=True` for SLURM / Cloud TPU / Kubernetes
+detection). Each process reads its shard of the data; process 0 writes logs.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file (a Python file with get_config()).",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and logs.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax's INFO lines drown the progress.
+  config = _CONFIG.value
+  # Imported after flag parsing so `--help` and config errors come fast.
+  from vivit_jax.train import distributed  # pylint: disable=g-import-not-at-top
+  distributed.maybe_initialize_distributed(config)
+  from vivit_jax.checkpoints import ParamMismatchError  # pylint: disable=g-import-not-at-top
+  from vivit_jax.train import loop  # pylint: disable=g-import-not-at-top
+  try:
+    loop.run(config, _WORKDIR.value)
+  except (FloatingPointError, ParamMismatchError) as e:
+    # The message names the step or the parameters; a traceback adds nothing.
+    print(f"ERROR: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,275 @@
+"""Training checkpoints: the train state and the data iterator, saved together.
+
+A training checkpoint is one step directory of an Orbax `CheckpointManager`
+under `WORKDIR/checkpoints/<step>/` with two items:
+
+  state  the `TrainState` pytree (params, opt_state, EMA, step, rng), saved
+         with `StandardSave` (every process writes its own shards);
+  data   the data iterator's position (`it.get_state()`), JSON, so that a
+         resumed run sees exactly the batches it would have seen.
+
+Config keys read (`config.checkpoint`):
+  every_steps       save every this many steps [steps]; 0 = only at the end.
+  keep              keep the newest this many checkpoints (`LatestN`).
+  keep_best         also keep the best this many by `best_metric` (`BestN`);
+                    0 = off. Checkpoints without that metric are not "best".
+  best_metric       metric name, e.g. "eval/top1" (saved with the checkpoint).
+  best_mode         "max" or "min".
+  async_save        True: saves run in background threads; the loop only
+                    waits for the device-to-host copy.
+  save_on_sigterm   True: SIGTERM (single process) or a JAX preemption
+                    notice (multi-process) saves at the next step boundary
+                    and the run exits cleanly.
+
+Policies use Orbax's `save_decision_policy` / `preservation_policy` API
+(`FixedIntervalPolicy` + `PreemptionCheckpointingPolicy`,
+`AnyPreservationPolicy(LatestN, BestN)`), present in orbax 0.12.4 and 0.12.8.
+
+Restoring: `restore_latest` walks the steps newest first; a step that cannot
+be read (truncated, corrupted, half-deleted) is moved aside to
+`WORKDIR/checkpoints_corrupt/` with a warning and the previous one is tried.
+A checkpoint whose parameter names or shapes differ from the model's is NOT
+a corruption: it raises `ParamMismatchError` listing the differences. Arrays
+are restored with the shardings of the abstract state passed in, i.e. onto
+the current mesh, whatever mesh wrote them.
+"""
+
+import signal
+import threading
+from typing import Any, Mapping, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+from etils import epath
+from jax.experimental import multihost_utils
+from orbax.checkpoint import checkpoint_managers as policies
+
+from vivit_jax import checkpoints as model_checkpoints
+from vivit_jax.train import logging as train_logging
+
+STATE_ITEM = "state"
+DATA_ITEM = "data"
+CHECKPOINTS_DIR = "checkpoints"
+CORRUPT_DIR = "checkpoints_corrupt"
+
+
+def checkpoint_manager_options(ckpt_config) -> ocp.CheckpointManagerOptions:
+  """Orbax options (save decision + preservation policies) from `config.checkpoint`."""
+  save_policies = []
+  if ckpt_config.every_steps:
+    save_policies.append(policies.FixedIntervalPolicy(int(ckpt_config.every_steps)))
+  save_policies.append(policies.PreemptionCheckpointingPolicy())
+  keep_policies = [policies.LatestN(n=int(ckpt_config.keep))]
+  if ckpt_config.keep_best:
+    if ckpt_config.best_mode not in ("max", "min"):
+      raise ValueError(f"checkpoint.best_mode must be 'max' or 'min', "
+                       f"got {ckpt_config.best_mode!r}")
+    metric = ckpt_config.best_metric
+    keep_policies.append(policies.BestN(
+        get_metric_fn=lambda metrics: metrics[metric],
+        reverse=ckpt_config.best_mode == "min",  # BestN keeps the tail of the sort.
+        n=int(ckpt_config.keep_best),
+        keep_checkpoints_without_metrics=False))
+  return ocp.CheckpointManagerOptions(
+      save_decision_policy=policies.AnySavePolicy(save_policies),
+      preservation_policy=policies.AnyPreservationPolicy(keep_policies),
+      enable_async_checkpointing=bool(ckpt_config.async_save),
+      cleanup_tmp_directories=True,
+      create=True)
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def abstract_like(tree) -> Any:
+  """`jax.ShapeDtypeStruct`s (with shardings) mirroring a tree of arrays."""
+  return jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
+      tree)
+
+
+def _stored_tree(metadata) -> Any:
+  """The plain tree of a `StandardSave` item's metadata (orbax wraps it)."""
+  metadata = getattr(metadata, "item_metadata", metadata)
+  return getattr(metadata, "tree", metadata)
+
+
+def _handler_registry() -> ocp.handlers.DefaultCheckpointHandlerRegistry:
+  """Handlers known up front, so a fresh manager can read metadata before restoring."""
+  registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+  for args in (ocp.args.StandardSave, ocp.args.StandardRestore):
+    registry.add(STATE_ITEM, args, ocp.handlers.StandardCheckpointHandler)
+  for args in (ocp.args.JsonSave, ocp.args.JsonRestore):
+    registry.add(DATA_ITEM, args, ocp.handlers.JsonCheckpointHandler)
+  return registry
+
+
+class TrainCheckpointer:
+  """Saves and restores `(TrainState, data iterator state)`; see module docstring.
+
+  All processes construct it and call `save` / `restore_latest` (Orbax
+  coordinates the hosts); only process 0 prints.
+  """
+
+  def __init__(self, workdir: str, ckpt_config):
+    self.directory = epath.Path(workdir) / CHECKPOINTS_DIR
+    self.corrupt_directory = epath.Path(workdir) / CORRUPT_DIR
+    self._config = ckpt_config
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        handler_registry=_handler_registry(),
+        options=checkpoint_manager_options(ckpt_config))
+
+  def all_steps(self):
+    self._manager.reload()
+    return sorted(self._manager.all_steps())
+
+  def latest_step(self) -> Optional[int]:
+    return self._manager.latest_step()
+
+  def should_save(self, step: int) -> bool:
+    """Whether the save policies ask for a checkpoint at `step`."""
+    return bool(self._manager.should_save(step))
+
+  def reached_preemption(self, step: int) -> bool:
+    """True on every host at the same step after a JAX preemption notice."""
+    return bool(self._manager.reached_preemption(step))
+
+  def save(self, step: int, state, data_state: Mapping[str, Any],
+           metrics: Optional[Mapping[str, float]] = None, force: bool = False) -> bool:
+    """Starts saving `state` at `step` if the policies (or `force`) say so.
+
+    Refuses (FloatingPointError) a state with a non-finite float, so a NaN
+    never reaches disk. Returns whether a save started.
+    """
+    if not force and not self._manager.should_save(step):
+      return False
+    if step in self._manager.all_steps():
+      return False
+    if not bool(_all_finite(state)):
+      raise FloatingPointError(f"refusing to checkpoint step {step}: the train state "
+                               "holds NaN or inf values")
+    metrics = None if metrics is None else {k: float(v) for k, v in metrics.items()}
+    return self._manager.save(
+        step, args=ocp.args.Composite(**{
+            STATE_ITEM: ocp.args.StandardSave(state),
+            DATA_ITEM: ocp.args.JsonSave(dict(data_state or {})),
+        }), metrics=metrics, force=True)
+
+  def _check_names_and_shapes(self, step: int, abstract_state) -> None:
+    metadata = self._manager.item_metadata(step)[STATE_ITEM]
+    if metadata is None:
+      raise ValueError(f"step {step} has no readable '{STATE_ITEM}' metadata")
+    stored = _stored_tree(metadata)
+    expected = abstract_state.params
+    stored_params = stored["params"] if isinstance(stored, Mapping) else stored.params
+    model_checkpoints.check_params_match(
+        expected, stored_params, f"training checkpoint {self.directory / str(step)}")
+
+  def _move_aside(self, step: int) -> None:
+    """Moves an unreadable step directory out of the manager's sight."""
+    multihost_utils.sync_global_devices(f"vivit_jax_corrupt_{step}_begin")
+    if jax.process_index() == 0:
+      self.corrupt_directory.mkdir(parents=True, exist_ok=True)
+      target = self.corrupt_directory / str(step)
+      suffix = 0
+      while target.exists():
+        suffix += 1
+        target = self.corrupt_directory / f"{step}.{suffix}"
+      (self.directory / str(step)).rename(target)
+    multihost_utils.sync_global_devices(f"vivit_jax_corrupt_{step}_end")
+    self._manager.reload()
+
+  def restore(self, step: int, abstract_state) -> Tuple[Any, dict]:
+    """`(state, data_state)` at `step`, arrays placed as `abstract_state` says."""
+    self._check_names_and_shapes(step, abstract_state)
+    restored = self._manager.restore(step, args=ocp.args.Composite(**{
+        STATE_ITEM: ocp.args.StandardRestore(abstract_state),
+        DATA_ITEM: ocp.args.JsonRestore(),
+    }))
+    return restored[STATE_ITEM], dict(restored[DATA_ITEM] or {})
+
+  def restore_latest(self, abstract_state) -> Optional[Tuple[int, Any, dict]]:
+    """The newest readable checkpoint as `(step, state, data_state)`, or None.
+
+    Args:
+      abstract_state: a `TrainState` of arrays or `jax.ShapeDtypeStruct`s with
+        the target shardings (those of the current mesh).
+
+    Raises:
+      ParamMismatchError: the newest readable checkpoint's parameters differ
+        from `abstract_state.params` (names and shapes listed).
+    """
+    abstract_state = abstract_like(abstract_state)
+    failed = []
+    for step in reversed(self.all_steps()):
+      try:
+        state, data_state = self.restore(step, abstract_state)
+      except model_checkpoints.ParamMismatchError:
+        raise
+      except Exception as e:  # pylint: disable=broad-except
+        reason = str(e).splitlines()[0][:300] if str(e) else ""
+        train_logging.warn(f"checkpoint at step {step} in {self.directory} cannot be "
+                           f"restored ({type(e).__name__}: {reason}); trying the previous one")
+        failed.append((step, e))
+        continue
+      for bad_step, _ in failed:
+        train_logging.warn(f"moving unreadable checkpoint {bad_step} to "
+                           f"{self.corrupt_directory}; resuming from step {step}")
+        self._move_aside(bad_step)
+      return step, state, data_state
+    if failed:
+      # Nothing restorable: more likely a wrong target than all-corrupt files.
+      # Leave the directory as it is and say why.
+      step, error = failed[0]
+      raise RuntimeError(f"no checkpoint in {self.directory} can be restored; the newest "
+                         f"(step {step}) failed with {type(error).__name__}: {error}") from error
+    return None
+
+  def wait_until_finished(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+class StopRequest:
+  """Turns SIGTERM into a flag the training loop polls at step boundaries.
+
+  Installed only in single-process runs: with several processes, JAX's
+  preemption service receives the signal and `TrainCheckpointer.
+  reached_preemption` makes every host stop at the same step instead.
+  """
+
+  def __init__(self):
+    self._event = threading.Event()
+    self._previous = None
+    self.installed = False
+
+  def _handler(self, signum, frame):
+    del frame
+    self._event.set()
+    train_logging.warn(f"received signal {signum}; saving a checkpoint at the next "
+                       "step boundary, then exiting")
+
+  def install(self) -> "StopRequest":
+    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handler)
+      self.installed = True
+    return self
+
+  def uninstall(self) -> None:
+    if self.installed:
+      signal.signal(signal.SIGTERM, self._previous or signal.SIG_DFL)
+      self.installed = False
+
+  @property
+  def requested(self) -> bool:
+    return self._event.is_set()
+

@@ -1,0 +1,55 @@
+"""Settings shared by the demo configs (`configs/demo_*.py`) and `make demo`.
+
+Where the demo writes its generated dataset (`demo_workdir/data` in the
+repository; `--config.data.train_files` / `eval_files` point elsewhere), the data settings for it, and the
+encoder geometry both demo stages share.
+"""
+
+import os
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEMO_DATA_DIR = os.path.join(REPO, "demo_workdir", "data")
+# The generated clips: 16 frames of 64 x 64 (shapes of radius 6-10 pixels over
+# 4-pixel texture blocks); training reads every 2nd frame at 32 x 32.
+SOURCE_FRAMES, SOURCE_SIZE, NUM_TRAIN, NUM_EVAL = 16, 64, 4096, 256
+NUM_FRAMES, FRAME_STRIDE, IMAGE_SIZE, NUM_CLASSES = 8, 2, 32, 4
+
+# Encoder geometry shared by the autoencoder and the classifier, so the
+# pretrained encoder loads into the classifier by name: 8 x 8 patches,
+# 2-frame tubelets, 4 x 4 x 4 = 64 tokens.
+ENCODER = dict(hidden_size=96, num_layers=4, num_heads=4, mlp_dim=192, patch_size=8,
+               tubelet_size=2)
+
+
+def set_demo_data(data, data_dir: str = DEMO_DATA_DIR) -> None:
+  """The moving-shapes dataset of `vivit_jax.data.synthetic.write_demo_dataset`."""
+  data.source = "tfrecord"
+  data.train_files = os.path.join(data_dir, "train-*-of-*.tfrecord")
+  data.eval_files = os.path.join(data_dir, "eval-*-of-*.tfrecord")
+  data.num_classes = NUM_CLASSES
+  data.num_frames = NUM_FRAMES
+  data.stride = FRAME_STRIDE
+  data.image_size = IMAGE_SIZE
+  data.resize_short_side = IMAGE_SIZE  # eval: whole frames, downsampled
+  data.crop = "random_resized"  # train: scale jitter against memorising backgrounds
+  data.crop_area_range = (0.5, 1.0)
+  data.crop_aspect_range = (0.8, 1.25)
+  data.flip = False  # A flip would swap the classes "left" and "right".
+  data.mean = (0.5, 0.5, 0.5)
+  data.std = (0.25, 0.25, 0.25)
+  data.probe_videos = 4
+  data.num_parallel_calls = 2
+
+
+def set_demo_training(config, num_steps: int = 600) -> None:
+  """Supervised training from scratch for the per-source demo configs."""
+  config.train.batch_size = 32
+  config.train.num_steps = num_steps
+  config.optimizer.name = "adamw"
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.warmup_steps = 30
+  config.checkpoint.every_steps = 200
+  config.checkpoint.keep = 2
+  config.eval.every_steps = 200
+  config.eval.batch_size = 32
+  config.log.every_steps = 25

@@ -1,0 +1,191 @@
+"""Evaluation passes: multi-view video accuracy, reconstruction loss, the PNG.
+
+An eval pass reads one epoch of the eval split: every process reads its own
+shard (`video (B_local, T, H, W, C)`, `label`, `video_index`, `view_index`,
+`valid`), the batch is assembled into global arrays, and per-example logits
+come back to every host (`process_allgather`), so all processes compute the
+same numbers; only process 0 writes them.
+
+Classification metrics (keys of the returned dict):
+  eval/loss        cross-entropy over the real clips (views).
+  eval/clip_top1   accuracy of single views.
+  eval/top1, eval/top5
+                   video-level accuracy: softmax probabilities averaged over
+                   each video's views (`video_index`), then ranked.
+  eval/num_videos, eval/num_clips
+Pretraining metrics: eval/loss (reconstruction MSE over hidden tubelets of the
+real clips), eval/num_clips.
+
+`shuffle_frames=True` permutes the frames of every clip in time (one fixed
+permutation per batch, drawn from `seed` and the batch index): the control
+that shows whether a model uses motion.
+"""
+
+from typing import Callable, Dict, Iterable, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+
+from vivit_jax.models import embedding, masking, videomae
+from vivit_jax.train import objectives, partitioning
+from vivit_jax.train.distributed import make_global_batch
+
+STEP_KEYS = ("video", "label", "mask")  # what the jitted eval step receives
+
+
+def shuffle_time(video: np.ndarray, seed: int) -> np.ndarray:
+  """`(B, T, H, W, C)` with the T axis permuted (same permutation for all clips)."""
+  order = np.random.default_rng(seed).permutation(video.shape[1])
+  return video[:, order]
+
+
+def step_batch(local_batch: Dict[str, np.ndarray], mesh) -> Dict[str, jax.Array]:
+  """The global arrays an eval step reads; `valid` becomes the weight `mask`."""
+  batch = {"video": local_batch["video"], "label": local_batch["label"]}
+  valid = local_batch.get("valid")
+  batch["mask"] = (np.ones(len(local_batch["label"]), np.float32) if valid is None
+                   else np.asarray(valid, np.float32))
+  return make_global_batch(batch, mesh)
+
+
+def _gather(x) -> np.ndarray:
+  """Concatenates each process's `(B_local, ...)` host array in process order."""
+  x = np.asarray(x)
+  if jax.process_count() == 1:
+    return x
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def _host_rows(global_array) -> np.ndarray:
+  """All rows of a batch-sharded global array, on every host."""
+  if jax.process_count() == 1:
+    return np.asarray(global_array)
+  return np.asarray(multihost_utils.process_allgather(global_array, tiled=True))
+
+
+def top_k_correct(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+  """`(N,)` bool: label among the k highest of `scores (N, C)`."""
+  k = min(k, scores.shape[-1])
+  top = np.argsort(-scores, axis=-1)[:, :k]
+  return np.any(top == labels[:, None], axis=-1)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+  z = logits - logits.max(axis=-1, keepdims=True)
+  e = np.exp(z)
+  return e / e.sum(axis=-1, keepdims=True)
+
+
+def evaluate_classifier(eval_step: Callable, state, batches: Iterable[Dict[str, np.ndarray]],
+                        mesh, shuffle_frames: bool = False, seed: int = 0,
+                        max_batches: int = 0) -> Dict[str, float]:
+  """One pass over `batches`; video-level top-1/top-5 (see module docstring)."""
+  prob_sum: Dict[Tuple[int, int], np.ndarray] = {}
+  video_label: Dict[Tuple[int, int], int] = {}
+  loss_sum = clip_correct = clips = 0.0
+  for index, local in enumerate(batches):
+    if max_batches and index >= max_batches:
+      break
+    if shuffle_frames:
+      local = dict(local, video=shuffle_time(local["video"], seed + index))
+    metrics = eval_step(state, step_batch(local, mesh))
+    logits = _host_rows(metrics["logits"])
+    labels = _gather(local["label"]).astype(np.int64)
+    valid = _gather(local.get("valid", np.ones(len(local["label"])))).astype(bool)
+    local_ids = local.get("video_index", np.arange(len(local["label"])) + 10**6 * index)
+    # Keyed by (process, video_index): each process numbers its own shard.
+    ids = _gather(np.stack([np.full(len(local_ids), jax.process_index()), local_ids], 1))
+    n = float(np.asarray(metrics["num_examples"]))
+    loss_sum += float(np.asarray(metrics["loss"])) * n
+    clips += n
+    probs = _softmax(logits.astype(np.float64))
+    clip_correct += float(np.sum((np.argmax(logits, -1) == labels) & valid))
+    for row in np.flatnonzero(valid):
+      vid = (int(ids[row, 0]), int(ids[row, 1]))
+      prob_sum[vid] = prob_sum.get(vid, 0.0) + probs[row]
+      video_label[vid] = int(labels[row])
+  if not prob_sum:
+    raise ValueError("the eval split yielded no valid clips")
+  vids = sorted(prob_sum)
+  scores = np.stack([prob_sum[v] for v in vids])
+  labels = np.asarray([video_label[v] for v in vids])
+  return {
+      "eval/loss": loss_sum / max(clips, 1.0),
+      "eval/clip_top1": clip_correct / max(clips, 1.0),
+      "eval/top1": float(np.mean(top_k_correct(scores, labels, 1))),
+      "eval/top5": float(np.mean(top_k_correct(scores, labels, 5))),
+      "eval/num_videos": float(len(vids)),
+      "eval/num_clips": clips,
+  }
+
+
+def masked_frames(video: np.ndarray, mask: np.ndarray, patch_size, tubelet_size: int,
+                  fill: float = 0.5) -> np.ndarray:
+  """`(B, T, H, W, C)` with the hidden tubelets (`mask (B, N)` True) set to `fill`."""
+  patches = np.array(videomae.patchify(jnp.asarray(video), patch_size, tubelet_size))
+  patches[np.asarray(mask, bool)] = fill
+  return np.asarray(videomae.unpatchify(jnp.asarray(patches), video.shape[1:], patch_size,
+                                        tubelet_size))
+
+
+def _unnormalise(video: np.ndarray, mean, std) -> np.ndarray:
+  video = np.asarray(video, np.float32)
+  if mean is None:
+    return video
+  return video * np.asarray(std, np.float32) + np.asarray(mean, np.float32)
+
+
+def evaluate_pretrain(eval_step: Callable, image_step: Optional[Callable], state, model,
+                      batches: Iterable[Dict[str, np.ndarray]], mesh, pixel_mean, pixel_std,
+                      num_images: int = 2, max_batches: int = 0
+                      ) -> Tuple[Dict[str, float], Optional[Tuple[np.ndarray, ...]]]:
+  """Reconstruction loss over the eval split, and frames for a PNG.
+
+  Args:
+    eval_step: `make_eval_step(...)` without reconstruction.
+    image_step: `make_eval_step(..., return_reconstruction=True)`, run on the
+      first batch only; None skips the images.
+    model: the `MaskedVideoAutoencoder` (patch and mask geometry).
+    pixel_mean, pixel_std: the input normalisation (None: raw pixels).
+
+  Returns:
+    `(metrics, images)`: images is `(original, masked, reconstructed)`, each
+    `(num_images, T, H, W, C)` float32 in [0, 1] pixel units, or None.
+  """
+  loss_sum = clips = 0.0
+  images = None
+  for index, local in enumerate(batches):
+    if max_batches and index >= max_batches:
+      break
+    batch = step_batch(local, mesh)
+    step = image_step if (index == 0 and image_step is not None) else eval_step
+    metrics = step(state, batch)
+    n = float(np.asarray(metrics["num_examples"]))
+    loss_sum += float(np.asarray(metrics["loss"])) * n
+    clips += n
+    if "reconstruction" in metrics:
+      images = _reconstruction_images(state, model, local, metrics["reconstruction"], mesh,
+                                      pixel_mean, pixel_std, num_images)
+  if clips == 0:
+    raise ValueError("the eval split yielded no valid clips")
+  return {"eval/loss": loss_sum / clips, "eval/num_clips": clips}, images
+
+
+def _reconstruction_images(state, model, local, reconstruction, mesh, pixel_mean,
+                           pixel_std, num_images):
+  """The first `num_images` global rows as (original, masked, reconstructed)."""
+  n = min(num_images, len(local["video"]))
+  first_rows = jax.jit(lambda r: r[:n], out_shardings=partitioning.replicated(mesh))
+  reconstructed = np.asarray(first_rows(reconstruction).addressable_data(0))
+  # The step's mask, redrawn on the host from the same key and batch shape.
+  key = jax.random.fold_in(jax.random.wrap_key_data(state.rng.addressable_data(0)),
+                           objectives.EVAL_MASK_SEED)
+  global_batch = len(local["video"]) * jax.process_count()
+  grid = embedding.token_grid(local["video"].shape[1:], model.patch_size, model.tubelet_size)
+  mask = np.asarray(masking.make_mask(key, global_batch, grid, model.mask_type,
+                                      model.mask_ratio, model.future_frames))[:n]
+  original = _unnormalise(local["video"][:n], pixel_mean, pixel_std)
+  hidden = masked_frames(original, mask, model.patch_size, model.tubelet_size)
+  return (np.clip(original, 0, 1), np.clip(hidden, 0, 1), np.clip(reconstructed, 0, 1))

@@ -1,0 +1,129 @@
+"""The experiment config: every key the main job reads, with defaults.
+
+`experiment_config(mode, model)` = `default_train_config()` (mode, seed,
+mesh, sharding, distributed, optimizer, train, model) + `data`
+(`vivit_jax.data.default_data_config()`) + the sections below. The result is
+locked: an override of a key that does not exist fails naming it.
+
+  mode                 "pretrain" (masked autoencoder), "train" / "finetune"
+                       (classification) or "eval" (evaluate only: the
+                       workdir's newest training checkpoint, else `init_from`).
+
+  checkpoint.*         see `vivit_jax/train/checkpointing.py`:
+    every_steps        save every N steps [steps]; 0 = only at the end.
+    keep               newest checkpoints kept.
+    keep_best          best checkpoints kept by `best_metric`; 0 = off.
+    best_metric        e.g. "eval/top1" (classification), "eval/loss" (pretrain).
+    best_mode          "max" or "min".
+    async_save         save in the background.
+    save_on_sigterm    save at the next step boundary on SIGTERM/preemption.
+
+  eval.*
+    every_steps        evaluate every N steps [steps]; 0 = only at the end.
+    batch_size         global eval batch [clips], split over processes.
+    num_batches        stop after this many eval batches; 0 = the whole split.
+    shuffle_frames     control: permute every clip's frames in time (a fixed
+                       permutation per batch); a model that uses motion drops
+                       toward chance.
+    num_images         pretrain: clips in the original/masked/reconstructed PNG.
+
+  log.*
+    every_steps        console line + TensorBoard scalars every N steps.
+
+  init_from.*          starting weights of a fresh (not resumed) run:
+    kind               "" (random init), "pretrain" (this project's
+                       pretraining workdir: its encoder, via
+                       `transfer.encoder_to_classifier`), "model" (a model
+                       checkpoint dir, e.g. a converted Hugging Face model:
+                       a VideoMAE's encoder or a ViViT with identical names
+                       and shapes), "image_vit" (a 2D ViT model checkpoint,
+                       inflated with `inflation`).
+    path               the workdir / model checkpoint dir.
+    inflation          "central_frame" or "average" (kind="image_vit").
+
+  debug.*
+    sigkill_after_step >0: once the checkpoint of this step is on disk the
+                       process SIGKILLs itself (crash-recovery tests).
+"""
+
+import ml_collections
+
+from vivit_jax.data.config import default_data_config
+from vivit_jax.train.defaults import default_train_config
+
+RUN_MODES = ("pretrain", "train", "finetune", "eval")
+INIT_KINDS = ("", "pretrain", "model", "image_vit")
+
+
+def experiment_config(mode: str, model: dict) -> ml_collections.ConfigDict:
+  """An unlocked ConfigDict with every key at its default; see module docstring.
+
+  Experiment config files call this, set their values and return
+  `config.lock()`-ed results via `finalize`.
+  """
+  c = default_train_config()
+  c.mode = mode
+  c.model = ml_collections.ConfigDict(model)
+  c.data = default_data_config()
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.every_steps = 1000
+  c.checkpoint.keep = 3
+  c.checkpoint.keep_best = 1
+  c.checkpoint.best_metric = "eval/loss" if mode == "pretrain" else "eval/top1"
+  c.checkpoint.best_mode = "min" if mode == "pretrain" else "max"
+  c.checkpoint.async_save = True
+  c.checkpoint.save_on_sigterm = True
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.every_steps = 1000
+  c.eval.batch_size = 64
+  c.eval.num_batches = 0
+  c.eval.shuffle_frames = False
+  c.eval.num_images = 2
+
+  c.log = ml_collections.ConfigDict()
+  c.log.every_steps = 50
+
+  c.init_from = ml_collections.ConfigDict()
+  c.init_from.kind = ""
+  c.init_from.path = ""
+  c.init_from.inflation = "central_frame"
+
+  c.debug = ml_collections.ConfigDict()
+  c.debug.sigkill_after_step = 0
+  return c
+
+
+def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Ties the training normalisation to the data's and locks the config."""
+  config.train.pixel_mean = tuple(config.data.mean)
+  config.train.pixel_std = tuple(config.data.std)
+  config.lock()
+  return config
+
+
+def validate(config) -> None:
+  """Raises ValueError naming the first inconsistent key."""
+  if config.mode not in RUN_MODES:
+    raise ValueError(f"mode must be one of {RUN_MODES}, got {config.mode!r}")
+  if config.init_from.kind not in INIT_KINDS:
+    raise ValueError(f"init_from.kind must be one of {INIT_KINDS}, got "
+                     f"{config.init_from.kind!r}")
+  if config.init_from.kind and not config.init_from.path:
+    raise ValueError(f"init_from.kind={config.init_from.kind!r} needs init_from.path")
+  model_name = config.model.get("name", "vivit")
+  if config.mode == "pretrain" and model_name != "videomae":
+    raise ValueError(f"mode='pretrain' needs model.name='videomae', got {model_name!r}")
+  if config.mode in ("train", "finetune") and model_name != "vivit":
+    raise ValueError(f"mode={config.mode!r} needs model.name='vivit', got {model_name!r}")
+  if model_name == "vivit" and "num_classes" in config.model:
+    if config.model.num_classes != config.data.num_classes:
+      raise ValueError(f"model.num_classes={config.model.num_classes} differs from "
+                       f"data.num_classes={config.data.num_classes}")
+  for section in ("checkpoint", "eval", "log"):
+    if config[section].every_steps < 0:
+      raise ValueError(f"{section}.every_steps must be >= 0, "
+                       f"got {config[section].every_steps}")
+  if config.log.every_steps == 0:
+    raise ValueError("log.every_steps must be positive")
