@@ -15,7 +15,6 @@ Imports without TensorFlow: batches are random arrays made on the devices.
 """
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -25,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vivit_jax.models import build_model, flops
-from vivit_jax.train import defaults, mesh as mesh_lib, partitioning, steps
+from vivit_jax.train import defaults, experiment, mesh as mesh_lib, partitioning, steps
 
 # Dense bf16 tensor-core peak by `device_kind` substring [TFLOP/s].
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0,
@@ -65,13 +64,6 @@ for _variant in ("spatio_temporal", "factorised_encoder", "factorised_self_atten
   PRESETS[f"vivit_b_{_variant}_32x224"] = _vivit_preset(_variant, 32, 8)
 
 
-def load_config_file(path):
-  spec = importlib.util.spec_from_file_location("benchmark_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
 def _parse_value(text):
   """JSON where it parses (numbers, true, null, lists), else the plain string."""
   try:
@@ -83,7 +75,7 @@ def _parse_value(text):
 def build_config(args):
   """`(config, clip_shape)` from a preset or a config file plus flag overrides."""
   if args.config:
-    config = load_config_file(args.config)
+    config = experiment.load_config_file(args.config)
     data = config.get("data")
     clip = (data.num_frames, data.image_size, data.image_size, 3) if data else (8, 32, 32, 3)
   else:
@@ -95,13 +87,8 @@ def build_config(args):
     clip = preset["clip"]
   if args.batch_size:
     config.train.batch_size = args.batch_size
-  for item in args.set or ():
-    key, value = item.split("=", 1)
-    node = config
-    *parents, leaf = key.split(".")
-    for part in parents:
-      node = node[part]
-    node[leaf] = _parse_value(value)
+  experiment.apply_overrides(config, {key: _parse_value(value) for key, value in
+                                      (item.split("=", 1) for item in args.set or ())})
   if jax.default_backend() == "cpu" and config.model.get("attention_impl") == "cudnn":
     print("note: no GPU: attention_impl cudnn -> xla, dtype -> float32", file=sys.stderr)
     config.model.attention_impl = "xla"
@@ -169,8 +156,8 @@ def run(config, clip, num_steps, warmup, profile_dir=None):
     return compiled(state, batch)
 
   for _ in range(warmup):
-    state, metrics = one_step(state)
-  jax.block_until_ready(metrics)
+    state, _ = one_step(state)
+  jax.block_until_ready(state)
   times = []
   if profile_dir:
     jax.profiler.start_trace(profile_dir)

@@ -3,7 +3,9 @@
 1. Generates the moving-shapes dataset once (`demo_workdir/data`: 16-frame
    64 x 64 clips of a shape moving right / left / down / up over a textured,
    noisy background; the class is the direction, so no single frame tells
-   it). Training reads 8 frames (every 2nd) at 32 x 32.
+   it). Training reads 8 frames (every 2nd) at 32 x 32. A few held-out
+   videos are also written as mp4 files (`demo_workdir/videos/`) for
+   `python -m vivit_jax.predict` / `stream` (see docs/evaluate.md).
 2. Masked pretraining of a small VideoMAE (`configs/demo_pretrain.py`).
 3. Fine-tunes a ViViT from that encoder (`configs/demo_finetune.py`).
 4. Evaluates the classifier on the held-out clips, and again with every
@@ -14,7 +16,6 @@ Each stage is the main job run in this process, exactly what
 The two training workdirs are started afresh on every run.
 """
 
-import importlib.util
 import os
 import shutil
 import sys
@@ -26,25 +27,39 @@ sys.path.insert(0, REPO)
 from absl import logging as absl_logging  # noqa: E402
 
 from vivit_jax.data import synthetic  # noqa: E402
-from vivit_jax.train import demo_settings, loop  # noqa: E402
+from vivit_jax.train import demo_settings, experiment, loop  # noqa: E402
 
 WORKDIR = os.path.join(REPO, "demo_workdir")
+VIDEOS_DIR = os.path.join(WORKDIR, "videos")
+VIDEO_SEED = 12345  # not the train (0) or eval (1) seed of the TFRecords
+
+
+def write_demo_videos(out_dir: str = VIDEOS_DIR, num_videos: int = 3, fps: int = 8) -> list:
+  """Writes `num_videos` demo clips as H.264 mp4s named `<i>_<direction>.mp4`."""
+  import av  # pylint: disable=import-outside-toplevel
+  os.makedirs(out_dir, exist_ok=True)
+  videos, labels = synthetic.generate_videos(
+      num_videos, demo_settings.SOURCE_FRAMES, demo_settings.SOURCE_SIZE,
+      demo_settings.NUM_CLASSES, seed=VIDEO_SEED)
+  paths = []
+  for index, (video, label) in enumerate(zip(videos, labels)):
+    path = os.path.join(out_dir, f"{index}_{synthetic.DIRECTIONS[label]}.mp4")
+    with av.open(path, "w") as container:
+      stream = container.add_stream("libx264", rate=fps)
+      stream.width, stream.height, stream.pix_fmt = video.shape[2], video.shape[1], "yuv420p"
+      stream.options = {"crf": "12"}
+      for frame in video:
+        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+          container.mux(packet)
+      for packet in stream.encode():
+        container.mux(packet)
+    paths.append(path)
+  return paths
 
 
 def load_config(name: str, **overrides):
   """`configs/<name>.py`'s `get_config()` with dotted-key overrides applied."""
-  path = os.path.join(REPO, "configs", f"{name}.py")
-  spec = importlib.util.spec_from_file_location(f"demo_config_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for part in parents:
-      node = node[part]
-    node[leaf] = value
-  return config
+  return experiment.load_config_file(os.path.join(REPO, "configs", f"{name}.py"), overrides)
 
 
 def banner(text: str) -> None:
@@ -63,6 +78,8 @@ def main() -> None:
   print(f"{dataset['num_train']} train / {dataset['num_eval']} eval clips of "
         f"{dataset['num_frames']} x {dataset['size']}x{dataset['size']} in "
         f"{demo_settings.DEMO_DATA_DIR} ({time.perf_counter() - start:.0f}s so far)", flush=True)
+  videos = write_demo_videos()
+  print(f"{len(videos)} example mp4s for predict / stream in {VIDEOS_DIR}", flush=True)
 
   pretrain_dir = os.path.join(WORKDIR, "pretrain")
   finetune_dir = os.path.join(WORKDIR, "finetune")
@@ -96,6 +113,8 @@ def main() -> None:
   print(f"pretraining reconstruction:    {pretrain['eval/loss']:.4f} (normalised-pixel MSE)")
   print(f"total time:                    {total:.0f}s")
   print(f"TensorBoard: tensorboard --logdir {WORKDIR}")
+  print(f"the classifier as a model checkpoint: {os.path.join(finetune_dir, loop.MODEL_DIR)} "
+        "(see docs/evaluate.md)")
   if finetune["eval/top1"] < chance + 0.25:
     print("the classifier did not get far above chance", file=sys.stderr)
     sys.exit(1)

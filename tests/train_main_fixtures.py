@@ -12,6 +12,8 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from vivit_jax.train import experiment
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAMES, SIZE, CLASSES = 4, 16, 4
 TINY_ENCODER = dict(hidden_size=32, num_layers=1, num_heads=4, mlp_dim=64, patch_size=8,
@@ -55,24 +57,8 @@ def run_main(config_name: str, workdir: str, overrides: dict, env=None,
                         env=dict(os.environ, **(env or {})))
 
 
-def apply_overrides(config: ml_collections.ConfigDict, overrides: dict):
-  """In-process equivalent of `--config.<key>=<value>` flags."""
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for part in parents:
-      node = node[part]
-    node[leaf] = value
-  return config
-
-
 def load_config(config_name: str, overrides: dict) -> ml_collections.ConfigDict:
-  import importlib.util  # pylint: disable=import-outside-toplevel
-  path = os.path.join(REPO, "configs", config_name)
-  spec = importlib.util.spec_from_file_location(f"test_config_{config_name[:-3]}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return apply_overrides(module.get_config(), overrides)
+  return experiment.load_config_file(os.path.join(REPO, "configs", config_name), overrides)
 
 
 def read_checkpoint_state(workdir: str, step: int) -> dict:

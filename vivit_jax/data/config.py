@@ -11,6 +11,7 @@ Units: `image_size`, `resize_short_side` in pixels; `stride` in source frames;
 from typing import Any, Mapping
 
 import ml_collections
+from ml_collections import config_dict
 
 SOURCES = ("tfrecord", "tfds", "video_list")
 CROPS = ("random_resized", "multi_scale", "random")
@@ -45,6 +46,8 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.eval_split = "test"
 
   c.num_classes = 400
+  # Optional names of the classes, in label order; written into model checkpoints.
+  c.class_names = config_dict.placeholder(tuple)
   c.multi_label = False  # tfrecord only: adds "multi_hot_label" (B, num_classes).
   c.one_hot_labels = False  # Adds "one_hot_label" (B, num_classes) float32.
 
@@ -133,6 +136,8 @@ def validate_data_config(c: Mapping[str, Any]):
   _check(0 <= c["rand_augment_magnitude"] <= 10, "rand_augment_magnitude",
          "must lie in [0, 10]", c)
   _check(c["color_jitter"] >= 0, "color_jitter", "must be >= 0", c)
+  _check(c["class_names"] is None or len(c["class_names"]) == c["num_classes"],
+         "class_names", "must list num_classes names", c)
   _check(0 <= c["color_jitter_prob"] <= 1, "color_jitter_prob", "must lie in [0, 1]", c)
   for key in ("mean", "std"):
     _check(len(c[key]) == 3, key, "needs 3 values (RGB, [0, 1] scale)", c)

@@ -7,6 +7,8 @@ encoder geometry both demo stages share.
 
 import os
 
+from vivit_jax.data.synthetic import DIRECTIONS
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO_DATA_DIR = os.path.join(REPO, "demo_workdir", "data")
 # The generated clips: 16 frames of 64 x 64 (shapes of radius 6-10 pixels over
@@ -27,6 +29,7 @@ def set_demo_data(data, data_dir: str = DEMO_DATA_DIR) -> None:
   data.train_files = os.path.join(data_dir, "train-*-of-*.tfrecord")
   data.eval_files = os.path.join(data_dir, "eval-*-of-*.tfrecord")
   data.num_classes = NUM_CLASSES
+  data.class_names = DIRECTIONS[:NUM_CLASSES]
   data.num_frames = NUM_FRAMES
   data.stride = FRAME_STRIDE
   data.image_size = IMAGE_SIZE

@@ -12,6 +12,9 @@ Classification metrics (keys of the returned dict):
   eval/top1, eval/top5
                    video-level accuracy: softmax probabilities averaged over
                    each video's views (`video_index`), then ranked.
+  eval/mean_class_accuracy
+                   video-level top-1 per true class, averaged over the
+                   classes present (robust to class imbalance).
   eval/num_videos, eval/num_clips
 Pretraining metrics: eval/loss (reconstruction MSE over hidden tubelets of the
 real clips), eval/num_clips.
@@ -21,6 +24,7 @@ permutation per batch, drawn from `seed` and the batch index): the control
 that shows whether a model uses motion.
 """
 
+import dataclasses
 from typing import Callable, Dict, Iterable, Optional, Tuple
 
 import jax
@@ -68,22 +72,110 @@ def _host_rows(global_array) -> np.ndarray:
 def top_k_correct(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
   """`(N,)` bool: label among the k highest of `scores (N, C)`."""
   k = min(k, scores.shape[-1])
-  top = np.argsort(-scores, axis=-1)[:, :k]
+  top = np.argsort(-scores, axis=-1, kind="stable")[:, :k]
   return np.any(top == labels[:, None], axis=-1)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-  z = logits - logits.max(axis=-1, keepdims=True)
+def softmax(logits: np.ndarray) -> np.ndarray:
+  """Softmax over the last axis, float64."""
+  z = np.asarray(logits, np.float64)
+  z = z - z.max(axis=-1, keepdims=True)
   e = np.exp(z)
   return e / e.sum(axis=-1, keepdims=True)
 
 
-def evaluate_classifier(eval_step: Callable, state, batches: Iterable[Dict[str, np.ndarray]],
-                        mesh, shuffle_frames: bool = False, seed: int = 0,
-                        max_batches: int = 0) -> Dict[str, float]:
-  """One pass over `batches`; video-level top-1/top-5 (see module docstring)."""
-  prob_sum: Dict[Tuple[int, int], np.ndarray] = {}
-  video_label: Dict[Tuple[int, int], int] = {}
+def average_views(probs: np.ndarray, video_ids: np.ndarray, labels: np.ndarray
+                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Per-video mean of view probabilities.
+
+  Args:
+    probs: `(N, C)` per-view probabilities.
+    video_ids: `(N,)` or `(N, k)` ints naming each view's video.
+    labels: `(N,)` int labels (equal for all views of a video).
+
+  Returns:
+    `(ids (V, ...), scores (V, C), labels (V,))`, videos in sorted id order.
+  """
+  video_ids = np.asarray(video_ids).reshape(len(probs), -1)
+  ids, inverse = np.unique(video_ids, axis=0, return_inverse=True)
+  inverse = inverse.reshape(-1)
+  sums = np.zeros((len(ids), probs.shape[-1]), np.float64)
+  np.add.at(sums, inverse, probs)
+  counts = np.bincount(inverse, minlength=len(ids))[:, None]
+  video_labels = np.zeros(len(ids), np.int64)
+  video_labels[inverse] = labels
+  return ids, sums / counts, video_labels
+
+
+def confusion_matrix(predictions: np.ndarray, labels: np.ndarray,
+                     num_classes: int) -> np.ndarray:
+  """`(C, C)` int64 counts: row = true class, column = predicted class."""
+  matrix = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(matrix, (np.asarray(labels, np.int64), np.asarray(predictions, np.int64)), 1)
+  return matrix
+
+
+def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
+  """`(C,)` recall of each class from a confusion matrix; NaN for absent classes."""
+  totals = matrix.sum(axis=1).astype(np.float64)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return np.where(totals > 0, np.diag(matrix) / np.maximum(totals, 1), np.nan)
+
+
+def mean_class_accuracy(matrix: np.ndarray) -> float:
+  """Mean of `per_class_accuracy` over the classes that occur."""
+  accuracy = per_class_accuracy(matrix)
+  present = ~np.isnan(accuracy)
+  return float(np.mean(accuracy[present])) if present.any() else float("nan")
+
+
+@dataclasses.dataclass
+class ClassifierPass:
+  """What one eval pass over the eval split collected (identical on every host).
+
+  Attributes:
+    scores: `(V, C)` float64, each video's softmax probabilities averaged
+      over its views.
+    labels: `(V,)` int64 video labels.
+    loss_sum: summed cross-entropy over the real clips.
+    num_clips: real (valid) clips = views seen.
+    clip_correct: real clips whose own argmax was right.
+  """
+  scores: np.ndarray
+  labels: np.ndarray
+  loss_sum: float
+  num_clips: float
+  clip_correct: float
+
+  @property
+  def num_classes(self) -> int:
+    return self.scores.shape[-1]
+
+  def confusion(self) -> np.ndarray:
+    return confusion_matrix(np.argmax(self.scores, -1), self.labels, self.num_classes)
+
+  def metrics(self) -> Dict[str, float]:
+    """The `eval/*` scalars (see module docstring)."""
+    return {
+        "eval/loss": self.loss_sum / max(self.num_clips, 1.0),
+        "eval/clip_top1": self.clip_correct / max(self.num_clips, 1.0),
+        "eval/top1": float(np.mean(top_k_correct(self.scores, self.labels, 1))),
+        "eval/top5": float(np.mean(top_k_correct(self.scores, self.labels, 5))),
+        "eval/mean_class_accuracy": mean_class_accuracy(self.confusion()),
+        "eval/num_videos": float(len(self.labels)),
+        "eval/num_clips": self.num_clips,
+    }
+
+
+def classifier_pass(eval_step: Callable, state, batches: Iterable[Dict[str, np.ndarray]],
+                    mesh, shuffle_frames: bool = False, seed: int = 0,
+                    max_batches: int = 0) -> ClassifierPass:
+  """Runs `eval_step` over `batches`, gathers every view, averages per video.
+
+  The one classification eval used by the training loop's periodic eval,
+  `mode=eval` and `python -m vivit_jax.evaluate`.
+  """
+  probs, labels, ids = [], [], []
   loss_sum = clip_correct = clips = 0.0
   for index, local in enumerate(batches):
     if max_batches and index >= max_batches:
@@ -92,33 +184,32 @@ def evaluate_classifier(eval_step: Callable, state, batches: Iterable[Dict[str, 
       local = dict(local, video=shuffle_time(local["video"], seed + index))
     metrics = eval_step(state, step_batch(local, mesh))
     logits = _host_rows(metrics["logits"])
-    labels = _gather(local["label"]).astype(np.int64)
+    batch_labels = _gather(local["label"]).astype(np.int64)
     valid = _gather(local.get("valid", np.ones(len(local["label"])))).astype(bool)
     local_ids = local.get("video_index", np.arange(len(local["label"])) + 10**6 * index)
     # Keyed by (process, video_index): each process numbers its own shard.
-    ids = _gather(np.stack([np.full(len(local_ids), jax.process_index()), local_ids], 1))
+    batch_ids = _gather(np.stack([np.full(len(local_ids), jax.process_index()),
+                                  np.asarray(local_ids)], 1))
     n = float(np.asarray(metrics["num_examples"]))
     loss_sum += float(np.asarray(metrics["loss"])) * n
     clips += n
-    probs = _softmax(logits.astype(np.float64))
-    clip_correct += float(np.sum((np.argmax(logits, -1) == labels) & valid))
-    for row in np.flatnonzero(valid):
-      vid = (int(ids[row, 0]), int(ids[row, 1]))
-      prob_sum[vid] = prob_sum.get(vid, 0.0) + probs[row]
-      video_label[vid] = int(labels[row])
-  if not prob_sum:
+    clip_correct += float(np.sum((np.argmax(logits, -1) == batch_labels) & valid))
+    probs.append(softmax(logits[valid]))
+    labels.append(batch_labels[valid])
+    ids.append(batch_ids[valid])
+  if not probs or not sum(len(p) for p in probs):
     raise ValueError("the eval split yielded no valid clips")
-  vids = sorted(prob_sum)
-  scores = np.stack([prob_sum[v] for v in vids])
-  labels = np.asarray([video_label[v] for v in vids])
-  return {
-      "eval/loss": loss_sum / max(clips, 1.0),
-      "eval/clip_top1": clip_correct / max(clips, 1.0),
-      "eval/top1": float(np.mean(top_k_correct(scores, labels, 1))),
-      "eval/top5": float(np.mean(top_k_correct(scores, labels, 5))),
-      "eval/num_videos": float(len(vids)),
-      "eval/num_clips": clips,
-  }
+  _, scores, video_labels = average_views(np.concatenate(probs), np.concatenate(ids),
+                                          np.concatenate(labels))
+  return ClassifierPass(scores, video_labels, loss_sum, clips, clip_correct)
+
+
+def evaluate_classifier(eval_step: Callable, state, batches: Iterable[Dict[str, np.ndarray]],
+                        mesh, shuffle_frames: bool = False, seed: int = 0,
+                        max_batches: int = 0) -> Dict[str, float]:
+  """One pass over `batches`; the `eval/*` scalars of `classifier_pass`."""
+  return classifier_pass(eval_step, state, batches, mesh, shuffle_frames, seed,
+                         max_batches).metrics()
 
 
 def masked_frames(video: np.ndarray, mask: np.ndarray, patch_size, tubelet_size: int,

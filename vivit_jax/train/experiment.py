@@ -46,6 +46,10 @@ locked: an override of a key that does not exist fails naming it.
                        process SIGKILLs itself (crash-recovery tests).
 """
 
+import importlib.util
+import os
+from typing import Any, Mapping, Optional
+
 import ml_collections
 
 from vivit_jax.data.config import default_data_config
@@ -127,3 +131,30 @@ def validate(config) -> None:
                        f"got {config[section].every_steps}")
   if config.log.every_steps == 0:
     raise ValueError("log.every_steps must be positive")
+
+
+def load_config_file(path: str, overrides: Optional[Mapping[str, Any]] = None
+                     ) -> ml_collections.ConfigDict:
+  """`get_config()` of the config file at `path`, with dotted-key overrides.
+
+  The in-process equivalent of `--config=path --config.a.b=value`: an
+  override of a key the config lacks fails naming it.
+  """
+  name = os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(f"vivit_jax_config_{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return apply_overrides(module.get_config(), overrides or {})
+
+
+def apply_overrides(config: ml_collections.ConfigDict,
+                    overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """Sets dotted keys (`{"train.num_steps": 10}`) in place; returns `config`."""
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for part in parents:
+      node = node[part]
+    node[leaf] = value
+  return config
+

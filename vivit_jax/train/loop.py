@@ -4,7 +4,11 @@
   pretrain / train / finetune  `train_and_evaluate`: resumes from the newest
       readable checkpoint in `WORKDIR/checkpoints` (else starts from
       `config.init_from` or random init), trains to `train.num_steps`,
-      evaluating every `eval.every_steps` and at the end.
+      evaluating every `eval.every_steps` and at the end; a classifier run
+      that reaches `train.num_steps` then writes `WORKDIR/model/`, a model
+      checkpoint (`config.json` with "model", "labels", "input", "source",
+      and `params/`) that `vivit_jax.predict` / `stream` / `export` /
+      `evaluate` read.
   eval  `evaluate_only`: the workdir's newest checkpoint (else `init_from`),
       one pass over the eval split.
 
@@ -21,15 +25,17 @@ unchecked step. Only process 0 writes logs; every process checkpoints.
 import json
 import os
 import signal
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from vivit_jax import checkpoints as model_checkpoints
 from vivit_jax.models import build_model, embedding
-from vivit_jax.train import checkpointing, evaluation, experiment, init_from
+from vivit_jax.train import (checkpointing, confusion, evaluation, experiment, init_from,
+                             partitioning)
 from vivit_jax.train import logging as train_logging
 from vivit_jax.train.distributed import make_global_batch
 from vivit_jax.train.mesh import create_mesh
@@ -37,6 +43,7 @@ from vivit_jax.train.steps import (check_finite, init_train_state, make_eval_ste
                                    make_train_step)
 
 TRAIN_KEYS = ("video", "label")
+MODEL_DIR = "model"  # WORKDIR/model: the finished classifier as a model checkpoint
 
 
 def step_config(config) -> ml_collections.ConfigDict:
@@ -128,38 +135,86 @@ class MetricBuffer:
     return {k: v / finite for k, v in sums.items() if k != "is_finite"} if finite else {}
 
 
+def class_names(config) -> Optional[List[str]]:
+  """The data config's class names (`data.class_names`), if it has them."""
+  names = config.data.class_names
+  return [str(n) for n in names] if names else None
+
+
 def evaluate(config, model, mesh, state, eval_step, image_step, shuffle_frames=None):
-  """One eval pass over the eval split; returns `(metrics, images or None)`."""
+  """One eval pass over the eval split; returns `(metrics, (name, image) or None)`.
+
+  The image is `(H, W, 3)` uint8: pretraining's original / masked /
+  reconstructed grid ("reconstruction"), or the classifier's row-normalised
+  confusion matrix ("confusion").
+  """
   shuffle = bool(config.eval.shuffle_frames if shuffle_frames is None else shuffle_frames)
   batches = create_iterator(config, train=False)
   try:
     if step_config(config).mode == "pretrain":
-      return evaluation.evaluate_pretrain(
+      metrics, images = evaluation.evaluate_pretrain(
           eval_step, image_step, state, model, batches, mesh, config.train.pixel_mean,
           config.train.pixel_std, int(config.eval.num_images), int(config.eval.num_batches))
-    metrics = evaluation.evaluate_classifier(
+      return metrics, None if images is None else ("reconstruction", _reconstruction(images))
+    result = evaluation.classifier_pass(
         eval_step, state, batches, mesh, shuffle_frames=shuffle, seed=int(config.seed),
         max_batches=int(config.eval.num_batches))
-    return metrics, None
+    picture = confusion.confusion_image(result.confusion(), class_names(config))
+    return result.metrics(), ("confusion", picture)
   finally:
     close = getattr(batches, "close", None)
     if close is not None:
       close()
 
 
+def _reconstruction(images) -> np.ndarray:
+  """Stacks `(original, masked, reconstructed)` grids of every clip vertically."""
+  grid = train_logging.reconstruction_grid(*(clip[0] for clip in images))
+  for i in range(1, len(images[0])):
+    grid = np.concatenate([grid, np.full((4,) + grid.shape[1:], 255, np.uint8),
+                           train_logging.reconstruction_grid(*(c[i] for c in images))])
+  return grid
+
+
 def _write_eval(writer: train_logging.MetricWriter, workdir: str, step: int, metrics,
-                images) -> None:
+                image) -> None:
   writer.write_scalars(step, metrics)
-  if images is not None:
-    grid = train_logging.reconstruction_grid(*(clip[0] for clip in images))
-    for i in range(1, len(images[0])):
-      grid = np.concatenate([grid, np.full((4,) + grid.shape[1:], 255, np.uint8),
-                             train_logging.reconstruction_grid(*(c[i] for c in images))])
-    writer.write_image(step, "eval/reconstruction", grid)
-    train_logging.write_png(workdir, "reconstruction", step, grid)
+  if image is not None:
+    name, picture = image
+    writer.write_image(step, f"eval/{name}", picture)
+    train_logging.write_png(workdir, name, step, picture)
   shown = ", ".join(f"{k.split('/', 1)[1]} {v:.4f}" for k, v in sorted(metrics.items())
                     if not k.endswith(("num_videos", "num_clips")))
   train_logging.console(f"eval at step {step}: {shown}")
+
+
+def input_spec(config) -> Dict[str, Any]:
+  """The inference `"input"` block matching the data config's eval path."""
+  data = config.data
+  return {"num_frames": int(data.num_frames), "frame_stride": int(data.stride),
+          "image_size": [int(data.image_size), int(data.image_size)],
+          "resize_short_side": int(data.eval_resize_short_side or data.resize_short_side),
+          "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std]}
+
+
+def save_model(config, workdir: str, mesh, state, step: int) -> str:
+  """Writes `WORKDIR/model/` (a model checkpoint predict / stream / export read).
+
+  The params are gathered to every host (replicated), then written once:
+  Orbax writes host numpy arrays from the primary process and `config.json`
+  is written by process 0; every process must call this (it synchronises).
+  """
+  gather = jax.jit(lambda p: p, out_shardings=partitioning.replicated(mesh))
+  params = jax.tree_util.tree_map(lambda x: np.asarray(x.addressable_data(0)),
+                                  gather(state.params))
+  payload = {"model": config.model.to_dict(), "labels": class_names(config),
+             "input": input_spec(config),
+             "source": {"workdir": os.path.abspath(workdir), "step": int(step),
+                        "mode": config.mode}}
+  directory = model_checkpoints.save_model_checkpoint(
+      os.path.join(workdir, MODEL_DIR), params, payload, force=True)
+  train_logging.console(f"wrote model checkpoint (step {step}) to {directory}")
+  return directory
 
 
 def _write_json(path: str, payload: Dict[str, Any]) -> None:
@@ -213,8 +268,8 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
         writer.write_scalars(step, {f"train/{k}": v for k, v in train_metrics.items()})
         writer.write_scalars(step, throughput)
       if do_eval:
-        eval_metrics, images = evaluate(config, model, mesh, state, eval_step, image_step)
-        _write_eval(writer, workdir, step, eval_metrics, images)
+        eval_metrics, image = evaluate(config, model, mesh, state, eval_step, image_step)
+        _write_eval(writer, workdir, step, eval_metrics, image)
       if do_save:
         ckpt.save(step, state, train_iter.get_state(),
                   metrics=eval_metrics if do_eval else None, force=last or stopping)
@@ -228,8 +283,10 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
         break
     if start_step >= num_steps:
       train_logging.console(f"already trained to step {start_step}; evaluating only")
-      eval_metrics, images = evaluate(config, model, mesh, state, eval_step, image_step)
-      _write_eval(writer, workdir, start_step, eval_metrics, images)
+      eval_metrics, image = evaluate(config, model, mesh, state, eval_step, image_step)
+      _write_eval(writer, workdir, start_step, eval_metrics, image)
+    if config.mode != "pretrain" and step >= num_steps:
+      save_model(config, workdir, mesh, state, step)
   finally:
     stop.uninstall()
     ckpt.close()
@@ -262,9 +319,9 @@ def evaluate_only(config, workdir: str) -> Dict[str, float]:
   eval_step = make_eval_step(eval_config, model, mesh, shardings)
   image_step = (make_eval_step(eval_config, model, mesh, shardings, return_reconstruction=True)
                 if eval_config.mode == "pretrain" and config.eval.num_images else None)
-  metrics, images = evaluate(eval_config, model, mesh, state, eval_step, image_step)
+  metrics, image = evaluate(eval_config, model, mesh, state, eval_step, image_step)
   writer = train_logging.MetricWriter(os.path.join(workdir, "eval"))
-  _write_eval(writer, os.path.join(workdir, "eval"), step, metrics, images)
+  _write_eval(writer, os.path.join(workdir, "eval"), step, metrics, image)
   writer.close()
   suffix = "_shuffled" if config.eval.shuffle_frames else ""
   _write_json(os.path.join(workdir, f"eval_step{step}{suffix}.json"), dict(metrics, step=step))
