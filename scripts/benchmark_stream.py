@@ -11,8 +11,8 @@ p50 / p99 (ms), delay from frame arrival to prediction, frames per second
 the model took, frames dropped, and whether it kept up (no frame dropped).
 
 Without `--checkpoint` the model is `configs/demo_finetune.py`'s classifier
-(spatio-temporal ViViT, 16 frames of 32x32) with random weights, fed as the
-demo data config feeds it (stride 1, short side 32, mean 0.5, std 0.25).
+(spatio-temporal ViViT) with random weights, fed as the demo data config
+feeds it (its frames, stride, size, mean and std).
 """
 
 import argparse
