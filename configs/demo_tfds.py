@@ -11,20 +11,15 @@ set e.g. `--config.data.tfds_name=ucf101/ucf101_1_256
 import os
 
 from vivit_jax.train import demo_settings
-from vivit_jax.train.experiment import experiment_config, finalize
+from vivit_jax.train.experiment import finalize
 
 
 def get_config():
-  model = dict(name="vivit", variant="spatio_temporal", **demo_settings.ENCODER,
-               num_classes=demo_settings.NUM_CLASSES, classifier="token",
-               pos_embedding="learned")
-  config = experiment_config("train", model)
-  demo_settings.set_demo_data(config.data)
+  config = demo_settings.supervised_demo_config()
   d = config.data
   d.source = "tfds"
   d.train_files = d.eval_files = ""
   d.tfds_name = "vivit_demo_motion/default"
   d.tfds_data_dir = os.path.join(demo_settings.REPO, "demo_workdir", "tfds")
   d.train_split, d.eval_split = "train", "test"
-  demo_settings.set_demo_training(config)
   return finalize(config)

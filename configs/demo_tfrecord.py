@@ -9,14 +9,9 @@ the default points at `make demo`'s generated moving-shapes dataset.
 """
 
 from vivit_jax.train import demo_settings
-from vivit_jax.train.experiment import experiment_config, finalize
+from vivit_jax.train.experiment import finalize
 
 
 def get_config():
-  model = dict(name="vivit", variant="spatio_temporal", **demo_settings.ENCODER,
-               num_classes=demo_settings.NUM_CLASSES, classifier="token",
-               pos_embedding="learned")
-  config = experiment_config("train", model)
-  demo_settings.set_demo_data(config.data)
-  demo_settings.set_demo_training(config)
+  config = demo_settings.supervised_demo_config()
   return finalize(config)

@@ -11,20 +11,15 @@ to `data.video_root` and decoded with PyAV (mp4, webm, avi, ...).
 import os
 
 from vivit_jax.train import demo_settings
-from vivit_jax.train.experiment import experiment_config, finalize
+from vivit_jax.train.experiment import finalize
 
 
 def get_config():
-  model = dict(name="vivit", variant="spatio_temporal", **demo_settings.ENCODER,
-               num_classes=demo_settings.NUM_CLASSES, classifier="token",
-               pos_embedding="learned")
-  config = experiment_config("train", model)
-  demo_settings.set_demo_data(config.data)
+  config = demo_settings.supervised_demo_config()
   d = config.data
   d.source = "video_list"
   d.train_files = d.eval_files = ""
   d.video_root = os.path.join(demo_settings.REPO, "demo_workdir", "videos")
   d.train_list = os.path.join(d.video_root, "train.txt")
   d.eval_list = os.path.join(d.video_root, "eval.txt")
-  demo_settings.set_demo_training(config)
   return finalize(config)

@@ -8,6 +8,7 @@ encoder geometry both demo stages share.
 import os
 
 from vivit_jax.data.synthetic import DIRECTIONS
+from vivit_jax.train.experiment import experiment_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO_DATA_DIR = os.path.join(REPO, "demo_workdir", "data")
@@ -56,3 +57,16 @@ def set_demo_training(config, num_steps: int = 600) -> None:
   config.eval.every_steps = 200
   config.eval.batch_size = 32
   config.log.every_steps = 25
+
+
+def supervised_demo_config():
+  """The per-source demo configs' common start (not yet finalised): a
+  `spatio_temporal` ViViT with the demo encoder, trained from scratch on
+  the demo data; each config then points `data` at its own source."""
+  model = dict(name="vivit", variant="spatio_temporal", **ENCODER, num_classes=NUM_CLASSES,
+               classifier="token", pos_embedding="learned")
+  config = experiment_config("train", model)
+  set_demo_data(config.data)
+  set_demo_training(config)
+  return config
+
