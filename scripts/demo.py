@@ -112,7 +112,8 @@ def main() -> None:
   print(f"top-1, frames shuffled:        {100 * shuffled['eval/top1']:5.1f}%")
   print(f"pretraining reconstruction:    {pretrain['eval/loss']:.4f} (normalised-pixel MSE)")
   print(f"total time:                    {total:.0f}s")
-  print(f"TensorBoard: tensorboard --logdir {WORKDIR}")
+  print(f"TensorBoard event files under {WORKDIR} (to view: pip install tensorboard; "
+        f"tensorboard --logdir {WORKDIR})")
   print(f"the classifier as a model checkpoint: {os.path.join(finetune_dir, loop.MODEL_DIR)} "
         "(see docs/evaluate.md)")
   if finetune["eval/top1"] < chance + 0.25:
