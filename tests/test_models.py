@@ -177,7 +177,7 @@ def test_sinusoid_table_matches_the_formula():
 
 
 def test_position_embedding_interpolation_keeps_a_smooth_grid():
-  nt, nh, nw, d = 2, 4, 4, 3
+  nt, nh, nw = 2, 4, 4
   coords = np.stack(np.meshgrid(np.arange(nt), np.arange(nh), np.arange(nw), indexing="ij"), -1)
   linear = jnp.asarray(coords.reshape(1, -1, 3), jnp.float32)  # a linear function of position
   out = embedding.interpolate_grid_embedding(linear, (nt, nh, nw), (nt, 8, 8))

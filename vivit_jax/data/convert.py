@@ -24,7 +24,6 @@ from concurrent import futures
 from typing import List, Sequence, Tuple
 
 import av
-from PIL import Image
 
 from vivit_jax.data import video_list_source
 
