@@ -29,6 +29,16 @@ DATA = [
 # torch==2.13.0 installs from the CPU wheel kept on the CPU machines.
 PARITY = ["torch==2.13.0", "transformers>=4.46,<6"]
 TEST = ["pytest>=8,<10", "pytest-xdist>=3.5,<4"] + DATA + PARITY
+# The commands (`python -m <module>` runs the same code).
+CONSOLE_SCRIPTS = [
+    "vivit-train = vivit_jax.main:run",
+    "vivit-evaluate = vivit_jax.evaluate:run",
+    "vivit-predict = vivit_jax.serving.predict:main",
+    "vivit-stream = vivit_jax.serving.stream:main",
+    "vivit-export = vivit_jax.export.__main__:main",
+    "vivit-convert = vivit_jax.convert.__main__:main",
+    "vivit-make-tfrecords = vivit_jax.data.convert:main",
+]
 
 setup(
     name="vivit_jax",
@@ -38,4 +48,5 @@ setup(
     python_requires=">=3.11",
     install_requires=CORE,
     extras_require={"data": DATA, "parity": PARITY, "test": TEST},
+    entry_points={"console_scripts": CONSOLE_SCRIPTS},
 )

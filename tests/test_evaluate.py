@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 import train_main_fixtures as fx
-from vivit_jax import checkpoints, evaluate, inference
+from vivit_jax import checkpoints, evaluate
+from vivit_jax.serving import inference
 from vivit_jax.models import build_model
 from vivit_jax.train import confusion, evaluation, loop
 

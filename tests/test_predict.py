@@ -1,4 +1,4 @@
-"""`vivit_jax.predict` / `vivit_jax.inference` on a tiny random checkpoint and
+"""`vivit_jax.serving.predict` / `vivit_jax.serving.inference` on a tiny random checkpoint and
 mp4s written here (40 frames, 64x48, 25 fps)."""
 
 import json
@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 import test_predict_fixtures as fx
-from vivit_jax import inference
-from vivit_jax import predict
-from vivit_jax import video_io
+from vivit_jax.data.eval_views import view_indices
+from vivit_jax.serving import inference
+from vivit_jax.serving import predict
+from vivit_jax.serving import video_io
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,13 +51,6 @@ def test_input_spec_from_converter_source_with_defaults():
     inference.resolve_input_spec({"model": {}}, where="ck/config.json")
 
 
-def test_clip_indices_match_eval_sampling():
-  np.testing.assert_array_equal(inference.clip_indices(40, 8, 2), [np.arange(12, 27, 2)])
-  views = inference.clip_indices(40, 8, 2, num_views=3)
-  np.testing.assert_array_equal(views[:, 0], [0, 12, 25])
-  np.testing.assert_array_equal(inference.clip_indices(5, 4, 2), [[0, 2, 4, 4]])
-
-
 def test_preprocess_resizes_short_side_and_centre_crops():
   spec = inference.InputSpec(4, 1, (32, 32), 36, (0.0,) * 3, (1.0,) * 3)
   frames = np.zeros((2, 48, 64, 3), np.uint8)
@@ -80,7 +74,7 @@ def test_predict_topk_sorted_named_and_normalised(workdir, classifier):
 
 def test_prediction_equals_model_apply_on_same_clip(workdir, classifier):
   path = workdir["videos"][0]
-  indices = inference.clip_indices(40, 8, 2)[0]
+  indices = view_indices(40, 8, 2)[0]
   frames = video_io.read_frames(path, indices)
   assert [fx.frame_index(f) for f in frames] == list(indices)
   clip = inference.preprocess(frames, classifier.spec)
@@ -91,7 +85,7 @@ def test_prediction_equals_model_apply_on_same_clip(workdir, classifier):
 
 def test_views_average_softmax(workdir, classifier):
   path = workdir["videos"][0]
-  views = inference.clip_indices(40, 8, 2, num_views=3)
+  views = view_indices(40, 8, 2, num_views=3)
   clips = np.stack([inference.preprocess(video_io.read_frames(path, v), classifier.spec)
                     for v in views])
   want = classifier.classify(clips).mean(axis=0)
@@ -125,7 +119,8 @@ def test_labels_file_and_default_names(workdir, tmp_path):
 
 def test_cli_json_with_a_corrupt_file(workdir):
   bad = workdir["bad"]["random"]
-  cmd = [sys.executable, "-m", "vivit_jax.predict", f"--checkpoint={workdir['ckpt']}",
+  cmd = [sys.executable, "-m", "vivit_jax.serving.predict",
+         f"--checkpoint={workdir['ckpt']}",
          workdir["videos"][0], bad, workdir["videos"][1], "--top-k", "2", "--json"]
   proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120)
   assert proc.returncode == 0, proc.stderr

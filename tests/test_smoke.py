@@ -10,7 +10,10 @@ from vivit_jax.models import build_model
 # Everything but vivit_jax.data must import on a machine without TensorFlow.
 TF_FREE_MODULES = [
     "vivit_jax.models", "vivit_jax.models.flops", "vivit_jax.models.transfer",
-    "vivit_jax.checkpoints", "vivit_jax.convert",
+    "vivit_jax.checkpoints", "vivit_jax.checkpoints.train", "vivit_jax.checkpoints.init_from",
+    "vivit_jax.convert", "vivit_jax.serving.inference", "vivit_jax.serving.served_model",
+    "vivit_jax.serving.predict", "vivit_jax.serving.stream", "vivit_jax.export",
+    "vivit_jax.train.evaluator", "vivit_jax.train.loop",
 ]
 
 

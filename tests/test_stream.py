@@ -1,4 +1,4 @@
-"""`vivit_jax.stream`: the sliding window, prediction counts, drops, the CLI."""
+"""`vivit_jax.serving.stream`: the sliding window, prediction counts, drops, the CLI."""
 
 import json
 import time
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import test_predict_fixtures as fx
-from vivit_jax import inference
-from vivit_jax import stream
-from vivit_jax import video_io
-from vivit_jax.stream_buffers import FrameQueue, SlidingWindow
+from vivit_jax.serving import inference
+from vivit_jax.serving import stream
+from vivit_jax.serving import video_io
+from vivit_jax.serving.stream_buffers import FrameQueue, SlidingWindow
 
 
 @pytest.fixture(scope="module")

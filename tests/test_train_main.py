@@ -15,7 +15,8 @@ import pytest
 import train_main_fixtures as fx
 from vivit_jax import checkpoints
 from vivit_jax.models import build_model
-from vivit_jax.train import experiment, init_from, loop
+from vivit_jax.checkpoints import init_from
+from vivit_jax.train import experiment, loop
 from vivit_jax.train.mesh import create_mesh
 from vivit_jax.train.steps import init_train_state
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import train_main_fixtures as fx
-from vivit_jax.train import checkpointing
+from vivit_jax.checkpoints import train as checkpointing
 from vivit_jax.train.state import TrainState
 
 
@@ -146,7 +146,8 @@ _MESH_SCRIPT = textwrap.dedent("""
   sys.path.insert(0, {tests!r})
   import train_main_fixtures as fx
   from vivit_jax.models import build_model
-  from vivit_jax.train import checkpointing, experiment
+  from vivit_jax.checkpoints import train as checkpointing
+  from vivit_jax.train import experiment
   from vivit_jax.train.mesh import create_mesh
   from vivit_jax.train.steps import init_train_state
 

@@ -237,7 +237,8 @@ def test_pretrain_reduces_reconstruction_loss():
   eval_step = make_eval_step(config, model, mesh, shardings, return_reconstruction=True,
                              compiler_options=FAST)
   out = eval_step(state, make_global_batch(data[0], mesh))
-  assert set(out) == {"loss", "num_examples", "reconstruction"}
+  assert set(out) == {"loss", "num_examples", "reconstruction", "mask"}
+  assert out["mask"].shape[0] == BATCH and out["mask"].dtype == bool
   assert out["reconstruction"].shape == (BATCH,) + CLIP
   assert np.isfinite(float(out["loss"])) and float(out["num_examples"]) == BATCH
 
@@ -245,7 +246,7 @@ def test_pretrain_reduces_reconstruction_loss():
 def test_mode_and_model_must_agree():
   config = make_config()
   config.mode = "pretrain"
-  with pytest.raises(ValueError, match="MaskedVideoAutoencoder"):
+  with pytest.raises(ValueError, match="mode='pretrain' needs a pretraining model"):
     objectives.check_mode(config, build_model(make_config().model))
   config.mode = "classify"
   with pytest.raises(ValueError, match="mode must be one of"):

@@ -1,6 +1,6 @@
 r"""Evaluate a trained classifier on a config's eval split: report, confusion matrix.
 
-    python -m vivit_jax.evaluate --config=configs/demo_finetune.py \
+    vivit-evaluate --config=configs/demo_finetune.py \
         --checkpoint=demo_workdir/finetune/model [--output=OUT_DIR] [--ema] \
         [--config.data.eval_temporal_views=2 --config.eval.batch_size=64 ...]
 
@@ -15,8 +15,9 @@ mismatch lists every difference).
 Every video of the eval split is read as T temporal x S spatial views
 (`data.eval_temporal_views`, `data.eval_spatial_views`); each view's softmax
 probabilities are averaged per video, then ranked: the same
-`evaluation.classifier_pass` the training loop's periodic eval runs, sharded
-over every device and host (run the same command on every host).
+`evaluator.Evaluator` the training loop's periodic eval runs (checkpoints
+found by its `restore`), sharded over every device and host (run the same
+command on every host). A tqdm bar shows progress and the ETA.
 
 Writes to `--output` (default `CHECKPOINT/eval`; a workdir's `checkpoints/`
 folder -> `WORKDIR/eval`), from process 0:
@@ -54,65 +55,15 @@ _EMA = flags.DEFINE_bool("ema", False, "Training checkpoints: evaluate the EMA p
 
 
 def resolve_checkpoint(path: str) -> Tuple[str, str]:
-  """`("model", dir)` for a model checkpoint, `("workdir", workdir)` for training ones.
-
-  Raises FileNotFoundError saying what was looked for.
-  """
-  from vivit_jax import checkpoints  # pylint: disable=g-import-not-at-top
-  from vivit_jax.train import checkpointing  # pylint: disable=g-import-not-at-top
-  path = os.path.abspath(path)
-  if os.path.isfile(os.path.join(path, checkpoints.CONFIG_FILE)) and os.path.isdir(
-      os.path.join(path, checkpoints.PARAMS_DIR)):
-    return "model", path
-  if os.path.isdir(os.path.join(path, checkpointing.CHECKPOINTS_DIR)):
-    return "workdir", path
-  if os.path.basename(path) == checkpointing.CHECKPOINTS_DIR and os.path.isdir(path):
-    return "workdir", os.path.dirname(path)
-  raise FileNotFoundError(
-      f"--checkpoint={path} is neither a model checkpoint ({checkpoints.CONFIG_FILE} + "
-      f"{checkpoints.PARAMS_DIR}/) nor a training workdir (with "
-      f"{checkpointing.CHECKPOINTS_DIR}/)")
+  """`("model", dir)` or `("workdir", workdir)` (`evaluator.resolve_checkpoint`)."""
+  from vivit_jax.train import evaluator  # pylint: disable=g-import-not-at-top
+  return evaluator.resolve_checkpoint(path)
 
 
 def default_output(kind: str, path: str) -> str:
   """`CHECKPOINT/eval` (a model dir or a workdir)."""
   del kind
   return os.path.join(path, "eval")
-
-
-def load_state(config, model, mesh, kind: str, path: str):
-  """`(state, shardings, step, labels)` with the checkpoint's params in `state`.
-
-  Args:
-    config: the experiment config (its `step_config`: a classifier mode).
-    kind, path: from `resolve_checkpoint`.
-
-  Returns:
-    `state`: a `TrainState` placed on `mesh` (`shardings`); `step`: the
-    training step (None when the model checkpoint does not say);
-    `labels`: the model checkpoint's class names, or None.
-  """
-  from vivit_jax import checkpoints  # pylint: disable=g-import-not-at-top
-  from vivit_jax.train import checkpointing, loop, steps  # pylint: disable=g-import-not-at-top
-  shape = loop.video_shape(config)
-  if kind == "model":
-    state, shardings = steps.init_train_state(config, model, mesh, int(config.seed), shape)
-    stored, params = checkpoints.load_model_checkpoint(path, expected_params=state.params)
-    state = state.replace(params=params)
-    if state.ema_params is not None:
-      state = state.replace(ema_params=params)
-    step = (stored.get("source") or {}).get("step")
-    return state, shardings, None if step is None else int(step), stored.get("labels")
-  abstract, shardings = steps.abstract_train_state(config, model, mesh, shape, int(config.seed))
-  ckpt = checkpointing.TrainCheckpointer(path, config.checkpoint)
-  try:
-    restored = ckpt.restore_latest(abstract)
-  finally:
-    ckpt.close()
-  if restored is None:
-    raise FileNotFoundError(f"{ckpt.directory} holds no training checkpoint")
-  step, state, _ = restored
-  return state, shardings, int(step), None
 
 
 def per_class_rows(matrix, names: Sequence[str]) -> List[Dict[str, Any]]:
@@ -132,47 +83,30 @@ def run_evaluation(config, checkpoint: str, output: Optional[str] = None,
   See the module docstring for the checkpoint kinds and the outputs.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-  from vivit_jax.models import build_model  # pylint: disable=g-import-not-at-top
-  from vivit_jax.train import confusion, evaluation, experiment, loop  # pylint: disable=g-import-not-at-top
+  from vivit_jax.train import confusion, experiment, inputs  # pylint: disable=g-import-not-at-top
   from vivit_jax.train import logging as train_logging  # pylint: disable=g-import-not-at-top
-  from vivit_jax.train.mesh import create_mesh  # pylint: disable=g-import-not-at-top
-  from vivit_jax.train.steps import make_eval_step  # pylint: disable=g-import-not-at-top
+  from vivit_jax.train.evaluator import Evaluator  # pylint: disable=g-import-not-at-top
 
   experiment.validate(config)
-  config = loop.step_config(config)
-  if config.mode not in ("train", "finetune"):
-    raise ValueError(f"evaluate needs a classifier config (mode train / finetune / eval "
-                     f"with model.name='vivit'), got mode={config.mode!r}")
-  kind, path = resolve_checkpoint(checkpoint)
+  evaluator = Evaluator(config)
+  if evaluator.objective != "classification":
+    raise ValueError(f"evaluate needs a classification model (e.g. model.name='vivit'), "
+                     f"got model.name={config.model.get('name', 'vivit')!r}")
+  restored = evaluator.restore(checkpoint)
+  kind, path, step = restored.kind, restored.path, restored.step
   output = os.path.abspath(output or default_output(kind, path))
-  mesh = create_mesh(config.mesh)
-  model = build_model(config.model)
-  state, shardings, step, labels = load_state(config, model, mesh, kind, path)
-  eval_step = make_eval_step(config, model, mesh, shardings, use_ema=use_ema and kind != "model")
+  use_ema = use_ema and kind != "model"
   num_classes = int(config.data.num_classes)
-  names = list(labels or loop.class_names(config) or [f"class_{i}" for i in range(num_classes)])
+  names = list(restored.labels or inputs.class_names(config)
+               or [f"class_{i}" for i in range(num_classes)])
   if len(names) != num_classes:
     raise ValueError(f"{len(names)} class names for data.num_classes={num_classes}")
-
-  batches = loop.create_iterator(config, train=False)
-  total = batches.num_batches
-  if config.eval.num_batches:
-    total = min(total, int(config.eval.num_batches))
   views = int(config.data.eval_temporal_views) * int(config.data.eval_spatial_views)
   train_logging.console(
-      f"evaluating {path} (step {step}) on {config.data.num_classes} classes: {total} "
-      f"batches of {config.eval.batch_size} clips, {views} view(s) per video, "
+      f"evaluating {path} (step {step}) on {num_classes} classes: batches of "
+      f"{config.eval.batch_size} clips, {views} view(s) per video, "
       f"{jax.device_count()} device(s) on {jax.process_count()} process(es)")
-  bar = tqdm(batches, total=total, desc="eval", unit="batch", dynamic_ncols=True,
-             disable=not progress or not train_logging.is_writer())
-  try:
-    result = evaluation.classifier_pass(eval_step, state, bar, mesh, seed=int(config.seed),
-                                        max_batches=int(config.eval.num_batches),
-                                        shuffle_frames=bool(config.eval.shuffle_frames))
-  finally:
-    bar.close()
-    batches.close()
+  result = evaluator.run(restored.state, use_ema=use_ema, progress=progress).classifier
   if result.num_classes != num_classes:
     raise ValueError(f"the model outputs {result.num_classes} classes, "
                      f"data.num_classes={num_classes}")
@@ -180,7 +114,7 @@ def run_evaluation(config, checkpoint: str, output: Optional[str] = None,
   matrix = result.confusion()
   report = {
       "config": config_name, "checkpoint": path, "checkpoint_kind": kind, "step": step,
-      "params": "ema" if use_ema and kind != "model" else "params",
+      "params": "ema" if use_ema else "params",
       "top1": metrics["eval/top1"], "top5": metrics["eval/top5"],
       "mean_class_accuracy": metrics["eval/mean_class_accuracy"],
       "clip_top1": metrics["eval/clip_top1"], "loss": metrics["eval/loss"],
@@ -245,6 +179,11 @@ def main(argv) -> None:
     sys.exit(1)
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """The `vivit-evaluate` command (`python -m vivit_jax.evaluate`)."""
   flags.mark_flags_as_required(["config"])
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

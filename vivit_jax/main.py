@@ -1,6 +1,6 @@
 r"""The main job: masked pretraining, fine-tuning / training, or evaluation.
 
-    python -m vivit_jax.main --config=configs/demo_finetune.py --workdir=/tmp/run \
+    vivit-train --config=configs/demo_finetune.py --workdir=/tmp/run \
         [--config.train.num_steps=2000 --config.optimizer.learning_rate=3e-4 ...]
 
 `--config` is a Python file whose `get_config()` returns a locked
@@ -27,7 +27,6 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (a Python file with get_config()).",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and logs.")
-flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv) -> None:
@@ -49,5 +48,11 @@ def main(argv) -> None:
     sys.exit(1)
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """The `vivit-train` command (`python -m vivit_jax.main`)."""
+  flags.mark_flags_as_required(["config", "workdir"])
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -5,8 +5,8 @@
              step's `params` are read on the host and the encoder goes into
              the classifier (`transfer.encoder_to_classifier`).
   model      `path` is a model checkpoint dir (`config.json` + `params/`, e.g.
-             a converted Hugging Face model): a VideoMAE's encoder goes in as
-             above; a ViViT must match the model exactly.
+             a converted Hugging Face model): a pretraining model's (VideoMAE's)
+             encoder goes in as above; a classifier must match exactly.
   image_vit  `path` is a 2D ViT model checkpoint dir; its patch kernel and
              positions are inflated (`transfer.inflate_image_vit`).
 
@@ -23,32 +23,32 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from vivit_jax import checkpoints
-from vivit_jax.models import transfer
-from vivit_jax.train import checkpointing
+from vivit_jax.checkpoints import model as checkpoints
+from vivit_jax.checkpoints import train as train_checkpoints
+from vivit_jax.models import embedding, registry, transfer
 
 
-def _newest_state_dir(path: str) -> epath.Path:
-  """The `state` item folder of the newest step under a pretraining `path`."""
+def newest_state_dir(path: str) -> epath.Path:
+  """The `state` item folder of the newest finalised step under a pretraining `path`
+  (a workdir, its `checkpoints/` folder, or one step folder); Orbax lists the steps."""
   path = epath.Path(path)
-  candidates = [path, path / checkpointing.CHECKPOINTS_DIR]
-  for base in candidates:
-    if (base / checkpointing.STATE_ITEM).is_dir():
-      return base / checkpointing.STATE_ITEM
+  state = train_checkpoints.STATE_ITEM
+  for base in (path, path / train_checkpoints.CHECKPOINTS_DIR):
+    if (base / state).is_dir():
+      return base / state
     if base.is_dir():
-      steps = sorted(int(p.name) for p in base.iterdir() if p.name.isdigit())
-      if steps:
-        return base / str(steps[-1]) / checkpointing.STATE_ITEM
+      newest = ocp.path.step.latest_step_metadata(base, ocp.path.step.standard_name_format())
+      if newest is not None:
+        return epath.Path(newest.path) / state
   raise FileNotFoundError(f"init_from.path={str(path)!r} holds no training checkpoint "
-                          f"(expected {checkpointing.CHECKPOINTS_DIR}/<step>/"
-                          f"{checkpointing.STATE_ITEM})")
+                          f"(expected {train_checkpoints.CHECKPOINTS_DIR}/<step>/{state})")
 
 
 def read_pretrained_params(path: str) -> Any:
   """The `params` of the newest training checkpoint under `path`, as numpy."""
-  state_dir = _newest_state_dir(path)
+  state_dir = newest_state_dir(path)
   checkpointer = ocp.PyTreeCheckpointer()
-  stored = checkpointing._stored_tree(checkpointer.metadata(state_dir))  # pylint: disable=protected-access
+  stored = checkpoints.stored_tree(checkpointer.metadata(state_dir))
   params_meta = stored["params"]
   item = {"params": params_meta}
   restore_args = jax.tree_util.tree_map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
@@ -91,8 +91,7 @@ def initial_params(init_config, fresh_params: Any, spatial_grid: Sequence[int]) 
     params = transfer.encoder_to_classifier(fresh_params, read_pretrained_params(path))
   elif kind == "model":
     model_config, stored = _read_model_checkpoint(path)
-    name = dict(model_config.get("model", {})).get("name", "vivit")
-    if name == "videomae":
+    if registry.objective_of(dict(model_config.get("model", {}))) == "pretrain":
       params = transfer.encoder_to_classifier(fresh_params, stored)
     else:
       checkpoints.check_params_match(fresh_params, stored, f"model checkpoint {path}")
@@ -105,3 +104,19 @@ def initial_params(init_config, fresh_params: Any, spatial_grid: Sequence[int]) 
     raise ValueError(f"init_from.kind must be 'pretrain', 'model' or 'image_vit', "
                      f"got {kind!r}")
   return place_like(params, fresh_params)
+
+
+def initialise_state(config, state, video_shape: Sequence[int]):
+  """`state` with `config.init_from`'s parameters (and EMA, if kept) put in place.
+
+  `video_shape`: `(T, H, W, C)` of the model's clips (for a 2D ViT's
+  position table). Returns `state` unchanged when `init_from.kind` is empty.
+  """
+  if not config.init_from.kind:
+    return state
+  grid = embedding.token_grid(video_shape, config.model.patch_size,
+                              config.model.get("tubelet_size", 1))
+  params = initial_params(config.init_from, state.params, grid[1:])
+  ema = (jax.tree_util.tree_map(jax.numpy.copy, params) if state.ema_params is not None
+         else None)
+  return state.replace(params=params, ema_params=ema)

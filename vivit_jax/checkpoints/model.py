@@ -7,15 +7,20 @@ evaluator, predictor and fine-tuning initialiser read):
       config.json   {"model": {...model config...}, optional "labels": [...], "source": ...}
       params/       an Orbax PyTree checkpoint of the float parameters
 
-Training checkpoints (`vivit_jax.train`) hold the whole train state and are
-managed by an Orbax `CheckpointManager`; this module is the small common
-ground: saving/loading params with their config, and saying precisely how a
-parameter tree differs from the one a model expects.
+Training checkpoints (`checkpoints/train.py`) hold the whole train state and
+are managed by an Orbax `CheckpointManager`; this module is the common
+ground: saving/loading params with their config, `load_model` (the one
+"build the model, take its parameter shapes, restore into them" sequence
+every reader uses), and saying precisely how a parameter tree differs from
+the one a model expects.
+
+    model, params, meta = load_model("ckpt_dir", dtype="bfloat16")
+    logits = model.apply({"params": params}, video)     # (B, T, H, W, C)
 """
 
 import json
 import os
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -83,11 +88,25 @@ def save_model_checkpoint(directory: str, params, config: Mapping[str, Any],
   checkpointer.wait_until_finished()
   if jax.process_index() == 0:
     with open(os.path.join(directory, CONFIG_FILE), "w") as f:
-      json.dump(dict(config), f, indent=2, sort_keys=True, default=_json_default)
+      json.dump(dict(config), f, indent=2, sort_keys=True, default=json_default)
   return directory
 
 
+def abstract_like(tree) -> Any:
+  """`jax.ShapeDtypeStruct`s (with shardings, where the leaves have them) mirroring `tree`."""
+  return jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
+      tree)
+
+
+def stored_tree(metadata) -> Any:
+  """The plain tree of Orbax checkpoint metadata (Orbax wraps it in objects)."""
+  metadata = getattr(metadata, "item_metadata", metadata)
+  return getattr(metadata, "tree", metadata)
+
+
 def load_model_config(directory: str) -> Dict[str, Any]:
+  """The `config.json` of a model checkpoint (FileNotFoundError naming the dir)."""
   path = os.path.join(directory, CONFIG_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{directory} is not a model checkpoint: no {CONFIG_FILE}")
@@ -106,20 +125,79 @@ def load_model_checkpoint(directory: str, expected_params=None) -> Tuple[Dict[st
   config = load_model_config(directory)
   path = os.path.join(os.path.abspath(directory), PARAMS_DIR)
   checkpointer = ocp.StandardCheckpointer()
-  stored = checkpointer.metadata(path)
-  stored = getattr(stored, "item_metadata", stored)
-  stored = getattr(stored, "tree", stored)
+  stored = stored_tree(checkpointer.metadata(path))
   if expected_params is not None:
     expected_params = nn.unbox(expected_params)
     check_params_match(expected_params, stored, f"checkpoint {directory}")
-    target = jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
-        expected_params)
-    return config, checkpointer.restore(path, target)
+    return config, checkpointer.restore(path, abstract_like(expected_params))
   return config, checkpointer.restore(path)
 
 
-def _json_default(value):
+def video_shape_of(config: Mapping[str, Any], where: str = CONFIG_FILE) -> Tuple[int, ...]:
+  """`(T, H, W, C)` a checkpoint's model takes, from its `"input"`, else `"source"` block."""
+  source = config.get("source") or {}
+  block = dict(source, **{k: v for k, v in (config.get("input") or {}).items()
+                          if v is not None})
+  if block.get("num_frames") is None or block.get("image_size") is None:
+    raise ValueError(f"{where} says no num_frames / image_size (neither \"input\" nor "
+                     "\"source\"); pass the video shape")
+  size = block["image_size"]
+  h, w = (size, size) if isinstance(size, (int, np.integer)) else size
+  return (int(block["num_frames"]), int(h), int(w), int(source.get("num_channels", 3)))
+
+
+def load_model(directory: str, video_shape: Optional[Sequence[int]] = None,
+               target: Any = None, **overrides) -> Tuple[nn.Module, Any, Dict[str, Any]]:
+  """`(model, params, meta)` from a model checkpoint directory.
+
+  Builds the model of `config.json` (with `overrides` of model config keys,
+  e.g. `dtype="bfloat16"`, `attention_impl="cudnn"`; None values ignored),
+  takes the parameter shapes it creates for clips of `video_shape`
+  `(T, H, W, C)` (default: `video_shape_of(meta)`) and restores the stored
+  parameters into them.
+
+  Args:
+    target: optional tree of arrays or `jax.ShapeDtypeStruct`s with
+      shardings (e.g. a train state's `params`): restore onto those
+      shardings instead of the default device.
+
+  Returns:
+    The Flax module, its parameters (unboxed arrays) and `meta`, the whole
+    `config.json` ("model", optional "labels", "input", "source").
+
+  Raises:
+    FileNotFoundError (not a model checkpoint), ValueError (bad config),
+    ParamMismatchError (names / shapes differ; every difference listed).
+  """
+  from vivit_jax.models import registry  # pylint: disable=g-import-not-at-top
+  meta = load_model_config(directory)
+  where = os.path.join(directory, CONFIG_FILE)
+  model_config = dict(meta["model"])
+  model_config.update({k: v for k, v in overrides.items() if v is not None})
+  model = registry.build_model(model_config)
+  if target is None:
+    shape = video_shape_of(meta, where) if video_shape is None else tuple(video_shape)
+    target = registry.abstract_params(model, shape)
+  _, params = load_model_checkpoint(directory, expected_params=target)
+  return model, params, meta
+
+
+def read_labels(path: Optional[str], num_classes: Optional[int] = None) -> Optional[List[str]]:
+  """Class names from a file, one per line (blank lines skipped); None for no path.
+
+  With `num_classes`, a file with another count raises ValueError naming both.
+  """
+  if path is None:
+    return None
+  with open(path) as f:
+    labels = [line.strip() for line in f if line.strip()]
+  if num_classes is not None and len(labels) != num_classes:
+    raise ValueError(f"{path}: {len(labels)} labels, but the model has {num_classes} classes")
+  return labels
+
+
+def json_default(value):
+  """`json.dump(default=...)` for numpy values, dtypes and callables (by name)."""
   if isinstance(value, (np.integer, np.floating)):
     return value.item()
   if isinstance(value, np.ndarray):

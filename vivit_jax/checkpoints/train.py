@@ -45,7 +45,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
 
-from vivit_jax import checkpoints as model_checkpoints
+from vivit_jax.checkpoints import model as model_checkpoints
 from vivit_jax.train import logging as train_logging
 
 STATE_ITEM = "state"
@@ -84,19 +84,6 @@ def _all_finite(tree) -> jax.Array:
   leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
             if jnp.issubdtype(x.dtype, jnp.inexact)]
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
-
-
-def abstract_like(tree) -> Any:
-  """`jax.ShapeDtypeStruct`s (with shardings) mirroring a tree of arrays."""
-  return jax.tree_util.tree_map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
-      tree)
-
-
-def _stored_tree(metadata) -> Any:
-  """The plain tree of a `StandardSave` item's metadata (orbax wraps it)."""
-  metadata = getattr(metadata, "item_metadata", metadata)
-  return getattr(metadata, "tree", metadata)
 
 
 def _handler_registry() -> ocp.handlers.DefaultCheckpointHandlerRegistry:
@@ -165,7 +152,7 @@ class TrainCheckpointer:
     metadata = self._manager.item_metadata(step)[STATE_ITEM]
     if metadata is None:
       raise ValueError(f"step {step} has no readable '{STATE_ITEM}' metadata")
-    stored = _stored_tree(metadata)
+    stored = model_checkpoints.stored_tree(metadata)
     expected = abstract_state.params
     stored_params = stored["params"] if isinstance(stored, Mapping) else stored.params
     model_checkpoints.check_params_match(
@@ -205,7 +192,7 @@ class TrainCheckpointer:
       ParamMismatchError: the newest readable checkpoint's parameters differ
         from `abstract_state.params` (names and shapes listed).
     """
-    abstract_state = abstract_like(abstract_state)
+    abstract_state = model_checkpoints.abstract_like(abstract_state)
     failed = []
     for step in reversed(self.all_steps()):
       try:

@@ -1,12 +1,12 @@
 """Converts published weights into a model checkpoint.
 
-    python -m vivit_jax.convert --from huggingface --input HF_DIR --output CKPT_DIR \
+    vivit-convert --from huggingface --input HF_DIR --output CKPT_DIR \
         [--force] [--verify]
-    python -m vivit_jax.convert --from videomae --input FILE.pth --output CKPT_DIR \
+    vivit-convert --from videomae --input FILE.pth --output CKPT_DIR \
         [--num-heads N --decoder-num-heads N --num-frames 16 --image-size 224]
-    python -m vivit_jax.convert --from scenic --input CHECKPOINT --output CKPT_DIR \
+    vivit-convert --from scenic --input CHECKPOINT --output CKPT_DIR \
         [--num-frames T | --image-size S] [--pooling gap|0]
-    python -m vivit_jax.convert --from vit_npz|hf_vit --input PATH --output CKPT_DIR \
+    vivit-convert --from vit_npz|hf_vit --input PATH --output CKPT_DIR \
         --variant factorised_encoder --num-frames 32 [--image-size 224 --tubelet-size 2
         --inflation central_frame|average --num-classes N --temporal-layers 4]
 
@@ -30,7 +30,7 @@ SOURCES = ("huggingface", "videomae", "scenic", "vit_npz", "hf_vit")
 
 
 def parse_args(argv):
-  parser = argparse.ArgumentParser(prog="python -m vivit_jax.convert",
+  parser = argparse.ArgumentParser(prog="vivit-convert",
                                    description=__doc__.split("\n\n")[0])
   parser.add_argument("--from", dest="source", required=True, choices=SOURCES,
                       help="checkpoint format of --input")

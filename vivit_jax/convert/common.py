@@ -7,20 +7,21 @@
                     unwrapping the `model` / `module` / `state_dict` keys
                     training scripts save around the weights (needs torch,
                     imported only here).
-  read_labels       a class-name file, one name per line.
+  read_labels       a class-name file, one name per line (`checkpoints.read_labels`).
   geometry          the `source` fields that describe the checkpoint's input.
 """
 
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 import jax
 import numpy as np
 
 from vivit_jax import checkpoints
+from vivit_jax.checkpoints import read_labels
 from vivit_jax.convert.hf_config import UnsupportedCheckpointError
 from vivit_jax.convert.huggingface import Conversion
-from vivit_jax.models import build_model
+from vivit_jax.models import build_model, registry
 from vivit_jax.models import embedding as emb
 
 # Keys under which training scripts store the weights, tried in this order.
@@ -56,10 +57,9 @@ def make_conversion(config: Dict[str, Any], params: Dict[str, Any],
     raise ValueError(f"{len(labels)} labels given for a head with {num_classes} classes")
   conversion = Conversion(build_model(config), dict(config), params,
                           list(labels) if labels is not None else None, dict(source))
-  expected = jax.eval_shape(
-      lambda: conversion.model.init(jax.random.PRNGKey(0), *conversion.dummy_inputs()))
-  checkpoints.check_params_match(expected["params"], params,
-                                 f"conversion of {source.get('path')}")
+  expected = registry.abstract_params(conversion.model,
+                                      checkpoints.video_shape_of({"source": source}))
+  checkpoints.check_params_match(expected, params, f"conversion of {source.get('path')}")
   return conversion
 
 
@@ -108,14 +108,6 @@ def read_torch_state(path: str, allow_pickle: bool = False) -> Dict[str, np.ndar
     raise ValueError(f"{path} holds no tensors at its top level or under "
                      f"{list(STATE_WRAPPERS)}; its keys: {sorted(state)[:20]}")
   return tensors
-
-
-def read_labels(path: Optional[str]) -> Optional[List[str]]:
-  """Class names from a text file (one per line, blank lines skipped)."""
-  if path is None:
-    return None
-  with open(path) as f:
-    return [line.strip() for line in f if line.strip()]
 
 
 def unused_error(unused: Sequence[str], path: str, what: str) -> ValueError:

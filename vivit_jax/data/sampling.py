@@ -9,10 +9,7 @@ clip is a pure function of (seed, video).
 
 import tensorflow as tf
 
-
-def clip_span(num_frames: int, stride: int) -> int:
-  """Source frames covered by a strided clip, first to last inclusive."""
-  return (num_frames - 1) * stride + 1
+from vivit_jax.data.eval_views import clip_span, view_indices
 
 
 def _clamp(indices, num_source_frames):
@@ -38,25 +35,14 @@ def segment_clip(seed, num_source_frames, num_frames: int):
 
 def eval_clips(num_source_frames, num_frames: int, stride: int, num_views: int,
                sampling: str = "random"):
-  """`(num_views, T)` indices of evenly spread temporal views, in order.
+  """`(num_views, T)` int32 indices of evenly spread temporal views, in order.
 
-  "random" sampling: strided windows whose starts spread evenly from the
-  first to the last valid start (one view: the centre window). "segment":
-  TSN test sampling, view k takes the frame at fraction (k + 0.5) / num_views
-  of each segment.
+  The formula is `eval_views.view_indices` (NumPy, shared with serving), run
+  here through `tf.numpy_function`.
   """
-  num_source_frames = tf.cast(num_source_frames, tf.int32)
-  if sampling == "segment":
-    fractions = (tf.range(num_views, dtype=tf.float32) + 0.5) / num_views
-    length = tf.cast(num_source_frames, tf.float32)
-    positions = ((tf.range(num_frames, dtype=tf.float32)[None, :] + fractions[:, None])
-                 * length / num_frames)
-    return _clamp(tf.cast(tf.floor(positions), tf.int32), num_source_frames)
-  max_start = tf.maximum(num_source_frames - clip_span(num_frames, stride), 0)
-  if num_views == 1:
-    starts = (max_start // 2)[None]
-  else:
-    spread = tf.cast(max_start, tf.float32) / (num_views - 1)
-    starts = tf.cast(tf.round(tf.range(num_views, dtype=tf.float32) * spread), tf.int32)
-  indices = starts[:, None] + stride * tf.range(num_frames)[None, :]
-  return _clamp(indices, num_source_frames)
+  def indices(n):
+    return view_indices(int(n), num_frames, stride, num_views, sampling)
+  out = tf.numpy_function(indices, [tf.cast(num_source_frames, tf.int32)], tf.int32,
+                          stateful=False)
+  out.set_shape((num_views, num_frames))
+  return out

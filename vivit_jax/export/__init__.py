@@ -1,13 +1,13 @@
 """Exporting a model checkpoint's inference function for serving.
 
-    python -m vivit_jax.export --checkpoint CKPT_DIR --output OUT_DIR \
+    vivit-export --checkpoint CKPT_DIR --output OUT_DIR \
         [--batch-size N] [--format stablehlo|saved_model|both] [--platforms cpu,cuda]
 
     from vivit_jax.export import export_checkpoint, load_exported
     export_checkpoint("ckpt", "out")                  # StableHLO, symbolic batch
     logits = load_exported("out")(video)              # (B, T, H, W, C) float32
 
-`inference` builds `function(params, video) -> logits` from the checkpoint,
+`serving.served_model` builds `function(params, video) -> logits`,
 `stablehlo` serializes it with `jax.export` (and loads it back), and
 `saved_model` converts it to a TensorFlow SavedModel with `jax2tf` (needs
 TensorFlow; nothing else here does).
@@ -16,7 +16,7 @@ TensorFlow; nothing else here does).
 import os
 from typing import Any, Dict, Optional, Sequence
 
-from vivit_jax.export.inference import ServedModel, load_served_model
+from vivit_jax.serving.served_model import ServedModel, load_served_model
 from vivit_jax.export.stablehlo import (DEFAULT_PLATFORMS, LoadedExport, export_stablehlo,
                                         load_exported)
 

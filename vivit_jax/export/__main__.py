@@ -1,6 +1,6 @@
 """Exports a model checkpoint's inference function for serving.
 
-    python -m vivit_jax.export --checkpoint CKPT_DIR --output OUT_DIR \
+    vivit-export --checkpoint CKPT_DIR --output OUT_DIR \
         [--batch-size N] [--format stablehlo|saved_model|both] [--platforms cpu,cuda] \
         [--num-frames T --image-size S]
 
@@ -18,7 +18,7 @@ from vivit_jax import export
 
 
 def parse_args(argv):
-  parser = argparse.ArgumentParser(prog="python -m vivit_jax.export",
+  parser = argparse.ArgumentParser(prog="vivit-export",
                                    description=__doc__.split("\n\n")[0])
   parser.add_argument("--checkpoint", required=True, help="model checkpoint folder")
   parser.add_argument("--output", required=True, help="folder to write")

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 import jax
 
-from vivit_jax.export.inference import ServedModel
+from vivit_jax.serving.served_model import ServedModel
 
 DEFAULT_PLATFORMS = ("cpu", "cuda")
 

@@ -3,7 +3,7 @@
 Written to OUT_DIR:
 
   model.stablehlo.bin   `jax.export.Exported.serialize()` of
-                        `function(params, video) -> outputs` (see `inference`)
+                        `function(params, video) -> outputs` (`serving.served_model`)
   model.mlir            the same program as StableHLO text, for other runtimes
   params.npz            the parameters, flattened names `a/b/kernel`
   signature.json        shapes, dtypes and the batch dimension (a number, or
@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vivit_jax import checkpoints
-from vivit_jax.export.inference import ServedModel
+from vivit_jax.serving.served_model import ServedModel
 
 BINARY = "model.stablehlo.bin"
 MLIR = "model.mlir"

@@ -1,8 +1,13 @@
-"""Builds a model from its config: `build_model(config.model)`.
+"""Model names -> `ModelInterface`s, and `build_model(config.model)`.
+
+    register_model("mine", mine.INTERFACE)    # once, where the model is defined
+    model = build_model({"name": "mine", ...})
+    interface_of(model).dummy_inputs(model, (T, H, W, C), rng)
 
 A model config is a mapping (ml_collections `ConfigDict` or dict) with
-  name: "vivit" (the classifier, any variant) or "videomae" (the masked
-        autoencoder);
+  name: a registered name: "vivit" (the classifier, any variant),
+        "videomae" (the masked autoencoder), or one added by
+        `register_model`;
   size: optional ViT size, one of VIT_SIZES, filling hidden_size, num_layers,
         num_heads and mlp_dim (explicit keys win);
 and otherwise the fields of `ViViT` / `MaskedVideoAutoencoder`. An unknown
@@ -10,15 +15,16 @@ key fails at once with its name and the valid ones.
 """
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, Dict, Mapping, Sequence, Union
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
-from vivit_jax.models.videomae import MaskedVideoAutoencoder
-from vivit_jax.models.vivit import ViViT
+from vivit_jax.models import videomae, vivit
+from vivit_jax.models.interface import ModelInterface
 
-MODELS = {"vivit": ViViT, "videomae": MaskedVideoAutoencoder}
+MODELS: Dict[str, ModelInterface] = {"vivit": vivit.INTERFACE, "videomae": videomae.INTERFACE}
 
 VIT_SIZES = {
     "Ti": dict(hidden_size=192, num_layers=12, num_heads=3, mlp_dim=768),
@@ -37,9 +43,48 @@ def _as_dict(config: Any) -> dict:
   return dict(config)
 
 
+def register_model(name: str, interface: ModelInterface) -> None:
+  """Makes `model.name=name` build `interface.module` (re-registering replaces)."""
+  if not isinstance(interface, ModelInterface):
+    raise TypeError(f"register_model({name!r}) needs a ModelInterface, got "
+                    f"{type(interface).__name__}")
+  MODELS[name] = interface
+
+
+def interface_of(model: Union[nn.Module, str, Mapping[str, Any]]) -> ModelInterface:
+  """The `ModelInterface` of a built model, a model name or a model config."""
+  if isinstance(model, nn.Module):
+    for interface in MODELS.values():
+      if type(model) is interface.module:  # pylint: disable=unidiomatic-typecheck
+        return interface
+    raise ValueError(f"{type(model).__name__} is not a registered model; register it with "
+                     "vivit_jax.models.register_model")
+  name = model if isinstance(model, str) else _as_dict(model).get("name", "vivit")
+  if name not in MODELS:
+    raise ValueError(f"model.name must be one of {sorted(MODELS)}, got {name!r}")
+  return MODELS[name]
+
+
+def objective_of(model: Union[nn.Module, str, Mapping[str, Any]]) -> str:
+  """"classification" or "pretrain": what the model is trained for."""
+  return interface_of(model).objective
+
+
+def dummy_inputs(model: nn.Module, video_shape: Sequence[int], rng=None) -> tuple:
+  """The batch-1 inputs `model.init` takes for clips of `video_shape` `(T, H, W, C)`."""
+  rng = jax.random.PRNGKey(0) if rng is None else rng
+  return interface_of(model).dummy_inputs(model, tuple(video_shape), rng)
+
+
+def abstract_params(model: nn.Module, video_shape: Sequence[int]) -> Any:
+  """The (boxed) parameter tree `model.init` builds, as `jax.ShapeDtypeStruct`s."""
+  return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
+                                           *dummy_inputs(model, video_shape)))["params"]
+
+
 def model_fields(name: str) -> set:
   """Config keys the model called `name` accepts (besides `name` and `size`)."""
-  return {f.name for f in dataclasses.fields(MODELS[name])
+  return {f.name for f in dataclasses.fields(interface_of(name).module)
           if f.init and f.name not in ("parent", "name")}
 
 
@@ -47,8 +92,7 @@ def resolve_model_kwargs(config: Mapping[str, Any]) -> tuple:
   """`(model class, constructor kwargs)` for a model config; validates keys."""
   config = _as_dict(config)
   name = config.pop("name", "vivit")
-  if name not in MODELS:
-    raise ValueError(f"model.name must be one of {sorted(MODELS)}, got {name!r}")
+  module = interface_of(name).module
   size = config.pop("size", None)
   kwargs = {}
   if size is not None:
@@ -68,7 +112,7 @@ def resolve_model_kwargs(config: Mapping[str, Any]) -> tuple:
   for key in ("patch_size",):
     if isinstance(kwargs.get(key), list):
       kwargs[key] = tuple(kwargs[key])
-  return MODELS[name], kwargs
+  return module, kwargs
 
 
 def build_model(config: Mapping[str, Any]) -> nn.Module:

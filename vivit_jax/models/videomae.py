@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vivit_jax.models import embedding as emb
+from vivit_jax.models import interface
 from vivit_jax.models import layers
 from vivit_jax.models import masking
 from vivit_jax.models.attention import EMBED
@@ -235,3 +236,32 @@ class MaskedVideoAutoencoder(nn.Module):
         "visible_indices": visible_idx,
         "encoded": encoded,
     }
+
+
+def dummy_inputs(model: MaskedVideoAutoencoder, video_shape, rng):
+  """`(video (1, T, H, W, C), mask (1, N))` for `init`, the mask drawn from `rng`."""
+  video = interface.zeros_video(video_shape)
+  grid = emb.token_grid(video.shape[1:], model.patch_size, model.tubelet_size)
+  return video, masking.make_mask(rng, 1, grid, model.mask_type, model.mask_ratio,
+                                  model.future_frames)
+
+
+def forward_macs(m: MaskedVideoAutoencoder, video_shape) -> int:
+  """Multiply-adds of one forward pass on one clip `(T, H, W, C)` (`flops.py` convention)."""
+  grid = emb.token_grid(video_shape, m.patch_size, m.tubelet_size)
+  channels = video_shape[3] if len(video_shape) > 3 else 3
+  ph, pw = emb.as_pair(m.patch_size)
+  n = int(np.prod(grid))
+  masked = masking.num_masked_tokens(grid, m.mask_type, m.mask_ratio, m.future_frames)
+  visible = n - masked
+  pixels = m.tubelet_size * ph * pw * channels
+  block = interface.joint_block_macs
+  macs = n * pixels * m.hidden_size
+  macs += m.num_layers * block(visible, 1, m.hidden_size, m.mlp_dim)
+  macs += visible * m.hidden_size * m.decoder_hidden_size
+  macs += m.decoder_layers * block(n, 1, m.decoder_hidden_size, m.decoder_mlp_dim)
+  return macs + masked * m.decoder_hidden_size * pixels
+
+
+INTERFACE = interface.ModelInterface(module=MaskedVideoAutoencoder, objective="pretrain",
+                                     dummy_inputs=dummy_inputs, forward_macs=forward_macs)

@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from vivit_jax.models import embedding as emb
+from vivit_jax.models import interface
 from vivit_jax.models import layers
 from vivit_jax.models.attention import EMBED
 
@@ -164,3 +165,37 @@ class ViViT(nn.Module):
                           self.dtype, self.param_dtype, "head",
                           kernel_init=nn.initializers.zeros)(pooled)
     return jnp.asarray(logits, jnp.float32)
+
+
+def forward_macs(m: ViViT, video_shape) -> int:
+  """Multiply-adds of one forward pass on one clip `(T, H, W, C)` (`flops.py` convention)."""
+  nt, nh, nw = emb.token_grid(video_shape, m.patch_size, m.tubelet_size, m.frame_stride)
+  channels = video_shape[3] if len(video_shape) > 3 else 3
+  ph, pw = emb.as_pair(m.patch_size)
+  d, s = m.hidden_size, nh * nw
+  cls = 1 if m.classifier == "token" else 0
+  block = interface.joint_block_macs
+  macs = nt * s * m.tubelet_size * ph * pw * channels * d
+  if m.variant == "spatio_temporal":
+    macs += m.num_layers * block(nt * s + cls, 1, d, m.mlp_dim)
+  elif m.variant == "factorised_encoder":
+    macs += m.num_layers * block(s + cls, nt, d, m.mlp_dim)
+    macs += m.temporal_layers * block(nt + cls, 1, d, m.mlp_dim)
+  elif m.variant == "factorised_self_attention":
+    length = nt * s
+    macs += m.num_layers * (8 * length * d * d + 2 * nt * s * s * d + 2 * s * nt * nt * d
+                            + 2 * length * d * m.mlp_dim)
+  else:  # factorised_dot_product: half the heads each way.
+    length = nt * s
+    macs += m.num_layers * (4 * length * d * d + nt * s * s * d + s * nt * nt * d
+                            + 2 * length * d * m.mlp_dim)
+  features = d
+  if m.representation_size:
+    macs += d * m.representation_size
+    features = m.representation_size
+  return macs + features * (m.num_classes or 0)
+
+
+INTERFACE = interface.ModelInterface(module=ViViT, objective="classification",
+                                     dummy_inputs=interface.video_only,
+                                     forward_macs=forward_macs)

@@ -7,12 +7,14 @@ sections (checkpoint, eval, log, data); `config.lock()` afterwards makes
 adding unknown keys fail too.
 
 Sections and keys (units in brackets):
-  mode                "train" / "finetune" (classification) or "pretrain" (VideoMAE).
+  mode                "train" (alias "finetune"; "pretrain" = train a pretraining
+                      model) or "eval"; the objective comes from the model
+                      (`objectives.py`).
   seed                int, the base PRNG seed.
   mesh.shape          sizes of ("data", "fsdp", "tensor"); -1 = the rest.
   sharding.rules      ((logical_name, mesh_axes), ...); see partitioning.py.
   sharding.constrain_activations  bind the models' activation constraints
-                      (see partitioning.py for why the default is False).
+                      (default True; see partitioning.py).
   distributed.*       coordinator_address, num_processes, process_id,
                       local_device_ids, auto; see distributed.py.
   optimizer.name      "adamw" or "sgd" (momentum `optimizer.momentum`).
@@ -37,8 +39,9 @@ Sections and keys (units in brackets):
                                "skip" (keep going); either way the step
                                leaves params/opt_state/EMA unchanged.
   train.norm_pix_loss          pretrain: targets normalised per tubelet.
-  train.pixel_mean, pixel_std  pretrain: the input normalisation (None = the
-                               video is raw pixels); targets undo it.
+  data.mean, data.std          the input normalisation on the [0, 1] scale
+                               (pretraining targets undo it); experiment
+                               configs replace `data` with the full data config.
   model                        the model config (`vivit_jax.models.build_model`);
                                a placeholder here, experiment configs replace it.
 """
@@ -96,8 +99,10 @@ def default_train_config() -> ml_collections.ConfigDict:
   c.train.mix_prob = 1.0
   c.train.nan_policy = "stop"
   c.train.norm_pix_loss = True
-  c.train.pixel_mean = IMAGENET_MEAN
-  c.train.pixel_std = IMAGENET_STD
+
+  c.data = ml_collections.ConfigDict()
+  c.data.mean = IMAGENET_MEAN
+  c.data.std = IMAGENET_STD
 
   c.model = ml_collections.ConfigDict({"name": "vivit"})
   return c

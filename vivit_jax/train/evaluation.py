@@ -32,8 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from vivit_jax.models import embedding, masking, videomae
-from vivit_jax.train import objectives, partitioning
+from vivit_jax.models import videomae
+from vivit_jax.train import partitioning
 from vivit_jax.train.distributed import make_global_batch
 
 STEP_KEYS = ("video", "label", "mask")  # what the jitted eval step receives
@@ -54,19 +54,12 @@ def step_batch(local_batch: Dict[str, np.ndarray], mesh) -> Dict[str, jax.Array]
   return make_global_batch(batch, mesh)
 
 
-def _gather(x) -> np.ndarray:
-  """Concatenates each process's `(B_local, ...)` host array in process order."""
-  x = np.asarray(x)
+def host_rows(x) -> np.ndarray:
+  """All rows, on every host, of a batch-sharded global array or of each
+  process's `(B_local, ...)` host array (concatenated in process order)."""
   if jax.process_count() == 1:
-    return x
+    return np.asarray(x)
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-
-
-def _host_rows(global_array) -> np.ndarray:
-  """All rows of a batch-sharded global array, on every host."""
-  if jax.process_count() == 1:
-    return np.asarray(global_array)
-  return np.asarray(multihost_utils.process_allgather(global_array, tiled=True))
 
 
 def top_k_correct(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
@@ -172,8 +165,8 @@ def classifier_pass(eval_step: Callable, state, batches: Iterable[Dict[str, np.n
                     max_batches: int = 0) -> ClassifierPass:
   """Runs `eval_step` over `batches`, gathers every view, averages per video.
 
-  The one classification eval used by the training loop's periodic eval,
-  `mode=eval` and `python -m vivit_jax.evaluate`.
+  The classification pass of `evaluator.Evaluator` (the training loop's
+  periodic eval, `mode=eval` and `vivit-evaluate`).
   """
   probs, labels, ids = [], [], []
   loss_sum = clip_correct = clips = 0.0
@@ -183,12 +176,12 @@ def classifier_pass(eval_step: Callable, state, batches: Iterable[Dict[str, np.n
     if shuffle_frames:
       local = dict(local, video=shuffle_time(local["video"], seed + index))
     metrics = eval_step(state, step_batch(local, mesh))
-    logits = _host_rows(metrics["logits"])
-    batch_labels = _gather(local["label"]).astype(np.int64)
-    valid = _gather(local.get("valid", np.ones(len(local["label"])))).astype(bool)
+    logits = host_rows(metrics["logits"])
+    batch_labels = host_rows(local["label"]).astype(np.int64)
+    valid = host_rows(local.get("valid", np.ones(len(local["label"])))).astype(bool)
     local_ids = local.get("video_index", np.arange(len(local["label"])) + 10**6 * index)
     # Keyed by (process, video_index): each process numbers its own shard.
-    batch_ids = _gather(np.stack([np.full(len(local_ids), jax.process_index()),
+    batch_ids = host_rows(np.stack([np.full(len(local_ids), jax.process_index()),
                                   np.asarray(local_ids)], 1))
     n = float(np.asarray(metrics["num_examples"]))
     loss_sum += float(np.asarray(metrics["loss"])) * n
@@ -202,14 +195,6 @@ def classifier_pass(eval_step: Callable, state, batches: Iterable[Dict[str, np.n
   _, scores, video_labels = average_views(np.concatenate(probs), np.concatenate(ids),
                                           np.concatenate(labels))
   return ClassifierPass(scores, video_labels, loss_sum, clips, clip_correct)
-
-
-def evaluate_classifier(eval_step: Callable, state, batches: Iterable[Dict[str, np.ndarray]],
-                        mesh, shuffle_frames: bool = False, seed: int = 0,
-                        max_batches: int = 0) -> Dict[str, float]:
-  """One pass over `batches`; the `eval/*` scalars of `classifier_pass`."""
-  return classifier_pass(eval_step, state, batches, mesh, shuffle_frames, seed,
-                         max_batches).metrics()
 
 
 def masked_frames(video: np.ndarray, mask: np.ndarray, patch_size, tubelet_size: int,
@@ -228,17 +213,16 @@ def _unnormalise(video: np.ndarray, mean, std) -> np.ndarray:
   return video * np.asarray(std, np.float32) + np.asarray(mean, np.float32)
 
 
-def evaluate_pretrain(eval_step: Callable, image_step: Optional[Callable], state, model,
-                      batches: Iterable[Dict[str, np.ndarray]], mesh, pixel_mean, pixel_std,
-                      num_images: int = 2, max_batches: int = 0
-                      ) -> Tuple[Dict[str, float], Optional[Tuple[np.ndarray, ...]]]:
+def pretrain_pass(eval_step: Callable, state, model, batches: Iterable[Dict[str, np.ndarray]],
+                  mesh, pixel_mean, pixel_std, num_images: int = 2, max_batches: int = 0
+                  ) -> Tuple[Dict[str, float], Optional[Tuple[np.ndarray, ...]]]:
   """Reconstruction loss over the eval split, and frames for a PNG.
 
   Args:
-    eval_step: `make_eval_step(...)` without reconstruction.
-    image_step: `make_eval_step(..., return_reconstruction=True)`, run on the
-      first batch only; None skips the images.
-    model: the `MaskedVideoAutoencoder` (patch and mask geometry).
+    eval_step: `make_eval_step(..., return_reconstruction=True)` when
+      `num_images` > 0: the first batch's `reconstruction` and token `mask`
+      (the step's own) make the images.
+    model: the masked autoencoder (its patch and tubelet sizes).
     pixel_mean, pixel_std: the input normalisation (None: raw pixels).
 
   Returns:
@@ -250,33 +234,24 @@ def evaluate_pretrain(eval_step: Callable, image_step: Optional[Callable], state
   for index, local in enumerate(batches):
     if max_batches and index >= max_batches:
       break
-    batch = step_batch(local, mesh)
-    step = image_step if (index == 0 and image_step is not None) else eval_step
-    metrics = step(state, batch)
+    metrics = eval_step(state, step_batch(local, mesh))
     n = float(np.asarray(metrics["num_examples"]))
     loss_sum += float(np.asarray(metrics["loss"])) * n
     clips += n
-    if "reconstruction" in metrics:
-      images = _reconstruction_images(state, model, local, metrics["reconstruction"], mesh,
-                                      pixel_mean, pixel_std, num_images)
+    if index == 0 and num_images and "reconstruction" in metrics:
+      images = _reconstruction_images(model, local, metrics, mesh, pixel_mean, pixel_std,
+                                      num_images)
   if clips == 0:
     raise ValueError("the eval split yielded no valid clips")
   return {"eval/loss": loss_sum / clips, "eval/num_clips": clips}, images
 
 
-def _reconstruction_images(state, model, local, reconstruction, mesh, pixel_mean,
-                           pixel_std, num_images):
+def _reconstruction_images(model, local, metrics, mesh, pixel_mean, pixel_std, num_images):
   """The first `num_images` global rows as (original, masked, reconstructed)."""
   n = min(num_images, len(local["video"]))
   first_rows = jax.jit(lambda r: r[:n], out_shardings=partitioning.replicated(mesh))
-  reconstructed = np.asarray(first_rows(reconstruction).addressable_data(0))
-  # The step's mask, redrawn on the host from the same key and batch shape.
-  key = jax.random.fold_in(jax.random.wrap_key_data(state.rng.addressable_data(0)),
-                           objectives.EVAL_MASK_SEED)
-  global_batch = len(local["video"]) * jax.process_count()
-  grid = embedding.token_grid(local["video"].shape[1:], model.patch_size, model.tubelet_size)
-  mask = np.asarray(masking.make_mask(key, global_batch, grid, model.mask_type,
-                                      model.mask_ratio, model.future_frames))[:n]
+  reconstructed = np.asarray(first_rows(metrics["reconstruction"]).addressable_data(0))
+  mask = np.asarray(first_rows(metrics["mask"]).addressable_data(0))
   original = _unnormalise(local["video"][:n], pixel_mean, pixel_std)
   hidden = masked_frames(original, mask, model.patch_size, model.tubelet_size)
   return (np.clip(original, 0, 1), np.clip(hidden, 0, 1), np.clip(reconstructed, 0, 1))

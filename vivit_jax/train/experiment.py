@@ -5,11 +5,13 @@ mesh, sharding, distributed, optimizer, train, model) + `data`
 (`vivit_jax.data.default_data_config()`) + the sections below. The result is
 locked: an override of a key that does not exist fails naming it.
 
-  mode                 "pretrain" (masked autoencoder), "train" / "finetune"
-                       (classification) or "eval" (evaluate only: the
-                       workdir's newest training checkpoint, else `init_from`).
+  mode                 "train" (alias "finetune"), "pretrain" (train, insisting
+                       on a pretraining model) or "eval" (evaluate only: the
+                       workdir's newest training checkpoint, else
+                       `init_from`); the objective comes from the model
+                       (`objectives.py`, where the mode is checked).
 
-  checkpoint.*         see `vivit_jax/train/checkpointing.py`:
+  checkpoint.*         see `vivit_jax/checkpoints/train.py`:
     every_steps        save every N steps [steps]; 0 = only at the end.
     keep               newest checkpoints kept.
     keep_best          best checkpoints kept by `best_metric`; 0 = off.
@@ -53,9 +55,10 @@ from typing import Any, Mapping, Optional
 import ml_collections
 
 from vivit_jax.data.config import default_data_config
+from vivit_jax.models import registry
+from vivit_jax.train import objectives
 from vivit_jax.train.defaults import default_train_config
 
-RUN_MODES = ("pretrain", "train", "finetune", "eval")
 INIT_KINDS = ("", "pretrain", "model", "image_vit")
 
 
@@ -63,7 +66,8 @@ def experiment_config(mode: str, model: dict) -> ml_collections.ConfigDict:
   """An unlocked ConfigDict with every key at its default; see module docstring.
 
   Experiment config files call this, set their values and return
-  `config.lock()`-ed results via `finalize`.
+  `config.lock()`-ed results via `finalize`. `mode` also picks the default
+  best-checkpoint metric (pretraining models: "eval/loss", else "eval/top1").
   """
   c = default_train_config()
   c.mode = mode
@@ -74,8 +78,9 @@ def experiment_config(mode: str, model: dict) -> ml_collections.ConfigDict:
   c.checkpoint.every_steps = 1000
   c.checkpoint.keep = 3
   c.checkpoint.keep_best = 1
-  c.checkpoint.best_metric = "eval/loss" if mode == "pretrain" else "eval/top1"
-  c.checkpoint.best_mode = "min" if mode == "pretrain" else "max"
+  pretraining = mode == "pretrain" or registry.objective_of(dict(model)) == "pretrain"
+  c.checkpoint.best_metric = "eval/loss" if pretraining else "eval/top1"
+  c.checkpoint.best_mode = "min" if pretraining else "max"
   c.checkpoint.async_save = True
   c.checkpoint.save_on_sigterm = True
 
@@ -100,28 +105,20 @@ def experiment_config(mode: str, model: dict) -> ml_collections.ConfigDict:
 
 
 def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Ties the training normalisation to the data's and locks the config."""
-  config.train.pixel_mean = tuple(config.data.mean)
-  config.train.pixel_std = tuple(config.data.std)
+  """Locks the config (adding an unknown key then fails naming it); returns it."""
   config.lock()
   return config
 
 
 def validate(config) -> None:
   """Raises ValueError naming the first inconsistent key."""
-  if config.mode not in RUN_MODES:
-    raise ValueError(f"mode must be one of {RUN_MODES}, got {config.mode!r}")
+  objectives.check_mode(config, config.model)
   if config.init_from.kind not in INIT_KINDS:
     raise ValueError(f"init_from.kind must be one of {INIT_KINDS}, got "
                      f"{config.init_from.kind!r}")
   if config.init_from.kind and not config.init_from.path:
     raise ValueError(f"init_from.kind={config.init_from.kind!r} needs init_from.path")
-  model_name = config.model.get("name", "vivit")
-  if config.mode == "pretrain" and model_name != "videomae":
-    raise ValueError(f"mode='pretrain' needs model.name='videomae', got {model_name!r}")
-  if config.mode in ("train", "finetune") and model_name != "vivit":
-    raise ValueError(f"mode={config.mode!r} needs model.name='vivit', got {model_name!r}")
-  if model_name == "vivit" and "num_classes" in config.model:
+  if registry.objective_of(config.model) == "classification" and "num_classes" in config.model:
     if config.model.num_classes != config.data.num_classes:
       raise ValueError(f"model.num_classes={config.model.num_classes} differs from "
                        f"data.num_classes={config.data.num_classes}")

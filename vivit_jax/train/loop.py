@@ -1,16 +1,17 @@
 """The main job's loop: restore or initialise, train, evaluate, checkpoint.
 
-`run(config, workdir)` dispatches on `config.mode`:
-  pretrain / train / finetune  `train_and_evaluate`: resumes from the newest
-      readable checkpoint in `WORKDIR/checkpoints` (else starts from
-      `config.init_from` or random init), trains to `train.num_steps`,
-      evaluating every `eval.every_steps` and at the end; a classifier run
-      that reaches `train.num_steps` then writes `WORKDIR/model/`, a model
-      checkpoint (`config.json` with "model", "labels", "input", "source",
-      and `params/`) that `vivit_jax.predict` / `stream` / `export` /
-      `evaluate` read.
+`run(config, workdir)` dispatches on `objectives.run_mode(config)`:
+  train (modes train / finetune / pretrain)  `train_and_evaluate`: resumes
+      from the newest readable checkpoint in `WORKDIR/checkpoints` (else
+      starts from `config.init_from` or random init), trains to
+      `train.num_steps`, evaluating every `eval.every_steps` and at the end;
+      a classifier run that reaches `train.num_steps` then writes
+      `WORKDIR/model/`, a model checkpoint (`config.json` with "model",
+      "labels", "input", "source", and `params/`) that `vivit-predict` /
+      `vivit-stream` / `vivit-export` / `vivit-evaluate` read.
   eval  `evaluate_only`: the workdir's newest checkpoint (else `init_from`),
       one pass over the eval split.
+Both evaluate with `evaluator.Evaluator`.
 
 Exact resumption: the train state (with its constant PRNG key; step `s` uses
 `fold_in(key, s)`) and the data iterator's position are saved together, so a
@@ -25,69 +26,30 @@ unchecked step. Only process 0 writes logs; every process checkpoints.
 import json
 import os
 import signal
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import jax
-import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from vivit_jax import checkpoints as model_checkpoints
-from vivit_jax.models import build_model, embedding
-from vivit_jax.train import (checkpointing, confusion, evaluation, experiment, init_from,
-                             partitioning)
+from vivit_jax.checkpoints import init_from
+from vivit_jax.checkpoints import train as train_checkpoints
+from vivit_jax.models import build_model
+from vivit_jax.train import experiment, objectives, partitioning
 from vivit_jax.train import logging as train_logging
 from vivit_jax.train.distributed import make_global_batch
+from vivit_jax.train.evaluator import Evaluator
+from vivit_jax.train.inputs import class_names, create_iterator, input_spec, video_shape
 from vivit_jax.train.mesh import create_mesh
-from vivit_jax.train.steps import (check_finite, init_train_state, make_eval_step,
-                                   make_train_step)
+from vivit_jax.train.steps import check_finite, init_train_state, make_train_step
 
 TRAIN_KEYS = ("video", "label")
 MODEL_DIR = "model"  # WORKDIR/model: the finished classifier as a model checkpoint
 
 
-def step_config(config) -> ml_collections.ConfigDict:
-  """The config the train core sees: mode "eval" -> the model's training mode."""
-  if config.mode != "eval":
-    return config
-  config = ml_collections.ConfigDict(config.to_dict())
-  config.mode = "pretrain" if config.model.get("name", "vivit") == "videomae" else "finetune"
-  return config
-
-
-def video_shape(config) -> Tuple[int, int, int, int]:
-  """`(T, H, W, C)` of one clip, from the data config."""
-  size = int(config.data.image_size)
-  return (int(config.data.num_frames), size, size, 3)
-
-
-def local_batch_size(global_batch: int, what: str) -> int:
-  """This process's share of a global batch; must divide evenly."""
-  count = jax.process_count()
-  if global_batch % count:
-    raise ValueError(f"{what}={global_batch} is not divisible by the {count} processes")
-  return global_batch // count
-
-
-def create_iterator(config, train: bool, state=None):
-  """The data pipeline (imported lazily: it needs TensorFlow)."""
-  from vivit_jax import data  # pylint: disable=g-import-not-at-top
-  batch = config.train.batch_size if train else config.eval.batch_size
-  kwargs = {} if state is None else {"state": state}
-  return data.create_iterator(
-      config.data, train=train,
-      batch_size=local_batch_size(batch, "train.batch_size" if train else "eval.batch_size"),
-      seed=int(config.seed), process_index=jax.process_index(),
-      process_count=jax.process_count(), **kwargs)
-
-
-def _copy_tree(tree):
-  return jax.tree_util.tree_map(jnp.copy, tree)
-
-
-def initial_state(config, model, mesh, ckpt: checkpointing.TrainCheckpointer):
+def initial_state(config, model, mesh, ckpt: train_checkpoints.TrainCheckpointer):
   """`(state, shardings, start_step, data_state)`: restored, else initialised."""
-  state, shardings = init_train_state(step_config(config), model, mesh, int(config.seed),
+  state, shardings = init_train_state(config, model, mesh, int(config.seed),
                                       video_shape(config))
   restored = ckpt.restore_latest(state)
   if restored is not None:
@@ -95,11 +57,7 @@ def initial_state(config, model, mesh, ckpt: checkpointing.TrainCheckpointer):
     train_logging.console(f"restored checkpoint at step {step} from {ckpt.directory}")
     return state, shardings, step, data_state
   if config.init_from.kind:
-    grid = embedding.token_grid(video_shape(config), config.model.patch_size,
-                                config.model.get("tubelet_size", 1))
-    params = init_from.initial_params(config.init_from, state.params, grid[1:])
-    ema = _copy_tree(params) if state.ema_params is not None else None
-    state = state.replace(params=params, ema_params=ema)
+    state = init_from.initialise_state(config, state, video_shape(config))
     train_logging.console(f"initialised parameters from {config.init_from.kind} "
                           f"checkpoint {config.init_from.path}")
   return state, shardings, 0, None
@@ -135,47 +93,6 @@ class MetricBuffer:
     return {k: v / finite for k, v in sums.items() if k != "is_finite"} if finite else {}
 
 
-def class_names(config) -> Optional[List[str]]:
-  """The data config's class names (`data.class_names`), if it has them."""
-  names = config.data.class_names
-  return [str(n) for n in names] if names else None
-
-
-def evaluate(config, model, mesh, state, eval_step, image_step, shuffle_frames=None):
-  """One eval pass over the eval split; returns `(metrics, (name, image) or None)`.
-
-  The image is `(H, W, 3)` uint8: pretraining's original / masked /
-  reconstructed grid ("reconstruction"), or the classifier's row-normalised
-  confusion matrix ("confusion").
-  """
-  shuffle = bool(config.eval.shuffle_frames if shuffle_frames is None else shuffle_frames)
-  batches = create_iterator(config, train=False)
-  try:
-    if step_config(config).mode == "pretrain":
-      metrics, images = evaluation.evaluate_pretrain(
-          eval_step, image_step, state, model, batches, mesh, config.train.pixel_mean,
-          config.train.pixel_std, int(config.eval.num_images), int(config.eval.num_batches))
-      return metrics, None if images is None else ("reconstruction", _reconstruction(images))
-    result = evaluation.classifier_pass(
-        eval_step, state, batches, mesh, shuffle_frames=shuffle, seed=int(config.seed),
-        max_batches=int(config.eval.num_batches))
-    picture = confusion.confusion_image(result.confusion(), class_names(config))
-    return result.metrics(), ("confusion", picture)
-  finally:
-    close = getattr(batches, "close", None)
-    if close is not None:
-      close()
-
-
-def _reconstruction(images) -> np.ndarray:
-  """Stacks `(original, masked, reconstructed)` grids of every clip vertically."""
-  grid = train_logging.reconstruction_grid(*(clip[0] for clip in images))
-  for i in range(1, len(images[0])):
-    grid = np.concatenate([grid, np.full((4,) + grid.shape[1:], 255, np.uint8),
-                           train_logging.reconstruction_grid(*(c[i] for c in images))])
-  return grid
-
-
 def _write_eval(writer: train_logging.MetricWriter, workdir: str, step: int, metrics,
                 image) -> None:
   writer.write_scalars(step, metrics)
@@ -186,15 +103,6 @@ def _write_eval(writer: train_logging.MetricWriter, workdir: str, step: int, met
   shown = ", ".join(f"{k.split('/', 1)[1]} {v:.4f}" for k, v in sorted(metrics.items())
                     if not k.endswith(("num_videos", "num_clips")))
   train_logging.console(f"eval at step {step}: {shown}")
-
-
-def input_spec(config) -> Dict[str, Any]:
-  """The inference `"input"` block matching the data config's eval path."""
-  data = config.data
-  return {"num_frames": int(data.num_frames), "frame_stride": int(data.stride),
-          "image_size": [int(data.image_size), int(data.image_size)],
-          "resize_short_side": int(data.eval_resize_short_side or data.resize_short_side),
-          "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std]}
 
 
 def save_model(config, workdir: str, mesh, state, step: int) -> str:
@@ -227,18 +135,16 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
   """Trains to `train.num_steps` (resuming if possible); returns the last eval."""
   mesh = create_mesh(config.mesh)
   model = build_model(config.model)
-  ckpt = checkpointing.TrainCheckpointer(workdir, config.checkpoint)
+  ckpt = train_checkpoints.TrainCheckpointer(workdir, config.checkpoint)
   state, shardings, start_step, data_state = initial_state(config, model, mesh, ckpt)
   num_steps = int(config.train.num_steps)
   train_step = make_train_step(config, model, mesh, shardings)
-  eval_step = make_eval_step(config, model, mesh, shardings)
-  image_step = (make_eval_step(config, model, mesh, shardings, return_reconstruction=True)
-                if config.mode == "pretrain" and config.eval.num_images else None)
+  evaluator = Evaluator(config, model, mesh)
   train_iter = create_iterator(config, train=True, state=data_state)
   writer = train_logging.MetricWriter(workdir, purge_step=start_step + 1 if start_step else None)
   progress = train_logging.Progress(num_steps, config.train.batch_size, start_step)
   buffer = MetricBuffer(config.train.nan_policy)
-  stop = checkpointing.StopRequest()
+  stop = train_checkpoints.StopRequest()
   if config.checkpoint.save_on_sigterm:
     stop.install()
   train_logging.console(
@@ -268,8 +174,9 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
         writer.write_scalars(step, {f"train/{k}": v for k, v in train_metrics.items()})
         writer.write_scalars(step, throughput)
       if do_eval:
-        eval_metrics, image = evaluate(config, model, mesh, state, eval_step, image_step)
-        _write_eval(writer, workdir, step, eval_metrics, image)
+        result = evaluator.run(state)
+        eval_metrics = result.metrics
+        _write_eval(writer, workdir, step, eval_metrics, result.image)
       if do_save:
         ckpt.save(step, state, train_iter.get_state(),
                   metrics=eval_metrics if do_eval else None, force=last or stopping)
@@ -283,9 +190,10 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
         break
     if start_step >= num_steps:
       train_logging.console(f"already trained to step {start_step}; evaluating only")
-      eval_metrics, image = evaluate(config, model, mesh, state, eval_step, image_step)
-      _write_eval(writer, workdir, start_step, eval_metrics, image)
-    if config.mode != "pretrain" and step >= num_steps:
+      result = evaluator.run(state)
+      eval_metrics = result.metrics
+      _write_eval(writer, workdir, start_step, eval_metrics, result.image)
+    if evaluator.objective == "classification" and step >= num_steps:
       save_model(config, workdir, mesh, state, step)
   finally:
     stop.uninstall()
@@ -305,35 +213,26 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
 
 def evaluate_only(config, workdir: str) -> Dict[str, float]:
   """mode="eval": one eval pass; writes `WORKDIR/eval_step<S>[_shuffled].json`."""
-  mesh = create_mesh(config.mesh)
-  model = build_model(config.model)
-  ckpt = checkpointing.TrainCheckpointer(workdir, config.checkpoint)
-  try:
-    state, shardings, step, _ = initial_state(config, model, mesh, ckpt)
-  finally:
-    ckpt.close()
-  if step == 0 and not config.init_from.kind:
-    raise FileNotFoundError(f"nothing to evaluate: {workdir} has no checkpoint and "
-                            "init_from.kind is empty")
-  eval_config = step_config(config)
-  eval_step = make_eval_step(eval_config, model, mesh, shardings)
-  image_step = (make_eval_step(eval_config, model, mesh, shardings, return_reconstruction=True)
-                if eval_config.mode == "pretrain" and config.eval.num_images else None)
-  metrics, image = evaluate(eval_config, model, mesh, state, eval_step, image_step)
+  evaluator = Evaluator(config)
+  restored = evaluator.restore(workdir, allow_init_from=True)
+  step = restored.step
+  result = evaluator.run(restored.state)
   writer = train_logging.MetricWriter(os.path.join(workdir, "eval"))
-  _write_eval(writer, os.path.join(workdir, "eval"), step, metrics, image)
+  _write_eval(writer, os.path.join(workdir, "eval"), step, result.metrics, result.image)
   writer.close()
   suffix = "_shuffled" if config.eval.shuffle_frames else ""
-  _write_json(os.path.join(workdir, f"eval_step{step}{suffix}.json"), dict(metrics, step=step))
-  return dict(metrics, step=step)
+  _write_json(os.path.join(workdir, f"eval_step{step}{suffix}.json"),
+              dict(result.metrics, step=step))
+  return dict(result.metrics, step=step)
 
 
 def run(config, workdir: str) -> Dict[str, float]:
   """Validates the config, writes `config.json`, runs the mode; returns metrics."""
   experiment.validate(config)
+  evaluating = objectives.run_mode(config) == "eval"
   os.makedirs(workdir, exist_ok=True)
   train_logging.write_config_json(
-      workdir, config, "config_eval.json" if config.mode == "eval" else train_logging.CONFIG_JSON)
-  if config.mode == "eval":
+      workdir, config, "config_eval.json" if evaluating else train_logging.CONFIG_JSON)
+  if evaluating:
     return evaluate_only(config, workdir)
   return train_and_evaluate(config, workdir)

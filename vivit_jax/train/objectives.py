@@ -1,13 +1,20 @@
-"""Losses of the two training modes, as pure functions of (params, batch, rng).
+"""Run modes and the training objectives, as pure functions of (params, batch, rng).
 
-  classification ("train" / "finetune"): ViViT logits, softmax cross-entropy
-      against label-smoothed, Mixup/CutMix-mixed targets.
-  pretrain: VideoMAE; a token mask is drawn per step, the loss is the mean
-      squared error of the hidden tubelets' (normalised) pixels.
+The objective comes from the model (`ModelInterface.objective`), not the mode:
+  classification: logits `(B, C)`, softmax cross-entropy against
+      label-smoothed, Mixup/CutMix-mixed targets.
+  pretrain: a masked autoencoder; a token mask is drawn per step, the loss is
+      the mean squared error of the hidden tubelets' (normalised) pixels.
+A model registered with either objective trains with no change here.
+
+Modes (`config.mode`, checked here and nowhere else): "train" (alias
+"finetune") trains, "eval" evaluates only; "pretrain" is "train" that also
+insists on a pretraining model (what the pretraining configs say).
 
 Config keys read: `train.{label_smoothing, mixup_alpha, cutmix_alpha,
-mix_prob, norm_pix_loss, pixel_mean, pixel_std}`; the mask comes from the
-model's `mask_type`, `mask_ratio`, `future_frames` (its config).
+mix_prob, norm_pix_loss}`, `data.{mean, std}` (the input normalisation the
+reconstruction targets undo); the mask comes from the model's `mask_type`,
+`mask_ratio`, `future_frames`.
 
 PRNG streams: the step's key is folded with `DROPOUT`, `MIX` and `MASK` so
 each use has its own stream.
@@ -16,37 +23,59 @@ Batch: `video (B, T, H, W, C)` normalised float, `label (B,)` int32; eval
 batches may add `mask (B,)` (1 = real example, 0 = padding).
 """
 
-from typing import Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vivit_jax.models import embedding, masking, videomae
-from vivit_jax.models.videomae import MaskedVideoAutoencoder
-from vivit_jax.models.vivit import ViViT
+from vivit_jax.models import embedding, masking, registry, videomae
 from vivit_jax.train import mixing
 
-CLASSIFICATION_MODES = ("train", "finetune")
-MODES = CLASSIFICATION_MODES + ("pretrain",)
+MODES = ("train", "finetune", "pretrain", "eval")
+TRAIN_MODES = ("train", "finetune", "pretrain")
 DROPOUT, MIX, MASK = 0, 1, 2
 EVAL_MASK_SEED = 12345  # pretrain eval: one fixed token mask (given the state's key)
 
 LossFn = Callable[..., Tuple[jax.Array, Dict[str, jax.Array]]]
 
 
+def run_mode(config) -> str:
+  """"train" or "eval" for `config.mode` (ValueError naming the valid modes)."""
+  if config.mode not in MODES:
+    raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
+  return "eval" if config.mode == "eval" else "train"
+
+
 def check_mode(config, model) -> str:
-  mode = config.mode
-  if mode not in MODES:
-    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-  want = MaskedVideoAutoencoder if mode == "pretrain" else ViViT
-  if not isinstance(model, want):
-    raise ValueError(f"mode={mode!r} needs a {want.__name__} model "
-                     f"(model.name), got {type(model).__name__}")
-  if mode == "pretrain" and (config.train.mixup_alpha or config.train.cutmix_alpha):
+  """The objective of `model` (a module or a model config), checked against the mode.
+
+  Raises ValueError for an unknown mode, mode "pretrain" with a
+  non-pretraining model, mode "finetune" with a pretraining model, or
+  Mixup / CutMix with a pretraining objective.
+  """
+  run_mode(config)
+  objective = registry.objective_of(model)
+  name = type(model).__name__ if isinstance(model, nn.Module) else "model.name=" + repr(
+      model.get("name", "vivit"))
+  if config.mode == "pretrain" and objective != "pretrain":
+    raise ValueError(f"mode='pretrain' needs a pretraining model (objective 'pretrain', "
+                     f"e.g. model.name='videomae'), got {name} (objective {objective!r})")
+  if config.mode == "finetune" and objective != "classification":
+    raise ValueError(f"mode='finetune' needs a classification model (e.g. "
+                     f"model.name='vivit'), got {name} (objective {objective!r})")
+  if objective == "pretrain" and (config.train.mixup_alpha or config.train.cutmix_alpha):
     raise ValueError("train.mixup_alpha / train.cutmix_alpha apply to classification; "
-                     "set them to 0 for mode='pretrain'")
-  return mode
+                     "set them to 0 for a pretraining model")
+  return objective
+
+
+def pixel_normalisation(config) -> Tuple[Optional[tuple], Optional[tuple]]:
+  """`(mean, std)` of the input normalisation (`data.mean`, `data.std`); None = raw pixels."""
+  data = config.data
+  mean = None if data.mean is None else tuple(float(v) for v in data.mean)
+  std = None if data.std is None else tuple(float(v) for v in data.std)
+  return mean, std
 
 
 def softmax_cross_entropy(logits, targets):
@@ -67,7 +96,7 @@ def _weighted_mean(x, w):
   return jnp.sum(x * w) / jnp.maximum(jnp.sum(w), 1.0)
 
 
-def draw_mask(model: MaskedVideoAutoencoder, rng, video_shape):
+def draw_mask(model, rng, video_shape):
   """A `(B, N)` token mask for the model's masking config, batch-sharded."""
   grid = embedding.token_grid(video_shape[1:], model.patch_size, model.tubelet_size)
   mask = masking.make_mask(rng, video_shape[0], grid, model.mask_type, model.mask_ratio,
@@ -75,14 +104,10 @@ def draw_mask(model: MaskedVideoAutoencoder, rng, video_shape):
   return nn.with_logical_constraint(mask, ("activation_batch", None))
 
 
-def make_loss_fn(config, model) -> LossFn:
-  """`loss_fn(params, batch, rng) -> (loss, metrics)` for training (train=True)."""
-  mode = check_mode(config, model)
+def _classification_loss(config, model) -> LossFn:
   tc = config.train
-  pixel_mean = tuple(tc.pixel_mean) if tc.pixel_mean is not None else None
-  pixel_std = tuple(tc.pixel_std) if tc.pixel_std is not None else None
 
-  def classification_loss(params, batch, rng):
+  def loss_fn(params, batch, rng):
     video, labels = batch["video"], batch["label"]
     targets = mixing.one_hot_targets(labels, model.num_classes, float(tc.label_smoothing))
     video, targets, _ = mixing.mix_batch(
@@ -94,17 +119,76 @@ def make_loss_fn(config, model) -> LossFn:
     accuracy = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
     return loss, {"accuracy": accuracy}
 
-  def pretrain_loss(params, batch, rng):
+  return loss_fn
+
+
+def _classification_eval(config, model, return_reconstruction: bool) -> Callable:
+  del config, return_reconstruction
+
+  def eval_fn(params, batch, rng):
+    del rng
+    w = _weights(batch)
+    logits = model.apply({"params": params}, batch["video"], train=False)
+    labels = batch["label"]
+    ce = softmax_cross_entropy(logits, jax.nn.one_hot(labels, logits.shape[-1]))
+    correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+    return {"loss": _weighted_mean(ce, w), "accuracy": _weighted_mean(correct, w),
+            "num_examples": jnp.sum(w), "logits": jnp.asarray(logits, jnp.float32)}
+
+  return eval_fn
+
+
+def _pretrain_loss(config, model) -> LossFn:
+  norm_pix = bool(config.train.norm_pix_loss)
+  mean, std = pixel_normalisation(config)
+
+  def loss_fn(params, batch, rng):
     video = batch["video"]
     mask = draw_mask(model, jax.random.fold_in(rng, MASK), video.shape)
     out = model.apply({"params": params}, video, mask, train=True,
                       rngs={"dropout": jax.random.fold_in(rng, DROPOUT)})
     targets = videomae.reconstruction_targets(video, model.patch_size, model.tubelet_size,
-                                              bool(tc.norm_pix_loss), pixel_mean, pixel_std)
+                                              norm_pix, mean, std)
     loss = videomae.reconstruction_loss(out["predictions"], targets, out["masked_indices"])
     return loss, {}
 
-  return pretrain_loss if mode == "pretrain" else classification_loss
+  return loss_fn
+
+
+def _pretrain_eval(config, model, return_reconstruction: bool) -> Callable:
+  norm_pix = bool(config.train.norm_pix_loss)
+  mean, std = pixel_normalisation(config)
+
+  def eval_fn(params, batch, rng):
+    video = batch["video"]
+    w = _weights(batch)
+    mask = draw_mask(model, rng, video.shape)
+    out = model.apply({"params": params}, video, mask, train=False)
+    targets = videomae.reconstruction_targets(video, model.patch_size, model.tubelet_size,
+                                              norm_pix, mean, std)
+    hidden = masking.gather_tokens(targets, out["masked_indices"])
+    per_example = jnp.mean(jnp.square(out["predictions"] - hidden), axis=(1, 2))
+    metrics = {"loss": _weighted_mean(per_example, w), "num_examples": jnp.sum(w)}
+    if return_reconstruction:
+      metrics["reconstruction"] = videomae.reconstruct_video(
+          video, out["predictions"], out["masked_indices"], model.patch_size,
+          model.tubelet_size, norm_pix, mean, std)
+      metrics["mask"] = mask
+    return metrics
+
+  return eval_fn
+
+
+# objective -> (loss factory (config, model), eval factory (config, model, return_reconstruction)).
+OBJECTIVES: Dict[str, Tuple[Callable[..., LossFn], Callable[..., Any]]] = {
+    "classification": (_classification_loss, _classification_eval),
+    "pretrain": (_pretrain_loss, _pretrain_eval),
+}
+
+
+def make_loss_fn(config, model) -> LossFn:
+  """`loss_fn(params, batch, rng) -> (loss, metrics)` for training (train=True)."""
+  return OBJECTIVES[check_mode(config, model)][0](config, model)
 
 
 def make_eval_fn(config, model, return_reconstruction: bool = False) -> Callable:
@@ -113,38 +197,8 @@ def make_eval_fn(config, model, return_reconstruction: bool = False) -> Callable
   Classification: `loss` (cross-entropy, no smoothing), `accuracy`,
   `num_examples` (sum of weights) and per-example `logits (B, C)` float32.
   Pretrain: `loss` (reconstruction MSE over the real examples),
-  `num_examples`, and `reconstruction (B, T, H, W, C)` (unnormalised pixels)
-  when `return_reconstruction`; the mask is drawn from `rng`.
+  `num_examples`, and with `return_reconstruction` the `reconstruction
+  (B, T, H, W, C)` (unnormalised pixels) and the token `mask (B, N)` (True =
+  hidden) it was drawn with from `rng`.
   """
-  mode = check_mode(config, model)
-  tc = config.train
-  pixel_mean = tuple(tc.pixel_mean) if tc.pixel_mean is not None else None
-  pixel_std = tuple(tc.pixel_std) if tc.pixel_std is not None else None
-
-  def classification_eval(params, batch, rng):
-    del rng
-    w = _weights(batch)
-    logits = model.apply({"params": params}, batch["video"], train=False)
-    labels = batch["label"]
-    ce = softmax_cross_entropy(logits, jax.nn.one_hot(labels, logits.shape[-1]))
-    correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-    return {"loss": _weighted_mean(ce, w), "accuracy": _weighted_mean(correct, w),
-            "num_examples": jnp.sum(w), "logits": logits}
-
-  def pretrain_eval(params, batch, rng):
-    video = batch["video"]
-    w = _weights(batch)
-    mask = draw_mask(model, rng, video.shape)
-    out = model.apply({"params": params}, video, mask, train=False)
-    targets = videomae.reconstruction_targets(video, model.patch_size, model.tubelet_size,
-                                              bool(tc.norm_pix_loss), pixel_mean, pixel_std)
-    hidden = masking.gather_tokens(targets, out["masked_indices"])
-    per_example = jnp.mean(jnp.square(out["predictions"] - hidden), axis=(1, 2))
-    metrics = {"loss": _weighted_mean(per_example, w), "num_examples": jnp.sum(w)}
-    if return_reconstruction:
-      metrics["reconstruction"] = videomae.reconstruct_video(
-          video, out["predictions"], out["masked_indices"], model.patch_size,
-          model.tubelet_size, bool(tc.norm_pix_loss), pixel_mean, pixel_std)
-    return metrics
-
-  return pretrain_eval if mode == "pretrain" else classification_eval
+  return OBJECTIVES[check_mode(config, model)][1](config, model, return_reconstruction)

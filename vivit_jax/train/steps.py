@@ -30,6 +30,9 @@ optimiser's own schedule count lags `step` by their number); with
 `train.nan_policy == "stop"` the caller raises through `check_finite`,
 with "skip" training goes on.
 
+Nothing here depends on the model type: inputs for `init` come from the
+model's `ModelInterface` and the loss from its objective (`objectives.py`).
+
 Config keys read here: `mode`, `train.{grad_accum_steps, nan_policy}`,
 `optimizer.ema_decay`, `sharding.{rules, constrain_activations}`; and,
 through the modules they call, those of optimizer.py and objectives.py.
@@ -43,8 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from vivit_jax.models import embedding, masking
-from vivit_jax.models.videomae import MaskedVideoAutoencoder
+from vivit_jax.models import registry
 from vivit_jax.train import objectives, partitioning
 from vivit_jax.train.distributed import make_global_batch  # noqa: F401  (re-exported)
 from vivit_jax.train.mesh import BATCH_AXES
@@ -52,22 +54,6 @@ from vivit_jax.train.optimizer import ema_update, make_optimizer
 from vivit_jax.train.state import TrainState, as_key_data
 
 NAN_POLICIES = ("stop", "skip")
-
-
-def _dummy_inputs(model, rng, video_shape: Sequence[int]):
-  """Model inputs of batch 1 for `init`: `(video,)` or `(video, mask)`."""
-  shape = tuple(video_shape)
-  if len(shape) == 4:
-    shape = (1,) + shape
-  if len(shape) != 5:
-    raise ValueError(f"video_shape must be (T, H, W, C) or (B, T, H, W, C), got {video_shape}")
-  shape = (1,) + shape[1:]
-  video = jnp.zeros(shape, jnp.float32)
-  if isinstance(model, MaskedVideoAutoencoder):
-    grid = embedding.token_grid(shape[1:], model.patch_size, model.tubelet_size)
-    return (video, masking.make_mask(rng, 1, grid, model.mask_type, model.mask_ratio,
-                                     model.future_frames))
-  return (video,)
 
 
 def _state_factory(config, model: nn.Module, rng, video_shape: Sequence[int]):
@@ -78,7 +64,7 @@ def _state_factory(config, model: nn.Module, rng, video_shape: Sequence[int]):
   ema_decay = config.optimizer.ema_decay
 
   def init_params():
-    inputs = _dummy_inputs(model, mask_key, video_shape)
+    inputs = registry.dummy_inputs(model, video_shape, mask_key)
     return model.init({"params": params_key, "dropout": dropout_key}, *inputs,
                       train=False)["params"]
 
@@ -266,36 +252,33 @@ def make_eval_step(config, model: nn.Module, mesh: jax.sharding.Mesh,
     config, model, mesh, state_shardings, compiler_options: as for
       `make_train_step`.
     use_ema: evaluate `state.ema_params` (must exist) instead of `params`.
-    return_reconstruction: pretrain only; adds `reconstruction`.
+    return_reconstruction: pretraining objective; adds `reconstruction` and
+      the token `mask` it used.
 
   Returns:
     A `jax.jit` function. Scalars (`loss`, `accuracy`, `num_examples`) are
     replicated and averaged over the real examples (`batch["mask"]`, if
     given, marks padding with 0); per-example outputs (`logits (B, C)`,
-    `reconstruction`) are batch-sharded. See `objectives.make_eval_fn`.
+    `reconstruction`, `mask`) are batch-sharded. See `objectives.make_eval_fn`.
   """
   eval_fn = objectives.make_eval_fn(config, model, return_reconstruction)
   rules = partitioning.rules_from_config(config)
   constrain = bool(config.sharding.constrain_activations)
   if use_ema and state_shardings.ema_params is None:
     raise ValueError("use_ema=True needs optimizer.ema_decay set (the state has no EMA)")
+  per_example = partitioning.batch_sharding(mesh)
+  replicated = partitioning.replicated(mesh)
 
   def eval_step(state: TrainState, batch: Dict[str, jax.Array]) -> Dict[str, Any]:
     with partitioning.activation_rules(mesh, rules, constrain):
       params = state.ema_params if use_ema else state.params
       key = jax.random.fold_in(state.key(), objectives.EVAL_MASK_SEED)
       metrics = eval_fn(params, batch, key)
-    return {k: v if v.ndim else jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+    return {k: jax.lax.with_sharding_constraint(v, per_example) if v.ndim
+            else jax.lax.with_sharding_constraint(jnp.asarray(v, jnp.float32), replicated)
+            for k, v in metrics.items()}
 
-  per_example = partitioning.batch_sharding(mesh)
-  replicated = partitioning.replicated(mesh)
-  out = {"loss": replicated, "num_examples": replicated}
-  if config.mode == "pretrain":
-    if return_reconstruction:
-      out["reconstruction"] = per_example
-  else:
-    out.update(accuracy=replicated, logits=per_example)
-  return jax.jit(eval_step, in_shardings=(state_shardings, per_example), out_shardings=out,
+  return jax.jit(eval_step, in_shardings=(state_shardings, per_example),
                  compiler_options=compiler_options)
 
 

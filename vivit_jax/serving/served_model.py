@@ -6,7 +6,7 @@
 `function(params, video)` is pure: the parameters are an argument, so the
 exported program stays small and the weights travel beside it (`params.npz`).
 Video is float32 channels-last `(B, T, H, W, C)`, already preprocessed as
-the checkpoint's input spec says (`vivit_jax.inference`: resize, centre
+the checkpoint's input spec says (`vivit_jax.serving.inference`: resize, centre
 crop, `(pixels / 255 - mean) / std`); the output is float32 logits
 `(B, num_classes)`, or pooled features `(B, D)` for a checkpoint without
 a head.
@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from vivit_jax import checkpoints
-from vivit_jax import inference
-from vivit_jax.models import build_model
+from vivit_jax.models import registry
+from vivit_jax.serving import inference
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +58,7 @@ def plain_tree(params) -> Dict[str, Any]:
 
 def load_served_model(checkpoint_dir: str, num_frames: Optional[int] = None,
                       image_size: Optional[int] = None) -> ServedModel:
-  """Reads a model checkpoint (`vivit_jax.checkpoints`) for export.
+  """Reads a model checkpoint (`checkpoints.load_model`) for export.
 
   `num_frames` / `image_size` override the input spec of its config.json
   (needed where it records none). Raises ValueError for a checkpoint that is
@@ -67,20 +67,18 @@ def load_served_model(checkpoint_dir: str, num_frames: Optional[int] = None,
   where = os.path.join(checkpoint_dir, checkpoints.CONFIG_FILE)
   config = checkpoints.load_model_config(checkpoint_dir)
   model_config = dict(config["model"])
-  if model_config.get("name", "vivit") != "vivit":
+  if registry.objective_of(model_config) != "classification":
     raise ValueError(f"{where}: model.name={model_config.get('name')!r}; export needs a "
-                     "'vivit' classifier or feature extractor, not a pretraining model")
+                     "classifier or feature extractor (e.g. 'vivit'), not a pretraining model")
   spec = inference.resolve_input_spec(config, where, num_frames=num_frames,
                                       image_size=image_size)
   channels = int((config.get("source") or {}).get("num_channels", 3))
   h, w = spec.image_size
   video_shape = (spec.num_frames, h, w, channels)
-  model = build_model(model_config)
+  model, params, _ = checkpoints.load_model(checkpoint_dir, video_shape)
   dummy = jnp.zeros((1,) + video_shape, jnp.float32)
-  expected = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy))["params"]
-  _, params = checkpoints.load_model_checkpoint(checkpoint_dir, expected_params=expected)
   num_classes = int(model_config.get("num_classes", 400))
-  out = jax.eval_shape(lambda p: model.apply({"params": p}, dummy), expected)
+  out = jax.eval_shape(lambda p: model.apply({"params": p}, dummy), params)
 
   def function(params, video):
     return jnp.asarray(model.apply({"params": params}, video), jnp.float32)

@@ -1,0 +1,27 @@
+"""Checkpoints: model checkpoints, training checkpoints, starting weights.
+
+  model.py      a model checkpoint dir (`config.json` + Orbax `params/`):
+                `save_model_checkpoint`, `load_model` (build the model,
+                restore into its parameter shapes: what every reader uses),
+                parameter-tree comparison (`ParamMismatchError`).
+  train.py      a training workdir's `checkpoints/<step>/{state, data}`:
+                `TrainCheckpointer` (Orbax `CheckpointManager`), `StopRequest`.
+  init_from.py  the starting weights of a fresh run (`config.init_from`).
+
+This package imports jax, flax and orbax only (never TensorFlow). The names
+below are the model-checkpoint API (`from vivit_jax import checkpoints`).
+"""
+
+from vivit_jax.checkpoints.model import (CONFIG_FILE, PARAMS_DIR, ParamMismatchError,
+                                         abstract_like, check_params_match,
+                                         describe_mismatch, flatten_params, json_default,
+                                         load_model, load_model_checkpoint,
+                                         load_model_config, read_labels,
+                                         save_model_checkpoint,
+                                         stored_tree, unflatten_params, video_shape_of)
+
+__all__ = ["CONFIG_FILE", "PARAMS_DIR", "ParamMismatchError", "abstract_like",
+           "check_params_match", "describe_mismatch", "flatten_params", "json_default",
+           "load_model", "load_model_checkpoint", "load_model_config",
+           "read_labels", "save_model_checkpoint", "stored_tree", "unflatten_params",
+           "video_shape_of"]

@@ -1,0 +1,252 @@
+"""Classifying decoded video with a model checkpoint: input spec, frame
+sampling, preprocessing and a jitted `classify(clips) -> probs`.
+
+    classifier = load_classifier("ckpt_dir")
+    spec = classifier.spec
+    indices = eval_views.view_indices(video_io.probe(path).num_frames, spec.num_frames,
+                                      spec.stride_for())[0]     # (T,) centre view
+    frames = video_io.read_frames(path, indices)        # (T, H, W, 3) uint8
+    clip = classifier.preprocess(frames)                # (T, h, w, 3) float32
+    probs = classifier.classify(clip[None])             # (1, num_classes)
+
+The input spec (`InputSpec`) comes, key by key, from explicit overrides (the
+CLI flags), else the checkpoint's `config.json` `"input"` block
+
+    "input": {"num_frames": 16, "frame_stride": 2, "image_size": [224, 224],
+              "resize_short_side": 256, "mean": [0.485, 0.456, 0.406],
+              "std": [0.229, 0.224, 0.225]}
+
+(what training writes), else `"source"` (`num_frames`, `image_size` from the
+Hugging Face converter), else the defaults: stride 2 (1 for videos shorter
+than a stride-2 clip), short side resized to `round(256 / 224 * max(h, w))`,
+ImageNet mean / std. Preprocessing equals the training pipeline's eval path:
+bilinear resize (half-pixel centres, no antialiasing) of the short side, a
+centre crop, then `(pixels / 255 - mean) / std`.
+"""
+
+import dataclasses
+import functools
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vivit_jax import checkpoints
+from vivit_jax.data.eval_views import clip_span
+from vivit_jax.models import registry
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_STRIDE = 2
+INPUT_KEYS = ("num_frames", "frame_stride", "image_size", "resize_short_side", "mean", "std")
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+  """What the model takes and how frames become it.
+
+  Attributes:
+    num_frames: T, frames per clip.
+    frame_stride: source frames between sampled frames; None picks per video
+      (`stride_for`): DEFAULT_STRIDE, or 1 when the video is too short.
+    image_size: `(h, w)` of the model input in pixels.
+    resize_short_side: short side (pixels) frames are resized to before the
+      centre crop.
+    mean, std: per-channel RGB normalisation on the [0, 1] pixel scale.
+  """
+  num_frames: int
+  frame_stride: Optional[int]
+  image_size: Tuple[int, int]
+  resize_short_side: int
+  mean: Tuple[float, float, float] = IMAGENET_MEAN
+  std: Tuple[float, float, float] = IMAGENET_STD
+
+  def stride_for(self, num_source_frames: Optional[int] = None) -> int:
+    """The stride for a video of `num_source_frames` (None: unbounded)."""
+    if self.frame_stride is not None:
+      return self.frame_stride
+    if num_source_frames is not None and num_source_frames < clip_span(
+        self.num_frames, DEFAULT_STRIDE):
+      return 1
+    return DEFAULT_STRIDE
+
+  def to_json(self) -> Dict[str, Any]:
+    return {"num_frames": self.num_frames, "frame_stride": self.frame_stride,
+            "image_size": list(self.image_size), "resize_short_side": self.resize_short_side,
+            "mean": list(self.mean), "std": list(self.std)}
+
+
+def _pair(value) -> Tuple[int, int]:
+  if isinstance(value, (int, np.integer)):
+    return int(value), int(value)
+  h, w = value
+  return int(h), int(w)
+
+
+def resolve_input_spec(config: Mapping[str, Any], where: str = "config.json",
+                       **overrides) -> InputSpec:
+  """The `InputSpec` of a checkpoint config (see module docstring).
+
+  `overrides` are `INPUT_KEYS`; None values are ignored. Raises ValueError
+  naming `where` when neither the config nor the overrides give
+  num_frames / image_size, or on an unknown key.
+  """
+  unknown = sorted(set(overrides) - set(INPUT_KEYS))
+  if unknown:
+    raise ValueError(f"unknown input spec key(s) {unknown}; valid: {list(INPUT_KEYS)}")
+  block = dict(config.get("input") or {})
+  unknown = sorted(set(block) - set(INPUT_KEYS))
+  if unknown:
+    raise ValueError(f"{where}: unknown key(s) {unknown} in \"input\"; valid: {list(INPUT_KEYS)}")
+  source = config.get("source") or {}
+  value = {}
+  for key in INPUT_KEYS:
+    for layer in (overrides, block, source if key in ("num_frames", "image_size") else {}):
+      if layer.get(key) is not None:
+        value[key] = layer[key]
+        break
+  for key, flag in (("num_frames", "--num-frames"), ("image_size", "--image-size")):
+    if key not in value:
+      raise ValueError(f"{where} says no {key} (neither \"input\" nor \"source\"); pass {flag}")
+  image_size = _pair(value["image_size"])
+  short_side = value.get("resize_short_side") or int(round(max(image_size) * 256 / 224))
+  spec = InputSpec(
+      num_frames=int(value["num_frames"]),
+      frame_stride=None if value.get("frame_stride") is None else int(value["frame_stride"]),
+      image_size=image_size, resize_short_side=int(short_side),
+      mean=tuple(float(v) for v in value.get("mean", IMAGENET_MEAN)),
+      std=tuple(float(v) for v in value.get("std", IMAGENET_STD)))
+  if spec.num_frames < 1 or min(spec.image_size) < 1 or spec.resize_short_side < 1:
+    raise ValueError(f"{where}: bad input spec {spec.to_json()}")
+  if (spec.frame_stride is not None and spec.frame_stride < 1) or len(spec.mean) != 3 \
+      or len(spec.std) != 3 or min(spec.std) <= 0:
+    raise ValueError(f"{where}: bad input spec {spec.to_json()}")
+  return spec
+
+
+def resize_geometry(height: int, width: int, spec: InputSpec):
+  """`(scale_y, scale_x, y0, x0)`: the resize factors for frames of
+  `height x width` and the centre crop's top-left corner in resized pixels.
+
+  The short side becomes `resize_short_side` (sizes rounded, never below it),
+  enlarged further when the crop would not fit (non-square image_size)."""
+  crop_h, crop_w = spec.image_size
+  scale = max(spec.resize_short_side / min(height, width), crop_h / height, crop_w / width)
+  new_h = max(int(round(height * scale)), spec.resize_short_side, crop_h)
+  new_w = max(int(round(width * scale)), spec.resize_short_side, crop_w)
+  max_y, max_x = new_h - crop_h, new_w - crop_w
+  if max_x >= max_y:
+    y0, x0 = max_y // 2, int(np.round(0.5 * max_x))
+  else:
+    y0, x0 = int(np.round(0.5 * max_y)), max_x // 2
+  return new_h / height, new_w / width, y0, x0
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _preprocess(frames, spec: InputSpec):
+  t, height, width, channels = frames.shape
+  scale_y, scale_x, y0, x0 = resize_geometry(height, width, spec)
+  frames = frames.astype(jnp.float32)
+  # Resize and crop in one pass: output pixel o samples resized pixel o + y0.
+  out = jax.image.scale_and_translate(
+      frames, (t, *spec.image_size, channels), (1, 2),
+      jnp.array([scale_y, scale_x], jnp.float32), jnp.array([-y0, -x0], jnp.float32),
+      method="linear", antialias=False)
+  mean = jnp.array(spec.mean, jnp.float32) * 255.0
+  std = jnp.array(spec.std, jnp.float32) * 255.0
+  return (out - mean) / std
+
+
+def preprocess(frames: np.ndarray, spec: InputSpec) -> np.ndarray:
+  """`(T, H, W, 3)` uint8 frames -> `(T, h, w, 3)` float32 model input."""
+  frames = np.asarray(frames)
+  if frames.ndim != 4 or frames.shape[-1] != 3:
+    raise ValueError(f"frames must be (T, H, W, 3), got {frames.shape}")
+  return np.asarray(_preprocess(frames, spec))
+
+
+class Classifier:
+  """A jitted classifier with its input spec and class names.
+
+  Attributes:
+    model, params: the Flax module and its parameters (on device).
+    spec: the `InputSpec`.
+    labels: `num_classes` class names.
+  """
+
+  def __init__(self, model, params, spec: InputSpec, labels: Sequence[str]):
+    self.model, self.spec, self.labels = model, spec, list(labels)
+    self.params = jax.device_put(params)
+
+    def probs(p, clips):
+      logits = model.apply({"params": p}, clips)
+      return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+    self._probs = jax.jit(probs)
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.labels)
+
+  def preprocess(self, frames: np.ndarray) -> np.ndarray:
+    """`(T, H, W, 3)` uint8 -> `(T, h, w, 3)` float32 (see `preprocess`)."""
+    return preprocess(frames, self.spec)
+
+  def classify(self, clips) -> np.ndarray:
+    """`(B, T, h, w, 3)` float32 clips -> `(B, num_classes)` float32 softmax."""
+    return np.asarray(self._probs(self.params, clips))
+
+  def warmup(self, batch_size: int = 1) -> None:
+    """Compiles `classify` for `batch_size` clips (blocks until done)."""
+    h, w = self.spec.image_size
+    self.classify(np.zeros((batch_size, self.spec.num_frames, h, w, 3), np.float32))
+
+  def top_k(self, probs: np.ndarray, k: int) -> List[Dict[str, Any]]:
+    """`[{"label", "index", "probability"}]` of the k most likely classes of
+    one `(num_classes,)` probability vector, most likely first."""
+    order = np.argsort(-np.asarray(probs), kind="stable")[:max(k, 1)]
+    return [{"label": self.labels[i], "index": int(i), "probability": float(probs[i])}
+            for i in order]
+
+
+def load_classifier(checkpoint_dir: str, labels_file: Optional[str] = None,
+                    dtype: Optional[str] = None, attention_impl: Optional[str] = None,
+                    **input_overrides) -> Classifier:
+  """A `Classifier` from a model checkpoint directory (`checkpoints`).
+
+  Args:
+    checkpoint_dir: holds `config.json` and `params/`.
+    labels_file: class names, one per line; else the checkpoint's `labels`,
+      else `class_<i>`.
+    dtype, attention_impl: override the model config's computation dtype
+      ("float32" | "bfloat16" | "float16") and attention kernel ("xla" |
+      "cudnn"; cudnn needs a GPU and a 16-bit dtype).
+    **input_overrides: `INPUT_KEYS` overriding the checkpoint's input spec.
+  Raises:
+    FileNotFoundError / ValueError / checkpoints.ParamMismatchError with a
+    message naming the checkpoint.
+  """
+  config = checkpoints.load_model_config(checkpoint_dir)
+  where = os.path.join(checkpoint_dir, checkpoints.CONFIG_FILE)
+  model_config = dict(config["model"])
+  if registry.objective_of(model_config) != "classification":
+    raise ValueError(f"{where}: model.name={model_config.get('name')!r} is not a classifier "
+                     "(needs a classification model such as 'vivit')")
+  num_classes = int(model_config.get("num_classes", 400))
+  if num_classes < 1:
+    raise ValueError(f"{where}: model.num_classes={num_classes}, a feature extractor, "
+                     "not a classifier")
+  spec = resolve_input_spec(config, where, **input_overrides)
+  model, params, _ = checkpoints.load_model(
+      checkpoint_dir, (spec.num_frames, *spec.image_size, 3), dtype=dtype,
+      attention_impl=attention_impl)
+  if labels_file is not None:
+    labels = checkpoints.read_labels(labels_file, num_classes)
+  elif config.get("labels"):
+    labels = [str(name) for name in config["labels"]]
+    if len(labels) != num_classes:
+      raise ValueError(f"{where}: {len(labels)} labels for {num_classes} classes")
+  else:
+    labels = [f"class_{i}" for i in range(num_classes)]
+  return Classifier(model, params, spec, labels)
