@@ -4,7 +4,7 @@ r"""Can the demo model classify a 25 fps stream live? Latency, fps, drops.
     python scripts/benchmark_stream.py --checkpoint=CKPT_DIR --seconds 30 --hop 4
 
 Writes a video of moving shapes (`--size`, `--fps`, `--seconds`), replays it
-in real time through `vivit_jax.stream.run_stream` (a reader thread at the
+in real time through `vivit_jax.serving.stream.run_stream` (a reader thread at the
 source frame rate, the oldest queued frame dropped when the model falls
 behind) and prints a table and one JSON line: per-prediction latency
 p50 / p99 (ms), delay from frame arrival to prediction, frames per second
@@ -30,9 +30,9 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from vivit_jax import inference  # pylint: disable=g-import-not-at-top
-from vivit_jax import stream
-from vivit_jax import video_io
+from vivit_jax.serving import inference  # pylint: disable=g-import-not-at-top
+from vivit_jax.serving import stream
+from vivit_jax.serving import video_io
 from vivit_jax.models import build_model
 
 
