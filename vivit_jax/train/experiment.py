@@ -66,7 +66,7 @@ def experiment_config(mode: str, model: dict) -> ml_collections.ConfigDict:
   """An unlocked ConfigDict with every key at its default; see module docstring.
 
   Experiment config files call this, set their values and return
-  `config.lock()`-ed results via `finalize`. `mode` also picks the default
+  `config.lock()`-ed results via `finalize`. `mode` and the model pick the default
   best-checkpoint metric (pretraining models: "eval/loss", else "eval/top1").
   """
   c = default_train_config()
@@ -78,7 +78,9 @@ def experiment_config(mode: str, model: dict) -> ml_collections.ConfigDict:
   c.checkpoint.every_steps = 1000
   c.checkpoint.keep = 3
   c.checkpoint.keep_best = 1
-  pretraining = mode == "pretrain" or registry.objective_of(dict(model)) == "pretrain"
+  name = dict(model).get("name", "vivit")
+  pretraining = mode == "pretrain" or (name in registry.MODELS
+                                       and registry.objective_of(name) == "pretrain")
   c.checkpoint.best_metric = "eval/loss" if pretraining else "eval/top1"
   c.checkpoint.best_mode = "min" if pretraining else "max"
   c.checkpoint.async_save = True
