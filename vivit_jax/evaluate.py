@@ -135,7 +135,7 @@ def run_evaluation(config, checkpoint: str, output: Optional[str] = None,
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   from vivit_jax.models import build_model  # pylint: disable=g-import-not-at-top
   from vivit_jax.train import confusion, evaluation, experiment, loop  # pylint: disable=g-import-not-at-top
-  from vivit_jax.train import logging as train_logging  # pylint: disable=g-import-not-at-top
+  from vivit_jax.train import metric_writer as train_logging  # pylint: disable=g-import-not-at-top
   from vivit_jax.train.mesh import create_mesh  # pylint: disable=g-import-not-at-top
   from vivit_jax.train.steps import make_eval_step  # pylint: disable=g-import-not-at-top
 

@@ -36,7 +36,8 @@ from vivit_jax import checkpoints as model_checkpoints
 from vivit_jax.models import build_model, embedding
 from vivit_jax.train import (checkpointing, confusion, evaluation, experiment, init_from,
                              partitioning)
-from vivit_jax.train import logging as train_logging
+from vivit_jax.train import metric_writer as train_logging
+from vivit_jax.train import plots
 from vivit_jax.train.distributed import make_global_batch
 from vivit_jax.train.mesh import create_mesh
 from vivit_jax.train.steps import (check_finite, init_train_state, make_eval_step,
@@ -169,10 +170,10 @@ def evaluate(config, model, mesh, state, eval_step, image_step, shuffle_frames=N
 
 def _reconstruction(images) -> np.ndarray:
   """Stacks `(original, masked, reconstructed)` grids of every clip vertically."""
-  grid = train_logging.reconstruction_grid(*(clip[0] for clip in images))
+  grid = plots.reconstruction_grid(*(clip[0] for clip in images))
   for i in range(1, len(images[0])):
     grid = np.concatenate([grid, np.full((4,) + grid.shape[1:], 255, np.uint8),
-                           train_logging.reconstruction_grid(*(c[i] for c in images))])
+                           plots.reconstruction_grid(*(c[i] for c in images))])
   return grid
 
 
@@ -182,7 +183,7 @@ def _write_eval(writer: train_logging.MetricWriter, workdir: str, step: int, met
   if image is not None:
     name, picture = image
     writer.write_image(step, f"eval/{name}", picture)
-    train_logging.write_png(workdir, name, step, picture)
+    plots.write_png(workdir, name, step, picture)
   shown = ", ".join(f"{k.split('/', 1)[1]} {v:.4f}" for k, v in sorted(metrics.items())
                     if not k.endswith(("num_videos", "num_clips")))
   train_logging.console(f"eval at step {step}: {shown}")
