@@ -107,3 +107,32 @@ def test_check_finite_names_the_step():
   assert check_finite(bad, 17, nan_policy="skip") is None
   with pytest.raises(ValueError, match="nan_policy"):
     check_finite(bad, 17, nan_policy="ignore")
+
+
+def test_demo_configs_load_by_path_from_any_directory_with_their_shared_settings(tmp_path):
+  """The demo configs import their sibling `configs/demo_common.py`; that
+  must work when `--config` is an absolute path and cwd is elsewhere."""
+  import os  # pylint: disable=import-outside-toplevel
+  configs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "configs")
+  code = (
+      "import sys\n"
+      "from absl import flags\n"
+      "from ml_collections import config_flags\n"
+      "config = config_flags.DEFINE_config_file('config')\n"
+      "for name in sys.argv[1:]:\n"
+      "  flags.FLAGS.unparse_flags()\n"
+      "  flags.FLAGS(['prog', '--config=' + name])\n"
+      "  print(config.value.data.num_classes, config.value.data.train_files or "
+      "config.value.data.train_list or config.value.data.tfds_name)\n")
+  names = ["demo_pretrain", "demo_finetune", "demo_tfrecord", "demo_tfds", "demo_video_list"]
+  result = subprocess.run([sys.executable, "-c", code,
+                           *[os.path.join(configs, f"{n}.py") for n in names]],
+                          cwd=tmp_path, check=True, capture_output=True, text=True)
+  lines = result.stdout.strip().splitlines()
+  assert len(lines) == len(names)
+  repo = os.path.dirname(configs)
+  for name, line in zip(names, lines):
+    num_classes, where = line.split(" ", 1)
+    assert num_classes == "4", (name, line)
+    assert where.startswith(repo) or where.startswith("vivit_demo_motion"), (name, line)
