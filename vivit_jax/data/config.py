@@ -13,12 +13,12 @@ from typing import Any, Mapping
 import ml_collections
 from ml_collections import config_dict
 
+from vivit_jax.constants import IMAGENET_MEAN, IMAGENET_STD
+
 SOURCES = ("tfrecord", "tfds", "video_list")
 CROPS = ("random_resized", "multi_scale", "random")
 SAMPLINGS = ("random", "segment")
 DTYPES = ("float32", "bfloat16")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def default_data_config() -> ml_collections.ConfigDict:

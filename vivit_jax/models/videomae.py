@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vivit_jax.constants import IMAGENET_MEAN, IMAGENET_STD
 from vivit_jax.models import embedding as emb
 from vivit_jax.models import layers
 from vivit_jax.models import masking
@@ -26,8 +27,6 @@ from vivit_jax.models.attention import EMBED
 
 Dtype = Any
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def patchify(video, patch_size: emb.IntOrPair, tubelet_size: int):
