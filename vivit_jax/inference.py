@@ -32,6 +32,7 @@ import numpy as np
 
 from vivit_jax import checkpoints
 from vivit_jax.constants import IMAGENET_MEAN, IMAGENET_STD
+from vivit_jax.labels import read_labels
 from vivit_jax.models import build_model
 from vivit_jax.models.embedding import as_pair
 
@@ -174,15 +175,6 @@ def preprocess(frames: np.ndarray, spec: InputSpec) -> np.ndarray:
   if frames.ndim != 4 or frames.shape[-1] != 3:
     raise ValueError(f"frames must be (T, H, W, 3), got {frames.shape}")
   return np.asarray(_preprocess(frames, spec))
-
-
-def read_labels(path: str, num_classes: int) -> List[str]:
-  """Class names from a file, one per line (blank lines skipped)."""
-  with open(path) as f:
-    labels = [line.strip() for line in f if line.strip()]
-  if len(labels) != num_classes:
-    raise ValueError(f"{path}: {len(labels)} labels, but the model has {num_classes} classes")
-  return labels
 
 
 class Classifier:
