@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vivit_jax.models.attention import EMBED
+from vivit_jax.models.axes import EMBED
 
 Dtype = Any
 IntOrPair = Union[int, Sequence[int]]

@@ -23,7 +23,7 @@ from vivit_jax.constants import IMAGENET_MEAN, IMAGENET_STD
 from vivit_jax.models import embedding as emb
 from vivit_jax.models import layers
 from vivit_jax.models import masking
-from vivit_jax.models.attention import EMBED
+from vivit_jax.models.axes import DECODER_EMBED, EMBED
 
 Dtype = Any
 
@@ -200,10 +200,10 @@ class MaskedVideoAutoencoder(nn.Module):
     y = nn.Dense(self.decoder_hidden_size, use_bias=False, dtype=self.dtype,
                  param_dtype=self.param_dtype, name="encoder_to_decoder",
                  kernel_init=nn.with_logical_partitioning(nn.initializers.xavier_uniform(),
-                                                          (EMBED, "decoder_embed")))(encoded)
+                                                          (EMBED, DECODER_EMBED)))(encoded)
     mask_token = self.param(
         "mask_token", nn.with_logical_partitioning(nn.initializers.normal(0.02),
-                                                   (None, None, "decoder_embed")),
+                                                   (None, None, DECODER_EMBED)),
         (1, 1, self.decoder_hidden_size), self.param_dtype)
     hidden_tokens = jnp.broadcast_to(jnp.asarray(mask_token, y.dtype),
                                      (b, num_masked, self.decoder_hidden_size))
@@ -225,7 +225,7 @@ class MaskedVideoAutoencoder(nn.Module):
     predictions = nn.Dense(pixels_per_token, dtype=self.dtype, param_dtype=self.param_dtype,
                            name="decoder_head",
                            kernel_init=nn.with_logical_partitioning(
-                               nn.initializers.xavier_uniform(), ("decoder_embed", None)),
+                               nn.initializers.xavier_uniform(), (DECODER_EMBED, None)),
                            bias_init=nn.with_logical_partitioning(nn.initializers.zeros,
                                                                   (None,)))(y)
     return {

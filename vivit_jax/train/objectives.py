@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vivit_jax.models import embedding, masking, videomae
+from vivit_jax.models import axes, embedding, masking, videomae
 from vivit_jax.models.videomae import MaskedVideoAutoencoder
 from vivit_jax.models.vivit import ViViT
 from vivit_jax.train import mixing
@@ -72,7 +72,7 @@ def draw_mask(model: MaskedVideoAutoencoder, rng, video_shape):
   grid = embedding.token_grid(video_shape[1:], model.patch_size, model.tubelet_size)
   mask = masking.make_mask(rng, video_shape[0], grid, model.mask_type, model.mask_ratio,
                            model.future_frames)
-  return nn.with_logical_constraint(mask, ("activation_batch", None))
+  return nn.with_logical_constraint(mask, (axes.ACTIVATION_BATCH, None))
 
 
 def make_loss_fn(config, model) -> LossFn:
