@@ -13,7 +13,7 @@ import tensorflow as tf
 import data_fixtures as fx
 from vivit_jax import data
 from vivit_jax.data import builder
-from vivit_jax.data import dmvr
+from vivit_jax.data.sources import tfrecord as dmvr
 from vivit_jax.data import pipeline
 from vivit_jax.data import transforms
 

@@ -6,7 +6,7 @@
 
 Every frame is resized to `--short_side` (256 by default; 320 for
 higher-resolution fine-tuning) and JPEG-encoded; one record per video (see
-`dmvr.py`). Shard s holds list lines [s N / S, (s + 1) N / S). Shards are
+`sources/tfrecord.py`). Shard s holds list lines [s N / S, (s + 1) N / S). Shards are
 written in parallel processes to `*.tmp` and renamed when complete, next to a
 `<shard>.summary.json`; a rerun skips complete shards, so an interrupted
 conversion resumes. Videos that cannot be decoded are skipped and reported
@@ -29,7 +29,7 @@ from typing import List, Sequence, Tuple
 import av
 import tqdm
 
-from vivit_jax.data import video_list_source
+from vivit_jax.data.sources import video_list
 from vivit_jax.labels import read_labels
 
 
@@ -64,7 +64,7 @@ def convert_shard(videos: Sequence[Tuple[str, int]], output_path: str, short_sid
   """
   tick = getattr(progress, "put", progress) or (lambda n: None)
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from vivit_jax.data import dmvr  # pylint: disable=import-outside-toplevel
+  from vivit_jax.data.sources import tfrecord  # pylint: disable=import-outside-toplevel
   summary = {"shard": os.path.basename(output_path), "converted": 0, "frames": 0,
              "skipped": {}}
   with tf.io.TFRecordWriter(output_path + ".tmp") as writer:
@@ -76,7 +76,7 @@ def convert_shard(videos: Sequence[Tuple[str, int]], output_path: str, short_sid
         tick(1)
         continue
       text = label_names[label] if label < len(label_names) else ""
-      writer.write(dmvr.make_sequence_example(frames, [label], text, path))
+      writer.write(tfrecord.make_sequence_example(frames, [label], text, path))
       summary["converted"] += 1
       summary["frames"] += len(frames)
       tick(1)
@@ -116,7 +116,7 @@ def write_tfrecords(list_path: str, output_dir: str, name: str = "train",
   `workers` processes write shards in parallel (0: in this process);
   `progress` shows a tqdm bar over the videos still to convert.
   """
-  paths, labels = video_list_source.read_video_list(list_path, "list", video_root)
+  paths, labels = video_list.read_video_list(list_path, "list", video_root)
   if num_shards < 1 or num_shards > len(paths):
     raise ValueError(f"--num_shards={num_shards} must lie in [1, {len(paths)} videos]")
   label_names = read_labels(label_names_path) if label_names_path else []
