@@ -14,7 +14,6 @@ import test_predict_fixtures as fx
 from vivit_jax import inference
 from vivit_jax import predict
 from vivit_jax import video_io
-from vivit_jax.constants import IMAGENET_MEAN, IMAGENET_STD
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,7 +44,7 @@ def test_input_spec_from_input_block_and_overrides(classifier):
 def test_input_spec_from_converter_source_with_defaults():
   spec = inference.resolve_input_spec({"source": {"num_frames": 32, "image_size": [224, 224]}})
   assert spec.frame_stride is None and spec.resize_short_side == 256
-  assert spec.mean == IMAGENET_MEAN and spec.std == IMAGENET_STD
+  assert spec.mean == inference.IMAGENET_MEAN and spec.std == inference.IMAGENET_STD
   assert spec.stride_for(1000) == 2 and spec.stride_for(40) == 1  # 63 frames for stride 2.
   with pytest.raises(ValueError, match="--num-frames"):
     inference.resolve_input_spec({"model": {}}, where="ck/config.json")

@@ -11,7 +11,10 @@ from vivit_jax.models import build_model
 TF_FREE_MODULES = [
     "vivit_jax.models", "vivit_jax.models.flops", "vivit_jax.models.transfer",
     "vivit_jax.checkpoints", "vivit_jax.convert",
-    "vivit_jax.constants", "vivit_jax.jsonable", "vivit_jax.labels", "vivit_jax.models.axes",
+]
+
+TF_FREE_MODULES += [
+    "vivit_jax.constants", "vivit_jax.models.axes", "vivit_jax.convert.conversion",
     "vivit_jax.train.metric_writer", "vivit_jax.train.plots",
     # The data registries list and validate names without TensorFlow.
     "vivit_jax.data.registry", "vivit_jax.data.sources",

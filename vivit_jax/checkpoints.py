@@ -22,8 +22,6 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from vivit_jax.jsonable import json_default
-
 CONFIG_FILE = "config.json"
 PARAMS_DIR = "params"
 
@@ -85,7 +83,7 @@ def save_model_checkpoint(directory: str, params, config: Mapping[str, Any],
   checkpointer.wait_until_finished()
   if jax.process_index() == 0:
     with open(os.path.join(directory, CONFIG_FILE), "w") as f:
-      json.dump(dict(config), f, indent=2, sort_keys=True, default=json_default)
+      json.dump(dict(config), f, indent=2, sort_keys=True, default=_json_default)
   return directory
 
 
@@ -119,3 +117,13 @@ def load_model_checkpoint(directory: str, expected_params=None) -> Tuple[Dict[st
         expected_params)
     return config, checkpointer.restore(path, target)
   return config, checkpointer.restore(path)
+
+
+def _json_default(value):
+  if isinstance(value, (np.integer, np.floating)):
+    return value.item()
+  if isinstance(value, np.ndarray):
+    return value.tolist()
+  if isinstance(value, type) or callable(value):
+    return getattr(value, "__name__", str(value))
+  return str(value)

@@ -31,11 +31,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from vivit_jax import checkpoints
-from vivit_jax.constants import IMAGENET_MEAN, IMAGENET_STD
-from vivit_jax.labels import read_labels
 from vivit_jax.models import build_model
-from vivit_jax.models.embedding import as_pair
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_STRIDE = 2
 INPUT_KEYS = ("num_frames", "frame_stride", "image_size", "resize_short_side", "mean", "std")
 
@@ -75,6 +74,13 @@ class InputSpec:
             "mean": list(self.mean), "std": list(self.std)}
 
 
+def _pair(value) -> Tuple[int, int]:
+  if isinstance(value, (int, np.integer)):
+    return int(value), int(value)
+  h, w = value
+  return int(h), int(w)
+
+
 def resolve_input_spec(config: Mapping[str, Any], where: str = "config.json",
                        **overrides) -> InputSpec:
   """The `InputSpec` of a checkpoint config (see module docstring).
@@ -100,7 +106,7 @@ def resolve_input_spec(config: Mapping[str, Any], where: str = "config.json",
   for key, flag in (("num_frames", "--num-frames"), ("image_size", "--image-size")):
     if key not in value:
       raise ValueError(f"{where} says no {key} (neither \"input\" nor \"source\"); pass {flag}")
-  image_size = as_pair(value["image_size"])
+  image_size = _pair(value["image_size"])
   short_side = value.get("resize_short_side") or int(round(max(image_size) * 256 / 224))
   spec = InputSpec(
       num_frames=int(value["num_frames"]),
@@ -175,6 +181,15 @@ def preprocess(frames: np.ndarray, spec: InputSpec) -> np.ndarray:
   if frames.ndim != 4 or frames.shape[-1] != 3:
     raise ValueError(f"frames must be (T, H, W, 3), got {frames.shape}")
   return np.asarray(_preprocess(frames, spec))
+
+
+def read_labels(path: str, num_classes: int) -> List[str]:
+  """Class names from a file, one per line (blank lines skipped)."""
+  with open(path) as f:
+    labels = [line.strip() for line in f if line.strip()]
+  if len(labels) != num_classes:
+    raise ValueError(f"{path}: {len(labels)} labels, but the model has {num_classes} classes")
+  return labels
 
 
 class Classifier:

@@ -26,7 +26,6 @@ import sys
 
 from vivit_jax.convert import conversion as conversion_lib
 from vivit_jax.convert import huggingface
-from vivit_jax.labels import read_labels
 
 SOURCES = ("huggingface", "videomae", "scenic", "vit_npz", "hf_vit")
 
@@ -74,9 +73,10 @@ def parse_args(argv):
 def convert(args) -> conversion_lib.Conversion:
   """The `Conversion` the parsed flags ask for."""
   # pylint: disable=g-import-not-at-top
+  from vivit_jax.convert import common
   if args.source == "huggingface":
     return huggingface.convert_huggingface(args.input)
-  labels = read_labels(args.labels) if args.labels else None
+  labels = common.read_labels(args.labels)
   if args.source == "videomae":
     from vivit_jax.convert import videomae_original
     return videomae_original.convert_videomae(

@@ -7,11 +7,12 @@
                     unwrapping the `model` / `module` / `state_dict` keys
                     training scripts save around the weights (needs torch,
                     imported only here).
+  read_labels       a class-name file, one name per line.
   geometry          the `source` fields that describe the checkpoint's input.
 """
 
 import os
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import jax
 import numpy as np
@@ -26,7 +27,7 @@ from vivit_jax.models import embedding as emb
 STATE_WRAPPERS = ("model", "module", "state_dict", "model_state")
 
 __all__ = ["STATE_WRAPPERS", "UnsupportedCheckpointError", "geometry", "make_conversion",
-           "read_torch_state"]
+           "read_labels", "read_torch_state"]
 
 
 def geometry(num_frames: int, image_size, num_channels: int, tubelet_size: int,
@@ -107,6 +108,14 @@ def read_torch_state(path: str, allow_pickle: bool = False) -> Dict[str, np.ndar
     raise ValueError(f"{path} holds no tensors at its top level or under "
                      f"{list(STATE_WRAPPERS)}; its keys: {sorted(state)[:20]}")
   return tensors
+
+
+def read_labels(path: Optional[str]) -> Optional[List[str]]:
+  """Class names from a text file (one per line, blank lines skipped)."""
+  if path is None:
+    return None
+  with open(path) as f:
+    return [line.strip() for line in f if line.strip()]
 
 
 def unused_error(unused: Sequence[str], path: str, what: str) -> ValueError:

@@ -30,7 +30,6 @@ import av
 import tqdm
 
 from vivit_jax.data.sources import video_list
-from vivit_jax.labels import read_labels
 
 
 def shard_path(output_dir: str, name: str, shard: int, num_shards: int) -> str:
@@ -119,7 +118,10 @@ def write_tfrecords(list_path: str, output_dir: str, name: str = "train",
   paths, labels = video_list.read_video_list(list_path, "list", video_root)
   if num_shards < 1 or num_shards > len(paths):
     raise ValueError(f"--num_shards={num_shards} must lie in [1, {len(paths)} videos]")
-  label_names = read_labels(label_names_path) if label_names_path else []
+  label_names = []
+  if label_names_path:
+    with open(label_names_path) as f:
+      label_names = [line.strip() for line in f if line.strip()]
   os.makedirs(output_dir, exist_ok=True)
   videos = list(zip(paths, labels))
   jobs, resumed = {}, []

@@ -12,8 +12,7 @@ Sections and keys (units in brackets):
   mesh.shape          sizes of ("data", "fsdp", "tensor"); -1 = the rest.
   sharding.rules      ((logical_name, mesh_axes), ...); see partitioning.py.
   sharding.constrain_activations  bind the models' activation constraints
-                      (default True; False leaves activation layouts to
-                      XLA, see partitioning.py).
+                      (see partitioning.py for why the default is False).
   distributed.*       coordinator_address, num_processes, process_id,
                       local_device_ids, auto; see distributed.py.
   optimizer.name      "adamw" or "sgd" (momentum `optimizer.momentum`).

@@ -21,8 +21,6 @@ from typing import Any, Dict, Mapping, Optional
 import jax
 import numpy as np
 
-from vivit_jax.jsonable import json_default
-
 TENSORBOARD_DIR = "tensorboard"
 CONFIG_JSON = "config.json"
 
@@ -43,6 +41,14 @@ def warn(message: str) -> None:
   print(f"WARNING: {message}", file=sys.stderr, flush=True)
 
 
+def _json_default(value):
+  if isinstance(value, (np.integer, np.floating)):
+    return value.item()
+  if isinstance(value, np.ndarray):
+    return value.tolist()
+  return str(value)
+
+
 def write_config_json(workdir: str, config, filename: str = CONFIG_JSON) -> Optional[str]:
   """Writes the resolved config to `WORKDIR/<filename>`; returns its path."""
   if not is_writer():
@@ -52,7 +58,7 @@ def write_config_json(workdir: str, config, filename: str = CONFIG_JSON) -> Opti
   data = config.to_dict() if hasattr(config, "to_dict") else dict(config)
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
-    json.dump(data, f, indent=2, sort_keys=True, default=json_default)
+    json.dump(data, f, indent=2, sort_keys=True, default=_json_default)
   os.replace(tmp, path)
   return path
 
