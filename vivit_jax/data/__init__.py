@@ -8,9 +8,10 @@ any source registered with `register_source` (augmentations: `register_op`).
 
 Importing this package does not import TensorFlow; `default_data_config`,
 `resolve_data_config` and the registries never do. Everything else loads on
-first use. Layout: `sources/` (one module per source), `registry.py`,
-`pipeline.py` (seeded order -> augmented clips), `transforms.py`,
-`rand_augment.py`, `make_tfrecords.py` (videos -> TFRecords).
+first use. Layout: `sources/` (one module per source), `ops/` (one module
+per train augmentation), `registry.py` (both, by name), `pipeline.py`
+(seeded order -> augmented clips), `transforms.py` and `rand_augment.py`
+(pixel work), `make_tfrecords.py` (videos -> TFRecords).
 """
 
 import importlib

@@ -14,7 +14,6 @@ count of skipped (undecodable) videos.
 
 import tensorflow as tf
 
-from vivit_jax.data import rand_augment  # pylint: disable=unused-import  (registers its op)
 from vivit_jax.data import registry
 from vivit_jax.data import sampling
 from vivit_jax.data import transforms

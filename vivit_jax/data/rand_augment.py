@@ -12,7 +12,6 @@ import math
 import tensorflow as tf
 
 from vivit_jax.data import transforms
-from vivit_jax.data.registry import register_op
 
 OPS = ("identity", "auto_contrast", "rotate", "shear_x", "shear_y", "translate_x",
        "translate_y", "brightness", "color", "contrast", "sharpness", "posterize",
@@ -108,10 +107,3 @@ def rand_augment(seed, clip, num_layers: int, magnitude: float):
     sign = tf.where(tf.random.stateless_uniform([], sign_seed) < 0.5, -1.0, 1.0)
     clip = tf.ensure_shape(_apply_op(index, clip, level, sign), clip.shape)
   return clip
-
-
-@register_op("rand_augment", stage="unit",
-             enabled=lambda config: config.rand_augment_layers > 0)
-def rand_augment_op(seed, clip, config):
-  """`data.rand_augment_layers` > 0 ops at `data.rand_augment_magnitude`."""
-  return rand_augment(seed, clip, config.rand_augment_layers, config.rand_augment_magnitude)

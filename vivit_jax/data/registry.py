@@ -1,6 +1,7 @@
 """Registries of data sources and train augmentations, by name; TF-free.
 
-A new source or augmentation is one file that registers itself:
+Built-ins: one module per source in `sources/`, one per op in `ops/`. A new
+source or augmentation is one file that registers itself:
 
     from vivit_jax.data.registry import register_op, register_source
 
@@ -35,9 +36,9 @@ _BUILTIN_SOURCES = {
     "video_list": "vivit_jax.data.sources.video_list",
 }
 _BUILTIN_OPS = {
-    "flip": "vivit_jax.data.transforms",
-    "color_jitter": "vivit_jax.data.transforms",
-    "rand_augment": "vivit_jax.data.rand_augment",
+    "flip": "vivit_jax.data.ops.flip",
+    "color_jitter": "vivit_jax.data.ops.color_jitter",
+    "rand_augment": "vivit_jax.data.ops.rand_augment",
 }
 OP_STAGES = ("uint8", "unit")
 

@@ -11,8 +11,6 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from vivit_jax.data.registry import register_op
-
 
 def _shape_hw(height, width):
   return tf.cast(height, tf.int32), tf.cast(width, tf.int32)
@@ -171,17 +169,3 @@ def normalize(clip, mean: Sequence[float], std: Sequence[float], dtype: str,
   offset = tf.constant([-m / s for m, s in zip(mean, std)], tf.float32)
   clip = per_channel_affine(clip, scale, offset)
   return tf.cast(clip, tf.bfloat16 if dtype == "bfloat16" else tf.float32)
-
-
-# Registered train augmentations (`data.augmentations`); see `registry.Op`.
-@register_op("flip", stage="uint8", enabled=lambda config: config.flip)
-def flip_op(seed, clip, config):
-  """`data.flip`: `random_flip` of the uint8 window (commutes with resizing)."""
-  del config
-  return random_flip(seed, clip)
-
-
-@register_op("color_jitter", stage="unit", enabled=lambda config: config.color_jitter > 0)
-def color_jitter_op(seed, clip, config):
-  """`data.color_jitter` > 0: `color_jitter` with `data.color_jitter_prob`."""
-  return color_jitter(seed, clip, config.color_jitter, config.color_jitter_prob)

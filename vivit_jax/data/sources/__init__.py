@@ -26,6 +26,10 @@ Importing this package does not import TensorFlow.
 
 from typing import List
 
+from vivit_jax.data.registry import register_source
+
+__all__ = ["register_source", "shard_sizes"]
+
 
 def shard_sizes(num_videos: int, process_count: int) -> List[int]:
   """Contiguous near-equal split: process p gets `shard_sizes[p]` videos."""
