@@ -9,16 +9,21 @@ same place at other times and from the motion; 200 AdamW steps.
     python -m vivit_jax.main --config=configs/demo_pretrain.py --workdir=demo_workdir/pretrain
 """
 
-from vivit_jax.train import demo_settings
+import os
+import sys
+
 from vivit_jax.train.experiment import experiment_config, finalize
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # configs/ siblings
+import demo_common  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def get_config():
-  model = dict(name="videomae", **demo_settings.ENCODER, decoder_hidden_size=64,
+  model = dict(name="videomae", **demo_common.ENCODER, decoder_hidden_size=64,
                decoder_layers=1, decoder_heads=4, decoder_mlp_dim=128,
                pos_embedding="sinusoid", mask_type="random", mask_ratio=0.75)
   config = experiment_config("pretrain", model)
-  demo_settings.set_demo_data(config.data)
+  demo_common.set_demo_data(config.data)
   config.train.batch_size = 32
   config.train.num_steps = 200
   config.train.norm_pix_loss = True

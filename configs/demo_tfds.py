@@ -9,17 +9,20 @@ set e.g. `--config.data.tfds_name=ucf101/ucf101_1_256
 """
 
 import os
+import sys
 
-from vivit_jax.train import demo_settings
 from vivit_jax.train.experiment import finalize
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # configs/ siblings
+import demo_common  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def get_config():
-  config = demo_settings.supervised_demo_config()
+  config = demo_common.supervised_demo_config()
   d = config.data
   d.source = "tfds"
   d.train_files = d.eval_files = ""
   d.tfds_name = "vivit_demo_motion/default"
-  d.tfds_data_dir = os.path.join(demo_settings.REPO, "demo_workdir", "tfds")
+  d.tfds_data_dir = os.path.join(demo_common.REPO, "demo_workdir", "tfds")
   d.train_split, d.eval_split = "train", "test"
   return finalize(config)

@@ -8,10 +8,15 @@ the default points at `make demo`'s generated moving-shapes dataset.
         --config.data.eval_files='/data/my_set/eval-*' --config.data.num_classes=4
 """
 
-from vivit_jax.train import demo_settings
+import os
+import sys
+
 from vivit_jax.train.experiment import finalize
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # configs/ siblings
+import demo_common  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def get_config():
-  config = demo_settings.supervised_demo_config()
+  config = demo_common.supervised_demo_config()
   return finalize(config)

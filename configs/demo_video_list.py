@@ -9,17 +9,20 @@ to `data.video_root` and decoded with PyAV (mp4, webm, avi, ...).
 """
 
 import os
+import sys
 
-from vivit_jax.train import demo_settings
 from vivit_jax.train.experiment import finalize
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # configs/ siblings
+import demo_common  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def get_config():
-  config = demo_settings.supervised_demo_config()
+  config = demo_common.supervised_demo_config()
   d = config.data
   d.source = "video_list"
   d.train_files = d.eval_files = ""
-  d.video_root = os.path.join(demo_settings.REPO, "demo_workdir", "videos")
+  d.video_root = os.path.join(demo_common.REPO, "demo_workdir", "videos")
   d.train_list = os.path.join(d.video_root, "train.txt")
   d.eval_list = os.path.join(d.video_root, "eval.txt")
   return finalize(config)

@@ -23,11 +23,14 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "configs"))  # demo_common, as the demo configs import it
 
 from absl import logging as absl_logging  # noqa: E402
 
 from vivit_jax.data import synthetic  # noqa: E402
-from vivit_jax.train import demo_settings, experiment, loop  # noqa: E402
+from vivit_jax.train import experiment, loop  # noqa: E402
+
+import demo_common  # noqa: E402  pylint: disable=wrong-import-order
 
 WORKDIR = os.path.join(REPO, "demo_workdir")
 VIDEOS_DIR = os.path.join(WORKDIR, "videos")
@@ -39,8 +42,8 @@ def write_demo_videos(out_dir: str = VIDEOS_DIR, num_videos: int = 3, fps: int =
   import av  # pylint: disable=import-outside-toplevel
   os.makedirs(out_dir, exist_ok=True)
   videos, labels = synthetic.generate_videos(
-      num_videos, demo_settings.SOURCE_FRAMES, demo_settings.SOURCE_SIZE,
-      demo_settings.NUM_CLASSES, seed=VIDEO_SEED)
+      num_videos, demo_common.SOURCE_FRAMES, demo_common.SOURCE_SIZE,
+      demo_common.NUM_CLASSES, seed=VIDEO_SEED)
   paths = []
   for index, (video, label) in enumerate(zip(videos, labels)):
     path = os.path.join(out_dir, f"{index}_{synthetic.DIRECTIONS[label]}.mp4")
@@ -71,13 +74,13 @@ def main() -> None:
   start = time.perf_counter()
   banner("1/4 demo dataset")
   dataset = synthetic.write_demo_dataset(
-      demo_settings.DEMO_DATA_DIR, num_train=demo_settings.NUM_TRAIN,
-      num_eval=demo_settings.NUM_EVAL, num_frames=demo_settings.SOURCE_FRAMES,
-      size=demo_settings.SOURCE_SIZE, num_classes=demo_settings.NUM_CLASSES,
+      demo_common.DEMO_DATA_DIR, num_train=demo_common.NUM_TRAIN,
+      num_eval=demo_common.NUM_EVAL, num_frames=demo_common.SOURCE_FRAMES,
+      size=demo_common.SOURCE_SIZE, num_classes=demo_common.NUM_CLASSES,
       num_train_shards=8)
   print(f"{dataset['num_train']} train / {dataset['num_eval']} eval clips of "
         f"{dataset['num_frames']} x {dataset['size']}x{dataset['size']} in "
-        f"{demo_settings.DEMO_DATA_DIR} ({time.perf_counter() - start:.0f}s so far)", flush=True)
+        f"{demo_common.DEMO_DATA_DIR} ({time.perf_counter() - start:.0f}s so far)", flush=True)
   videos = write_demo_videos()
   print(f"{len(videos)} example mp4s for predict / stream in {VIDEOS_DIR}", flush=True)
 
@@ -103,12 +106,12 @@ def main() -> None:
                                                       "eval.shuffle_frames": True}),
                       finetune_dir)
 
-  chance = 1.0 / demo_settings.NUM_CLASSES
+  chance = 1.0 / demo_common.NUM_CLASSES
   total = time.perf_counter() - start
   banner("result")
   print(f"eval clips:                    {int(finetune['eval/num_videos'])}")
   print(f"top-1 (fine-tuned ViViT):      {100 * finetune['eval/top1']:5.1f}%")
-  print(f"chance ({demo_settings.NUM_CLASSES} directions):        {100 * chance:5.1f}%")
+  print(f"chance ({demo_common.NUM_CLASSES} directions):        {100 * chance:5.1f}%")
   print(f"top-1, frames shuffled:        {100 * shuffled['eval/top1']:5.1f}%")
   print(f"pretraining reconstruction:    {pretrain['eval/loss']:.4f} (normalised-pixel MSE)")
   print(f"total time:                    {total:.0f}s")

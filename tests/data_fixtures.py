@@ -70,7 +70,7 @@ def write_dmvr_tfrecords(prefix: str, videos: Sequence[Tuple[np.ndarray, int]],
   """Writes (frames, label) videos round-robin into `num_shards` DMVR shards;
   returns their glob pattern. Video i is named `video_{i}` in `video/filename`."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from vivit_jax.data import dmvr  # pylint: disable=import-outside-toplevel
+  from vivit_jax.data.sources import tfrecord as dmvr  # pylint: disable=import-outside-toplevel
   writers = [tf.io.TFRecordWriter(f"{prefix}-{i:05d}-of-{num_shards:05d}")
              for i in range(num_shards)]
   for i, (frames, label) in enumerate(videos):

@@ -1,13 +1,16 @@
-"""`python -m vivit_jax.data.convert`: mp4 + list -> DMVR TFRecords, resumable."""
+"""`python -m vivit_jax.data.make_tfrecords`: mp4 + list -> DMVR TFRecords, resumable."""
 
 import json
 import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 import data_fixtures as fx
 from vivit_jax import data
-from vivit_jax.data import convert
+from vivit_jax.data import make_tfrecords
 
 
 @pytest.fixture()
@@ -25,8 +28,8 @@ def video_list(tmp_path):
 def test_convert_writes_readable_shards_and_resumes(video_list, tmp_path):
   list_path, root = video_list
   out = str(tmp_path / "records")
-  summary = convert.convert(list_path, out, name="val", num_shards=2, short_side=32,
-                            video_root=root)
+  summary = make_tfrecords.write_tfrecords(list_path, out, name="val", num_shards=2,
+                                          short_side=32, video_root=root)
   assert summary["converted"] == 4 and summary["frames"] == 20 + 26 + 31 + 24
   assert sorted(os.path.basename(p) for p in summary["skipped"]) == ["garbage.mp4",
                                                                     "not_there.mp4"]
@@ -42,21 +45,24 @@ def test_convert_writes_readable_shards_and_resumes(video_list, tmp_path):
   starts = np.array([(n - 16) // 2 for n in (20, 26, 31, 24)])
   np.testing.assert_array_equal(indices, starts[:, None] + 5 * np.arange(4))
 
-  first = convert.shard_path(out, "val", 0, 2)
+  first = make_tfrecords.shard_path(out, "val", 0, 2)
   mtime = os.path.getmtime(first)
-  os.remove(convert.shard_path(out, "val", 1, 2))
-  again = convert.convert(list_path, out, name="val", num_shards=2, short_side=32,
-                          video_root=root)
+  os.remove(make_tfrecords.shard_path(out, "val", 1, 2))
+  again = make_tfrecords.write_tfrecords(list_path, out, name="val", num_shards=2,
+                                        short_side=32, video_root=root)
   assert again["shards_written"] == 1 and again["shards_already_complete"] == 1
   assert again["converted"] == 4 and os.path.getmtime(first) == mtime
 
 
-def test_command_line_with_a_worker_process(video_list, tmp_path, capsys):
+def test_command_line_with_worker_processes_shows_progress(video_list, tmp_path, capsys):
   list_path, root = video_list
   out = str(tmp_path / "cli")
-  convert.main(["--list", list_path, "--video_root", root, "--output_dir", out,
-                "--num_shards", "2", "--short_side", "40", "--workers", "1"])
-  printed = capsys.readouterr().out
+  make_tfrecords.main(["--list", list_path, "--video_root", root, "--output_dir", out,
+                       "--num_shards", "2", "--short_side", "40", "--workers", "2"])
+  captured = capsys.readouterr()
+  printed = captured.out
+  # tqdm's last refresh: every listed video counted, converted or skipped.
+  assert "6/6" in captured.err.replace(" ", "") and "video" in captured.err
   assert "converted 4 of 6 videos" in printed and "skipped 2 videos" in printed
   assert "not_there.mp4: FileNotFoundError" in printed
   with open(os.path.join(out, "train.summary.json")) as f:
@@ -65,3 +71,15 @@ def test_command_line_with_a_worker_process(video_list, tmp_path, capsys):
                                  num_classes=2, num_frames=4, image_size=32,
                                  resize_short_side=40), train=True, batch_size=2)
   assert next(it)["video"].shape == (2, 4, 32, 32, 3)
+
+
+def test_old_command_name_still_runs_and_names_the_new_one(video_list, tmp_path):
+  list_path, root = video_list
+  out = str(tmp_path / "old")
+  result = subprocess.run(
+      [sys.executable, "-m", "vivit_jax.data.convert", "--list", list_path, "--video_root",
+       root, "--output_dir", out, "--num_shards", "1", "--short_side", "32", "--workers", "0",
+       "--no_progress"], capture_output=True, text=True, check=True)
+  assert "use `python -m vivit_jax.data.make_tfrecords`" in result.stderr
+  assert "converted 4 of 6 videos" in result.stdout
+  assert os.path.exists(make_tfrecords.shard_path(out, "train", 0, 1))

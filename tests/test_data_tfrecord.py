@@ -13,9 +13,9 @@ import tensorflow as tf
 import data_fixtures as fx
 from vivit_jax import data
 from vivit_jax.data import builder
-from vivit_jax.data import dmvr
 from vivit_jax.data import pipeline
 from vivit_jax.data import transforms
+from vivit_jax.data.sources import tfrecord as dmvr
 
 NUM_VIDEOS = 10
 HEIGHT, WIDTH = 48, 64

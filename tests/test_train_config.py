@@ -107,3 +107,55 @@ def test_check_finite_names_the_step():
   assert check_finite(bad, 17, nan_policy="skip") is None
   with pytest.raises(ValueError, match="nan_policy"):
     check_finite(bad, 17, nan_policy="ignore")
+
+
+def test_demo_configs_load_by_path_from_any_directory_with_their_shared_settings(tmp_path):
+  """The demo configs import their sibling `configs/demo_common.py`; that
+  must work when `--config` is an absolute path and cwd is elsewhere."""
+  import os  # pylint: disable=import-outside-toplevel
+  configs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "configs")
+  code = (
+      "import sys\n"
+      "from absl import flags\n"
+      "from ml_collections import config_flags\n"
+      "config = config_flags.DEFINE_config_file('config')\n"
+      "for name in sys.argv[1:]:\n"
+      "  flags.FLAGS.unparse_flags()\n"
+      "  flags.FLAGS(['prog', '--config=' + name])\n"
+      "  print(config.value.data.num_classes, config.value.data.train_files or "
+      "config.value.data.train_list or config.value.data.tfds_name)\n")
+  names = ["demo_pretrain", "demo_finetune", "demo_tfrecord", "demo_tfds", "demo_video_list"]
+  result = subprocess.run([sys.executable, "-c", code,
+                           *[os.path.join(configs, f"{n}.py") for n in names]],
+                          cwd=tmp_path, check=True, capture_output=True, text=True)
+  lines = result.stdout.strip().splitlines()
+  assert len(lines) == len(names)
+  repo = os.path.dirname(configs)
+  for name, line in zip(names, lines):
+    num_classes, where = line.split(" ", 1)
+    assert num_classes == "4", (name, line)
+    assert where.startswith(repo) or where.startswith("vivit_demo_motion"), (name, line)
+
+
+def test_every_logical_axis_of_the_models_is_a_named_constant_with_a_default_rule():
+  import flax.linen as nn  # pylint: disable=import-outside-toplevel
+  from vivit_jax.models import axes, build_model  # pylint: disable=import-outside-toplevel
+  constants = {value for name, value in vars(axes).items()
+               if name.isupper() and isinstance(value, str)}
+  small = dict(hidden_size=32, num_layers=1, num_heads=4, mlp_dim=64, patch_size=8,
+               tubelet_size=2)
+  models = [(build_model(dict(small, name="vivit", num_classes=5, representation_size=16)),
+             (np.zeros((1, 4, 16, 16, 3), np.float32),)),
+            (build_model(dict(small, name="videomae", decoder_hidden_size=16,
+                              decoder_layers=1, decoder_heads=2, decoder_mlp_dim=32)),
+             (np.zeros((1, 4, 16, 16, 3), np.float32), np.ones((1, 8), bool)))]
+  used = set()
+  for model, inputs in models:
+    variables = jax.eval_shape(lambda m=model, x=inputs: m.init(jax.random.PRNGKey(0), *x))
+    for spec in jax.tree_util.tree_leaves(nn.get_partition_spec(variables["params"]),
+                                          is_leaf=lambda x: isinstance(x, P)):
+      used.update(name for name in spec if name is not None)
+  assert used and used <= constants, used - constants
+  ruled = {name for name, _ in partitioning.DEFAULT_RULES}
+  assert constants == ruled, constants ^ ruled

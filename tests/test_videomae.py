@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from vivit_jax import checkpoints
+from vivit_jax.constants import IMAGENET_MEAN, IMAGENET_STD
 from vivit_jax.models import build_model, masking, transfer, videomae
 
 GRID = (4, 4, 4)  # (nt, nh, nw) for 8x32x32 video, patch 8, tubelet 2
@@ -119,7 +120,7 @@ def test_reconstruction_from_perfect_predictions_is_the_video():
     perfect = masking.gather_tokens(targets, out["masked_indices"])
     frames = videomae.reconstruct_video(video, perfect, out["masked_indices"], 8, 2,
                                         norm_pix_loss=norm_pix)
-    unnormalised = video * jnp.asarray(videomae.IMAGENET_STD) + jnp.asarray(videomae.IMAGENET_MEAN)
+    unnormalised = video * jnp.asarray(IMAGENET_STD) + jnp.asarray(IMAGENET_MEAN)
     np.testing.assert_allclose(frames, unnormalised, atol=1e-4)
   blank = videomae.reconstruct_video(video, jnp.zeros_like(perfect), out["masked_indices"], 8, 2,
                                      norm_pix_loss=False)

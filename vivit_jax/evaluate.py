@@ -84,7 +84,7 @@ def run_evaluation(config, checkpoint: str, output: Optional[str] = None,
   """
   import jax  # pylint: disable=g-import-not-at-top
   from vivit_jax.train import confusion, experiment, inputs  # pylint: disable=g-import-not-at-top
-  from vivit_jax.train import logging as train_logging  # pylint: disable=g-import-not-at-top
+  from vivit_jax.train import metric_writer as train_logging  # pylint: disable=g-import-not-at-top
   from vivit_jax.train.evaluator import Evaluator  # pylint: disable=g-import-not-at-top
 
   experiment.validate(config)

@@ -46,7 +46,7 @@ from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
 
 from vivit_jax.checkpoints import model as model_checkpoints
-from vivit_jax.train import logging as train_logging
+from vivit_jax.train import metric_writer as train_logging
 
 STATE_ITEM = "state"
 DATA_ITEM = "data"

@@ -16,8 +16,8 @@ torch and transformers; nothing else here does).
 """
 
 from vivit_jax.convert.hf_config import ARCHITECTURES, UnsupportedCheckpointError
-from vivit_jax.convert.huggingface import (Conversion, convert_huggingface,
-                                           from_huggingface, param_count, save_converted)
+from vivit_jax.convert.conversion import Conversion, param_count, save_converted
+from vivit_jax.convert.huggingface import convert_huggingface, from_huggingface
 from vivit_jax.convert.image_vit import convert_hf_vit, convert_vit_npz
 from vivit_jax.convert.scenic import convert_scenic
 from vivit_jax.convert.videomae_original import convert_videomae

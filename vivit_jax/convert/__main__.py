@@ -24,6 +24,7 @@ models on a random video and prints the largest absolute difference per output.
 import argparse
 import sys
 
+from vivit_jax.convert import conversion as conversion_lib
 from vivit_jax.convert import huggingface
 
 SOURCES = ("huggingface", "videomae", "scenic", "vit_npz", "hf_vit")
@@ -69,7 +70,7 @@ def parse_args(argv):
   return parser.parse_args(argv)
 
 
-def convert(args) -> huggingface.Conversion:
+def convert(args) -> conversion_lib.Conversion:
   """The `Conversion` the parsed flags ask for."""
   # pylint: disable=g-import-not-at-top
   from vivit_jax.convert import common
@@ -103,10 +104,10 @@ def main(argv=None) -> int:
   if args.verify and args.source != "huggingface":
     raise SystemExit("--verify compares with transformers: only for --from huggingface")
   conversion = convert(args)
-  out = huggingface.save_converted(conversion, args.output, force=args.force)
+  out = conversion_lib.save_converted(conversion, args.output, force=args.force)
   labels = len(conversion.labels) if conversion.labels else 0
   print(f"converted {conversion.architecture} -> {conversion.config['name']}: "
-        f"{huggingface.param_count(conversion.params):,} params, {labels} labels, "
+        f"{conversion_lib.param_count(conversion.params):,} params, {labels} labels, "
         f"written to {out}")
   if args.verify:
     from vivit_jax.convert import parity  # pylint: disable=g-import-not-at-top

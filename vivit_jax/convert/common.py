@@ -20,7 +20,7 @@ import numpy as np
 from vivit_jax import checkpoints
 from vivit_jax.checkpoints import read_labels
 from vivit_jax.convert.hf_config import UnsupportedCheckpointError
-from vivit_jax.convert.huggingface import Conversion
+from vivit_jax.convert.conversion import Conversion
 from vivit_jax.models import build_model, registry
 from vivit_jax.models import embedding as emb
 

@@ -24,6 +24,7 @@ and the canonical tensor names (see `hf_state_dict`).
 from typing import Any, Dict, Iterable, Mapping, Optional, Sequence
 
 from vivit_jax.models import registry
+from vivit_jax.models.embedding import as_pair
 
 VIVIT_ARCHITECTURES = ("VivitModel", "VivitForVideoClassification")
 VIDEOMAE_ARCHITECTURES = ("VideoMAEModel", "VideoMAEForVideoClassification",
@@ -66,12 +67,6 @@ DEFAULTS = {
 
 class UnsupportedCheckpointError(ValueError):
   """The checkpoint uses an architecture or option our models cannot express."""
-
-
-def _pair(value) -> Sequence[int]:
-  if isinstance(value, int):
-    return (value, value)
-  return tuple(int(v) for v in value)
 
 
 def _compact(pair: Sequence[int]):
@@ -120,12 +115,12 @@ def input_geometry(arch: str, hf_config: Mapping[str, Any]) -> Dict[str, Any]:
   """The video shape the checkpoint was built for: frames, (H, W), channels,
   tubelet length and spatial patch `(ph, pw)`."""
   hf_config = with_defaults(arch, hf_config)
-  image = _pair(hf_config["image_size"])
+  image = as_pair(hf_config["image_size"])
   if arch in VIVIT_ARCHITECTURES:
     tubelet = [int(v) for v in hf_config["tubelet_size"]]
     t, patch = tubelet[0], (tubelet[1], tubelet[2])
   else:
-    t, patch = int(hf_config["tubelet_size"]), _pair(hf_config["patch_size"])
+    t, patch = int(hf_config["tubelet_size"]), as_pair(hf_config["patch_size"])
   return {"num_frames": int(hf_config["num_frames"]), "image_size": list(image),
           "num_channels": int(hf_config["num_channels"]), "tubelet_size": t,
           "patch_size": list(patch)}

@@ -17,75 +17,19 @@ as is. Inputs must have the checkpoint's frame count and image size
 is learned for that grid, and HF's own models refuse other sizes too.
 """
 
-import dataclasses
 import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
 import flax.linen as nn
-import jax
-import numpy as np
 
-from vivit_jax import checkpoints
+from vivit_jax.convert import common
 from vivit_jax.convert import hf_config
 from vivit_jax.convert import hf_params
 from vivit_jax.convert import hf_state_dict
-from vivit_jax.models import build_model
+from vivit_jax.convert.conversion import Conversion
 
 CONFIG_JSON = "config.json"
-
-
-@dataclasses.dataclass(frozen=True)
-class Conversion:
-  """A converted checkpoint.
-
-  Attributes:
-    model: `build_model(config)`.
-    config: our model config (with `name`), accepted by `build_model`.
-    params: the parameter tree, float32 numpy arrays.
-    labels: class names by index from HF's `id2label` (None without a head).
-    source: where it came from: path, architecture, model_type,
-      transformers_version, the input geometry (num_frames, image_size
-      `[H, W]`, num_channels, tubelet_size, patch_size `[ph, pw]`) and, for
-      VideoMAE, `norm_pix_loss`.
-  """
-
-  model: nn.Module
-  config: Dict[str, Any]
-  params: Dict[str, Any]
-  labels: Optional[List[str]]
-  source: Dict[str, Any]
-
-  @property
-  def architecture(self) -> str:
-    return self.source["architecture"]
-
-  def checkpoint_config(self) -> Dict[str, Any]:
-    """The `config.json` of our model checkpoint: `{"model", "labels", "source"}`."""
-    out = {"model": dict(self.config), "source": dict(self.source)}
-    if self.labels is not None:
-      out["labels"] = list(self.labels)
-    return out
-
-  def dummy_inputs(self, batch: int = 1) -> Tuple[np.ndarray, ...]:
-    """Zero inputs of the checkpoint's shape: `(video,)` or `(video, mask)`.
-
-    The mask hides the first half of the tokens of every example.
-    """
-    geometry = self.source
-    h, w = geometry["image_size"]
-    video = np.zeros((batch, geometry["num_frames"], h, w, geometry["num_channels"]),
-                     np.float32)
-    if self.config["name"] != "videomae":
-      return (video,)
-    n = hf_params.num_tokens(geometry)
-    mask = np.zeros((batch, n), bool)
-    mask[:, : n // 2] = True
-    return video, mask
-
-
-def param_count(params) -> int:
-  return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))
 
 
 def _labels(hf_cfg: Dict[str, Any], num_classes: int) -> Optional[List[str]]:
@@ -139,12 +83,7 @@ def convert_huggingface(path: str) -> Conversion:
             "transformers_version": hf_cfg.get("transformers_version"), **geometry}
   if arch in hf_config.VIDEOMAE_ARCHITECTURES:
     source["norm_pix_loss"] = bool(hf_config.with_defaults(arch, hf_cfg)["norm_pix_loss"])
-  conversion = Conversion(build_model(config), config, params,
-                          _labels(hf_cfg, num_classes), source)
-  expected = jax.eval_shape(
-      lambda: conversion.model.init(jax.random.PRNGKey(0), *conversion.dummy_inputs()))
-  checkpoints.check_params_match(expected["params"], params, f"conversion of {path}")
-  return conversion
+  return common.make_conversion(config, params, _labels(hf_cfg, num_classes), source)
 
 
 def from_huggingface(path: str) -> Tuple[nn.Module, Dict[str, Any], Dict[str, Any]]:
@@ -155,9 +94,3 @@ def from_huggingface(path: str) -> Tuple[nn.Module, Dict[str, Any], Dict[str, An
   """
   conversion = convert_huggingface(path)
   return conversion.model, conversion.config, conversion.params
-
-
-def save_converted(conversion: Conversion, output_dir: str, force: bool = False) -> str:
-  """Writes an Orbax model checkpoint (`checkpoints.save_model_checkpoint`)."""
-  return checkpoints.save_model_checkpoint(output_dir, conversion.params,
-                                           conversion.checkpoint_config(), force=force)

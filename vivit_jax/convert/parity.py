@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vivit_jax.convert.huggingface import Conversion
+from vivit_jax.constants import IMAGENET_MEAN, IMAGENET_STD
+from vivit_jax.convert.conversion import Conversion
 from vivit_jax.models import videomae as videomae_lib
 
 
@@ -57,8 +58,8 @@ def converted_outputs(conversion: Conversion, video: np.ndarray,
       result = conversion.model.apply(variables, video, mask)
       targets = videomae_lib.reconstruction_targets(
           video, conversion.config["patch_size"], conversion.config["tubelet_size"],
-          conversion.source["norm_pix_loss"], videomae_lib.IMAGENET_MEAN,
-          videomae_lib.IMAGENET_STD)
+          conversion.source["norm_pix_loss"], IMAGENET_MEAN,
+          IMAGENET_STD)
       loss = videomae_lib.reconstruction_loss(result["predictions"], targets,
                                               result["masked_indices"])
       return {"logits": result["predictions"], "loss": loss,

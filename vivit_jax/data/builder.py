@@ -15,31 +15,23 @@ import tensorflow as tf
 from vivit_jax.data import config as config_lib
 from vivit_jax.data import iterator as iterator_lib
 from vivit_jax.data import pipeline
-from vivit_jax.data import record_source
+from vivit_jax.data import registry
 from vivit_jax.data import sampling
-from vivit_jax.data import video_list_source
 
 
 def build_source(config, train: bool, process_index: int = 0, process_count: int = 1):
-  """The configured source's shard for this process (see `config.source`)."""
-  if config.source == "tfrecord":
-    key = "train_files" if train else "eval_files"
-    return record_source.dmvr_source(config[key], key, process_index, process_count)
-  if config.source == "video_list":
-    key = "train_list" if train else "eval_list"
-    return video_list_source.VideoListSource(config[key], key, config.video_root,
-                                             process_index, process_count)
-  from vivit_jax.data import tfds_source  # pylint: disable=import-outside-toplevel
-  return tfds_source.tfds_source(config, "train_split" if train else "eval_split",
-                                 process_index, process_count)
+  """The shard for this process of the source registered as `config.source`."""
+  build = registry.get_source(config.source)
+  return build(config, train, process_index, process_count)
 
 
 def _check_labels(source, config, probed, probed_ids):
-  if isinstance(source, video_list_source.VideoListSource):
-    for position, label in enumerate(source.all_labels):
-      if not 0 <= label < config.num_classes:
-        raise ValueError(f"{source.list_path}: video {position} has label {label}, outside "
-                         f"[0, data.num_classes={config.num_classes})")
+  # A source that knows every label up front (a list file) has them all checked.
+  for position, label in enumerate(getattr(source, "all_labels", ())):
+    if not 0 <= label < config.num_classes:
+      where = getattr(source, "list_path", source.name)
+      raise ValueError(f"{where}: video {position} has label {label}, outside "
+                       f"[0, data.num_classes={config.num_classes})")
   for local_id, found in zip(probed_ids, probed):
     if not found["labels"]:
       raise ValueError(f"{source.describe(local_id)}: no label (`clip/label/index` is empty)")

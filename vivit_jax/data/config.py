@@ -13,18 +13,21 @@ from typing import Any, Mapping
 import ml_collections
 from ml_collections import config_dict
 
-SOURCES = ("tfrecord", "tfds", "video_list")
+from vivit_jax.constants import IMAGENET_MEAN, IMAGENET_STD
+from vivit_jax.data import registry
+
 CROPS = ("random_resized", "multi_scale", "random")
 SAMPLINGS = ("random", "segment")
 DTYPES = ("float32", "bfloat16")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def default_data_config() -> ml_collections.ConfigDict:
   """All input-pipeline keys with defaults; the returned dict is locked."""
   c = ml_collections.ConfigDict()
-  c.source = "tfrecord"  # One of SOURCES.
+  c.source = "tfrecord"  # A registered source: tfrecord | tfds | video_list | your own.
+  # Modules imported before anything else: they register more sources or
+  # augmentations (`vivit_jax.data.registry`).
+  c.register_modules = ()
 
   # source="tfrecord": DMVR-layout tf.SequenceExample TFRecords. Glob
   # patterns; several patterns may be joined with commas.
@@ -69,6 +72,10 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.color_jitter_prob = 0.8
   c.rand_augment_layers = 0  # RandAugment ops per clip; 0 turns it off.
   c.rand_augment_magnitude = 9  # On RandAugment's 0..10 scale.
+  # Train augmentations in order, by registered name (optionally with
+  # literal arguments, "name(0.5, k=2)"); each built-in runs when its key
+  # above turns it on. Ops of stage "uint8" run before the resize.
+  c.augmentations = ("flip", "color_jitter", "rand_augment")
 
   # Evaluation views: T temporal x S spatial per video, view = t * S + s.
   c.eval_temporal_views = 1
@@ -110,6 +117,7 @@ def resolve_data_config(config: Any = None) -> ml_collections.ConfigDict:
       if isinstance(value, list):
         value = tuple(value)
       resolved[key] = value
+  registry.import_modules(resolved.register_modules)
   validate_data_config(resolved)
   return resolved
 
@@ -121,7 +129,12 @@ def _check(condition: bool, key: str, message: str, config: Mapping[str, Any]):
 
 def validate_data_config(c: Mapping[str, Any]):
   """Raises ValueError naming the first bad key."""
-  _check(c["source"] in SOURCES, "source", f"must be one of {SOURCES}", c)
+  _check(c["source"] in registry.source_names(), "source",
+         f"must be a registered source, one of {registry.source_names()}", c)
+  for spec in c["augmentations"]:
+    name = registry.parse_op_spec(spec)[0]
+    _check(name in registry.op_names(), "augmentations",
+           f"{name!r} is not a registered augmentation ({registry.op_names()})", c)
   _check(c["crop"] in CROPS, "crop", f"must be one of {CROPS}", c)
   _check(c["sampling"] in SAMPLINGS, "sampling", f"must be one of {SAMPLINGS}", c)
   _check(c["dtype"] in DTYPES, "dtype", f"must be one of {DTYPES}", c)
@@ -157,6 +170,7 @@ def validate_data_config(c: Mapping[str, Any]):
          "multi-label targets are read from `clip/label/index`; needs source='tfrecord'", c)
   source_keys = {"tfrecord": ("train_files", "eval_files"),
                  "video_list": ("train_list", "eval_list"),
-                 "tfds": ("tfds_name", "tfds_name")}[c["source"]]
-  _check(any(c[key] for key in source_keys), source_keys[0],
-         f"source={c['source']!r} needs {' / '.join(sorted(set(source_keys)))}", c)
+                 "tfds": ("tfds_name", "tfds_name")}.get(c["source"])
+  if source_keys:  # Registered sources check their own keys when built.
+    _check(any(c[key] for key in source_keys), source_keys[0],
+           f"source={c['source']!r} needs {' / '.join(sorted(set(source_keys)))}", c)

@@ -14,7 +14,7 @@ count of skipped (undecodable) videos.
 
 import tensorflow as tf
 
-from vivit_jax.data import rand_augment
+from vivit_jax.data import registry
 from vivit_jax.data import sampling
 from vivit_jax.data import transforms
 
@@ -74,22 +74,26 @@ def _labels(video, config, num_rows: int):
   return out
 
 
-def _augment(key, clip, config):
-  """`(T, h, w, 3)` uint8 window -> `(T, S, S, 3)` normalised clip."""
-  flip_key, jitter_key, rand_key = tf.unstack(
-      tf.random.experimental.stateless_split(key, 3))
-  if config.flip:  # Cheaper on the uint8 window; commutes with resizing.
-    clip = transforms.random_flip(flip_key, clip)
+def _augment(key, clip, config, ops):
+  """`(T, h, w, 3)` uint8 window -> `(T, S, S, 3)` normalised clip.
+
+  `ops`: `registry.resolve_ops(config.augmentations)`. Op i gets key i of
+  `stateless_split(key, len(ops))`; enabled "uint8" ops run before the
+  resize, then "unit" ops on [0, 1] pixels, each group in config order.
+  """
+  keys = tf.unstack(tf.random.experimental.stateless_split(key, max(len(ops), 1)))
+  active = [(op, op_key, args, kwargs) for (op, args, kwargs), op_key in zip(ops, keys)
+            if op.enabled(config)]
+  for op, op_key, args, kwargs in active:
+    if op.stage == "uint8":
+      clip = op.fn(op_key, clip, config, *args, **kwargs)
   clip = transforms.resize_frames(clip, config.image_size, config.image_size)
-  if config.color_jitter <= 0 and config.rand_augment_layers <= 0:
+  unit_ops = [entry for entry in active if entry[0].stage == "unit"]
+  if not unit_ops:
     return transforms.normalize(clip, config.mean, config.std, config.dtype, pixel_max=255.0)
   clip = clip / 255.0
-  if config.color_jitter > 0:
-    clip = transforms.color_jitter(jitter_key, clip, config.color_jitter,
-                                   config.color_jitter_prob)
-  if config.rand_augment_layers > 0:
-    clip = rand_augment.rand_augment(rand_key, clip, config.rand_augment_layers,
-                                     config.rand_augment_magnitude)
+  for op, op_key, args, kwargs in unit_ops:
+    clip = op.fn(op_key, clip, config, *args, **kwargs)
   return transforms.normalize(clip, config.mean, config.std, config.dtype)
 
 
@@ -100,6 +104,7 @@ def _output_dtype(config):
 def train_clips_fn(source, config, key):
   """(position, local id) -> `clips_per_video` rows: "video" `(K, T, S, S, 3)`."""
   num_clips, num_frames, size = config.clips_per_video, config.num_frames, config.image_size
+  ops = registry.resolve_ops(config.augmentations)
 
   def make_clips(video, element_key):
     clip_keys = [tf.random.experimental.stateless_split(
@@ -115,7 +120,8 @@ def train_clips_fn(source, config, key):
     height, width = source.frame_shape(video)
     boxes = [transforms.train_crop_box(k[1], height, width, config) for k in clip_keys]
     clips, ok = source.read_clips(video, tf.stack(indices), boxes)
-    return tf.stack([_augment(k[2], clip, config) for k, clip in zip(clip_keys, clips)]), ok
+    return tf.stack([_augment(k[2], clip, config, ops)
+                     for k, clip in zip(clip_keys, clips)]), ok
 
   def empty(video, element_key):
     del video, element_key

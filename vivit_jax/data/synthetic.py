@@ -7,7 +7,7 @@ video, so no single frame tells the class: a model has to compare frames.
 Videos are `(T, size, size, 3)` uint8; defaults (16 frames at 32x32) keep
 the demo trainable on a 2-core CPU in minutes.
 
-`write_demo_dataset` writes DMVR TFRecords (see `dmvr.py`); `tfds_demo.py`
+`write_demo_dataset` writes DMVR TFRecords (see `sources/tfrecord.py`); `tfds_demo.py`
 serves the same videos as the TFDS builder `vivit_demo_motion`.
 """
 
@@ -89,7 +89,7 @@ def encode_jpeg(frame: np.ndarray, quality: int = 95) -> bytes:
 
 def _write_split(prefix: str, num_shards: int, num_videos: int, settings: dict, seed: int):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from vivit_jax.data import dmvr  # pylint: disable=import-outside-toplevel
+  from vivit_jax.data.sources import tfrecord as dmvr  # pylint: disable=import-outside-toplevel
   paths = [f"{prefix}-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]
   writers = [tf.io.TFRecordWriter(path + ".tmp") for path in paths]
   videos = iterate_demo_videos(num_videos, settings["num_frames"], settings["size"],

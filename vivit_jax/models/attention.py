@@ -19,13 +19,9 @@ from flax.linen.dtypes import promote_dtype
 import jax
 import jax.numpy as jnp
 
-Dtype = Any
+from vivit_jax.models.axes import EMBED, HEADS, KV
 
-# Logical axis names used throughout the models; train/ maps them to mesh axes.
-EMBED = "embed"
-HEADS = "heads"
-KV = "kv"
-MLP = "mlp"
+Dtype = Any
 
 
 def dot_product_attention(query, key, value, implementation: Optional[str]):

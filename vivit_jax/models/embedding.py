@@ -4,6 +4,7 @@ Token order everywhere is (time, height, width), row-major, the order of
 Hugging Face's ViViT / VideoMAE and of `bool_masked_pos`.
 """
 
+import numbers
 from typing import Any, Sequence, Tuple, Union
 
 import flax.linen as nn
@@ -11,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vivit_jax.models.attention import EMBED
+from vivit_jax.models.axes import EMBED
 
 Dtype = Any
 IntOrPair = Union[int, Sequence[int]]
@@ -20,8 +21,10 @@ INFLATION_METHODS = ("central_frame", "average")
 
 
 def as_pair(x: IntOrPair) -> Tuple[int, int]:
-  if isinstance(x, int):
-    return (x, x)
+  """`(h, w)` ints from an int (square) or a length-2 sequence (`(H, W)`, a list
+  from JSON); the one parser of sizes and patch shapes."""
+  if isinstance(x, numbers.Integral):
+    return (int(x), int(x))
   x = tuple(int(v) for v in x)
   if len(x) != 2:
     raise ValueError(f"expected an int or a pair, got {x}")

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vivit_jax.models import attention as attn_lib
+from vivit_jax.models.axes import ACTIVATION, EMBED, MLP
 
 Dtype = Any
 
@@ -35,8 +36,8 @@ REMAT_POLICIES = {
 def layer_norm(eps: float, dtype, param_dtype, name: str) -> nn.LayerNorm:
   return nn.LayerNorm(
       epsilon=eps, dtype=dtype, param_dtype=param_dtype, name=name,
-      scale_init=nn.with_logical_partitioning(nn.initializers.ones, (attn_lib.EMBED,)),
-      bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (attn_lib.EMBED,)))
+      scale_init=nn.with_logical_partitioning(nn.initializers.ones, (EMBED,)),
+      bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (EMBED,)))
 
 
 def dense(features: int, axes, dtype, param_dtype, name: str, kernel_init=None) -> nn.Dense:
@@ -74,11 +75,11 @@ class MlpBlock(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool = False):
     hidden = x.shape[-1]
-    y = dense(self.mlp_dim, (attn_lib.EMBED, attn_lib.MLP), self.dtype, self.param_dtype,
+    y = dense(self.mlp_dim, (EMBED, MLP), self.dtype, self.param_dtype,
               "fc1")(x)
     y = ACTIVATIONS[self.activation](y)
     y = nn.Dropout(self.dropout_rate)(y, deterministic=not train)
-    y = dense(hidden, (attn_lib.MLP, attn_lib.EMBED), self.dtype, self.param_dtype, "fc2")(y)
+    y = dense(hidden, (MLP, EMBED), self.dtype, self.param_dtype, "fc2")(y)
     return nn.Dropout(self.dropout_rate)(y, deterministic=not train)
 
 
@@ -184,8 +185,7 @@ class Encoder(nn.Module):
           layer_norm_eps=self.layer_norm_eps, attention_impl=self.attention_impl,
           dtype=self.dtype, param_dtype=self.param_dtype, name=f"block_{i:02d}")(x, train)
       if x.ndim == 3:
-        x = nn.with_logical_constraint(x, ("activation_batch", "activation_length",
-                                           "activation_embed"))
+        x = nn.with_logical_constraint(x, ACTIVATION)
     if self.final_norm:
       eps = self.layer_norm_eps if self.final_norm_eps is None else self.final_norm_eps
       x = layer_norm(eps, self.dtype, self.param_dtype, "norm")(x)

@@ -19,16 +19,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vivit_jax.constants import IMAGENET_MEAN, IMAGENET_STD
 from vivit_jax.models import embedding as emb
 from vivit_jax.models import interface
 from vivit_jax.models import layers
 from vivit_jax.models import masking
-from vivit_jax.models.attention import EMBED
+from vivit_jax.models.axes import DECODER_EMBED, EMBED
 
 Dtype = Any
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def patchify(video, patch_size: emb.IntOrPair, tubelet_size: int):
@@ -202,10 +201,10 @@ class MaskedVideoAutoencoder(nn.Module):
     y = nn.Dense(self.decoder_hidden_size, use_bias=False, dtype=self.dtype,
                  param_dtype=self.param_dtype, name="encoder_to_decoder",
                  kernel_init=nn.with_logical_partitioning(nn.initializers.xavier_uniform(),
-                                                          (EMBED, "decoder_embed")))(encoded)
+                                                          (EMBED, DECODER_EMBED)))(encoded)
     mask_token = self.param(
         "mask_token", nn.with_logical_partitioning(nn.initializers.normal(0.02),
-                                                   (None, None, "decoder_embed")),
+                                                   (None, None, DECODER_EMBED)),
         (1, 1, self.decoder_hidden_size), self.param_dtype)
     hidden_tokens = jnp.broadcast_to(jnp.asarray(mask_token, y.dtype),
                                      (b, num_masked, self.decoder_hidden_size))
@@ -227,7 +226,7 @@ class MaskedVideoAutoencoder(nn.Module):
     predictions = nn.Dense(pixels_per_token, dtype=self.dtype, param_dtype=self.param_dtype,
                            name="decoder_head",
                            kernel_init=nn.with_logical_partitioning(
-                               nn.initializers.xavier_uniform(), ("decoder_embed", None)),
+                               nn.initializers.xavier_uniform(), (DECODER_EMBED, None)),
                            bias_init=nn.with_logical_partitioning(nn.initializers.zeros,
                                                                   (None,)))(y)
     return {

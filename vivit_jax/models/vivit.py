@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from vivit_jax.models import embedding as emb
 from vivit_jax.models import interface
 from vivit_jax.models import layers
-from vivit_jax.models.attention import EMBED
+from vivit_jax.models.axes import CLASSES, EMBED, MLP
 
 Dtype = Any
 
@@ -154,14 +154,14 @@ class ViViT(nn.Module):
       eps = self.layer_norm_eps if self.fc_norm_eps is None else self.fc_norm_eps
       pooled = layers.layer_norm(eps, self.dtype, self.param_dtype, "fc_norm")(pooled)
     if self.representation_size:
-      pooled = layers.dense(self.representation_size, (EMBED, "mlp"), self.dtype,
+      pooled = layers.dense(self.representation_size, (EMBED, MLP), self.dtype,
                             self.param_dtype, "pre_logits")(pooled)
       pooled = jnp.tanh(pooled)
     if not self.num_classes:
       return pooled
     pooled = nn.Dropout(self.head_dropout_rate)(pooled, deterministic=not train)
-    logits = layers.dense(self.num_classes, ("mlp" if self.representation_size else EMBED,
-                                             "classes"),
+    logits = layers.dense(self.num_classes, (MLP if self.representation_size else EMBED,
+                                             CLASSES),
                           self.dtype, self.param_dtype, "head",
                           kernel_init=nn.initializers.zeros)(pooled)
     return jnp.asarray(logits, jnp.float32)

@@ -34,11 +34,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from vivit_jax import checkpoints
+from vivit_jax.constants import IMAGENET_MEAN, IMAGENET_STD
 from vivit_jax.data.eval_views import clip_span
 from vivit_jax.models import registry
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_STRIDE = 2
 INPUT_KEYS = ("num_frames", "frame_stride", "image_size", "resize_short_side", "mean", "std")
 

@@ -49,10 +49,8 @@ Sections and keys (units in brackets):
 import ml_collections
 from ml_collections import config_dict
 
+from vivit_jax.constants import IMAGENET_MEAN, IMAGENET_STD
 from vivit_jax.train.partitioning import DEFAULT_RULES
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def default_train_config() -> ml_collections.ConfigDict:

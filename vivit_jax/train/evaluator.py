@@ -31,7 +31,8 @@ from vivit_jax.checkpoints import init_from
 from vivit_jax.checkpoints import train as train_checkpoints
 from vivit_jax.models import build_model
 from vivit_jax.train import confusion, evaluation, inputs, objectives, steps
-from vivit_jax.train import logging as train_logging
+from vivit_jax.train import metric_writer as train_logging
+from vivit_jax.train import plots
 from vivit_jax.train.mesh import create_mesh
 
 
@@ -95,10 +96,10 @@ def resolve_checkpoint(path: str, allow_empty_workdir: bool = False) -> Tuple[st
 
 def reconstruction_picture(images) -> np.ndarray:
   """Stacks `(original, masked, reconstructed)` grids of every clip vertically."""
-  grid = train_logging.reconstruction_grid(*(clip[0] for clip in images))
+  grid = plots.reconstruction_grid(*(clip[0] for clip in images))
   for i in range(1, len(images[0])):
     grid = np.concatenate([grid, np.full((4,) + grid.shape[1:], 255, np.uint8),
-                           train_logging.reconstruction_grid(*(c[i] for c in images))])
+                           plots.reconstruction_grid(*(c[i] for c in images))])
   return grid
 
 

@@ -36,7 +36,8 @@ from vivit_jax.checkpoints import init_from
 from vivit_jax.checkpoints import train as train_checkpoints
 from vivit_jax.models import build_model
 from vivit_jax.train import experiment, objectives, partitioning
-from vivit_jax.train import logging as train_logging
+from vivit_jax.train import metric_writer as train_logging
+from vivit_jax.train import plots
 from vivit_jax.train.distributed import make_global_batch
 from vivit_jax.train.evaluator import Evaluator
 from vivit_jax.train.inputs import class_names, create_iterator, input_spec, video_shape
@@ -99,7 +100,7 @@ def _write_eval(writer: train_logging.MetricWriter, workdir: str, step: int, met
   if image is not None:
     name, picture = image
     writer.write_image(step, f"eval/{name}", picture)
-    train_logging.write_png(workdir, name, step, picture)
+    plots.write_png(workdir, name, step, picture)
   shown = ", ".join(f"{k.split('/', 1)[1]} {v:.4f}" for k, v in sorted(metrics.items())
                     if not k.endswith(("num_videos", "num_clips")))
   train_logging.console(f"eval at step {step}: {shown}")

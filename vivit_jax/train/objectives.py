@@ -29,7 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vivit_jax.models import embedding, masking, registry, videomae
+from vivit_jax.models import axes, embedding, masking, registry, videomae
 from vivit_jax.train import mixing
 
 MODES = ("train", "finetune", "pretrain", "eval")
@@ -101,7 +101,7 @@ def draw_mask(model, rng, video_shape):
   grid = embedding.token_grid(video_shape[1:], model.patch_size, model.tubelet_size)
   mask = masking.make_mask(rng, video_shape[0], grid, model.mask_type, model.mask_ratio,
                            model.future_frames)
-  return nn.with_logical_constraint(mask, ("activation_batch", None))
+  return nn.with_logical_constraint(mask, (axes.ACTIVATION_BATCH, None))
 
 
 def _classification_loss(config, model) -> LossFn:

@@ -2,7 +2,8 @@
 
 The models name every parameter axis (`embed`, `mlp`, `heads`, `kv`,
 `classes`, `decoder_embed`, or None) and constrain activations with
-`("activation_batch", "activation_length", "activation_embed")`. A rule list
+`("activation_batch", "activation_length", "activation_embed")`; the names
+are the constants of `vivit_jax.models.axes`. A rule list
 maps each logical name onto a mesh axis (a name of `MESH_AXES`), a tuple of
 mesh axes, or None (replicated). Rules are tried in order; a mesh axis already
 used by an earlier dimension of the same array is skipped (flax semantics).
@@ -28,20 +29,21 @@ import flax.linen as nn
 import jax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from vivit_jax.models import axes
 from vivit_jax.train.mesh import BATCH_AXES
 
 Rules = Tuple[Tuple[str, Any], ...]
 
 DEFAULT_RULES: Rules = (
-    ("activation_batch", BATCH_AXES),
-    ("activation_length", None),
-    ("activation_embed", None),
-    ("embed", "fsdp"),
-    ("mlp", "tensor"),
-    ("heads", "tensor"),
-    ("kv", None),
-    ("classes", None),
-    ("decoder_embed", "fsdp"),
+    (axes.ACTIVATION_BATCH, BATCH_AXES),
+    (axes.ACTIVATION_LENGTH, None),
+    (axes.ACTIVATION_EMBED, None),
+    (axes.EMBED, "fsdp"),
+    (axes.MLP, "tensor"),
+    (axes.HEADS, "tensor"),
+    (axes.KV, None),
+    (axes.CLASSES, None),
+    (axes.DECODER_EMBED, "fsdp"),
 )
 
 

@@ -1,8 +1,15 @@
 """Settings shared by the demo configs (`configs/demo_*.py`) and `make demo`.
 
 Where the demo writes its generated dataset (`demo_workdir/data` in the
-repository; `--config.data.train_files` / `eval_files` point elsewhere), the data settings for it, and the
-encoder geometry both demo stages share.
+repository; `--config.data.train_files` / `eval_files` point elsewhere), the
+data settings for it, and the encoder geometry both demo stages share.
+
+Config files are loaded by path (`--config=configs/demo_x.py`), not as a
+package, so each demo config imports this file as the top-level module
+`demo_common` after putting its own directory on `sys.path`:
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import demo_common
 """
 
 import os
@@ -10,7 +17,7 @@ import os
 from vivit_jax.data.synthetic import DIRECTIONS
 from vivit_jax.train.experiment import experiment_config
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_DATA_DIR = os.path.join(REPO, "demo_workdir", "data")
 # The generated clips: 16 frames of 64 x 64 (shapes of radius 6-10 pixels over
 # 4-pixel texture blocks); training reads every 2nd frame at 32 x 32.

@@ -1,4 +1,4 @@
-"""Any TFDS video dataset (e.g. "ucf101", "vivit_demo_motion") as a RecordSource.
+"""Source "tfds": any TFDS video dataset (e.g. "ucf101", "vivit_demo_motion").
 
 The split's TFRecord shards (from `SplitInfo.file_instructions`) are indexed
 and read by offset like DMVR files; records are deserialised with the video
@@ -8,7 +8,8 @@ the sampled ones are decoded.
 
 import tensorflow_datasets as tfds
 
-from vivit_jax.data import record_source
+from vivit_jax.data.registry import register_source
+from vivit_jax.data.sources import tfrecord
 
 
 def _builder(config):
@@ -57,8 +58,15 @@ def tfds_source(config, split_key: str, process_index: int, process_count: int):
             "filename": ""}
 
   selections = [
-      record_source.RecordSelection(str(instruction.filename), instruction.skip,
+      tfrecord.RecordSelection(str(instruction.filename), instruction.skip,
                                     instruction.take)
       for instruction in builder.info.splits[split].file_instructions]
-  return record_source.RecordSource(selections, parse, process_index, process_count,
-                                    name=f"TFDS {config.tfds_name}[{split}]")
+  return tfrecord.RecordSource(selections, parse, process_index, process_count,
+                               name=f"TFDS {config.tfds_name}[{split}]")
+
+
+@register_source("tfds")
+def registered_tfds_source(config, train: bool, process_index: int, process_count: int):
+  """`data.tfds_name`, split `data.train_split` / `data.eval_split`."""
+  return tfds_source(config, "train_split" if train else "eval_split", process_index,
+                     process_count)

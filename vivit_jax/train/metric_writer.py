@@ -1,4 +1,4 @@
-"""What a user sees of a run: console progress, TensorBoard, config.json, PNGs.
+"""What a user reads of a run: console progress, TensorBoard scalars, config.json.
 
 Only process 0 writes anything (`is_writer()`); on other processes every
 writer here is a no-op, so the training loop calls them unconditionally.
@@ -8,9 +8,8 @@ writer here is a no-op, so the training loop calls them unconditionally.
   Progress           one console line per logging interval: step, loss,
                      learning rate, clips/s and ETA.
   write_config_json  the resolved config, as `WORKDIR/config.json`.
-  reconstruction_grid / write_png
-                     original / masked / reconstructed frames of a masked
-                     autoencoder as one uint8 image.
+
+Pictures (reconstruction grids as PNGs) are in `vivit_jax.train.plots`.
 """
 
 import json
@@ -25,7 +24,6 @@ import numpy as np
 from vivit_jax.checkpoints.model import json_default
 
 TENSORBOARD_DIR = "tensorboard"
-IMAGES_DIR = "images"
 CONFIG_JSON = "config.json"
 
 
@@ -141,45 +139,3 @@ class Progress:
     parts.append(f"ETA {eta}")
     console(" | ".join(parts))
     return {"throughput/clips_per_sec": clips_per_sec, "throughput/steps_per_sec": rate}
-
-
-def _to_uint8(frames: np.ndarray) -> np.ndarray:
-  return (np.clip(np.asarray(frames, np.float32), 0.0, 1.0) * 255).round().astype(np.uint8)
-
-
-def reconstruction_grid(original: np.ndarray, masked: np.ndarray,
-                        reconstructed: np.ndarray, gap: int = 2) -> np.ndarray:
-  """One image: rows original / masked / reconstructed, columns the frames.
-
-  Args:
-    original, masked, reconstructed: `(T, H, W, C)` float in [0, 1] (values
-      outside are clipped), C = 3 (or 1, repeated to RGB).
-    gap: white pixels between frames and rows.
-
-  Returns:
-    `(3 * H + 2 * gap, T * W + (T - 1) * gap, 3)` uint8.
-  """
-  rows = []
-  for clip in (original, masked, reconstructed):
-    clip = _to_uint8(clip)
-    if clip.shape[-1] == 1:
-      clip = np.repeat(clip, 3, axis=-1)
-    t, h, w, _ = clip.shape
-    row = np.full((h, t * w + (t - 1) * gap, 3), 255, np.uint8)
-    for i in range(t):
-      row[:, i * (w + gap):i * (w + gap) + w] = clip[i]
-    rows.append(row)
-  spacer = np.full((gap, rows[0].shape[1], 3), 255, np.uint8)
-  return np.concatenate([rows[0], spacer, rows[1], spacer, rows[2]], axis=0)
-
-
-def write_png(workdir: str, name: str, step: int, image: np.ndarray) -> Optional[str]:
-  """Writes `image` (`(H, W, 3)` uint8) to `WORKDIR/images/NAME_STEP.png`."""
-  if not is_writer():
-    return None
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  directory = os.path.join(workdir, IMAGES_DIR)
-  os.makedirs(directory, exist_ok=True)
-  path = os.path.join(directory, f"{name}_{int(step):07d}.png")
-  Image.fromarray(np.asarray(image, np.uint8)).save(path)
-  return path

@@ -1,4 +1,4 @@
-"""Video files named in a VideoMAE-style list, decoded with PyAV.
+"""Source "video_list": video files named in a VideoMAE-style list, decoded with PyAV.
 
 A list file has one video per line, `path label` or `path,label` (the label
 is the last field, so paths may contain spaces when commas separate).
@@ -17,7 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from vivit_jax.data import pyav_decode
-from vivit_jax.data import record_source
+from vivit_jax.data.registry import register_source
+from vivit_jax.data.sources import shard_sizes
 
 
 def read_video_list(list_path: str, key: str, video_root: str = "") -> tuple:
@@ -60,7 +61,7 @@ class VideoListSource:
     self.name = f"data.{key}={list_path!r}"
     self.list_path = list_path
     self.num_videos_total = len(paths)
-    self.shard_sizes = record_source.shard_sizes(len(paths), process_count)
+    self.shard_sizes = shard_sizes(len(paths), process_count)
     self.first_video = sum(self.shard_sizes[:process_index])
     self.num_videos = self.shard_sizes[process_index]
     local = slice(self.first_video, self.first_video + self.num_videos)
@@ -136,3 +137,10 @@ class VideoListSource:
       label = int(self.labels[local_id])
       found.append({"label": label, "labels": [label], "num_frames": int(num_frames)})
     return found
+
+
+@register_source("video_list")
+def video_list_source(config, train: bool, process_index: int, process_count: int):
+  """`data.train_list` / `data.eval_list`, relative paths under `data.video_root`."""
+  key = "train_list" if train else "eval_list"
+  return VideoListSource(config[key], key, config.video_root, process_index, process_count)

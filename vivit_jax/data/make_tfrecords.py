@@ -1,0 +1,191 @@
+"""Videos + a list file -> sharded DMVR TFRecords of JPEG frames.
+
+    python -m vivit_jax.data.make_tfrecords --list train.csv --video_root videos/ \\
+        --output_dir tfrecords/ --name train --num_shards 64 --short_side 256 \\
+        --workers 8
+
+Every frame is resized to `--short_side` (256 by default; 320 for
+higher-resolution fine-tuning) and JPEG-encoded; one record per video (see
+`sources/tfrecord.py`). Shard s holds list lines [s N / S, (s + 1) N / S). Shards are
+written in parallel processes to `*.tmp` and renamed when complete, next to a
+`<shard>.summary.json`; a rerun skips complete shards, so an interrupted
+conversion resumes. Videos that cannot be decoded are skipped and reported
+with the reason in `<name>.summary.json` and on stdout. A progress bar (videos
+done, rate, ETA) goes to stderr; `--no_progress` turns it off.
+
+(`python -m vivit_jax.data.convert` is the deprecated name of this command.)
+"""
+
+import argparse
+import collections
+import io
+import json
+import multiprocessing
+import os
+import sys
+from concurrent import futures
+from typing import List, Sequence, Tuple
+
+import av
+import tqdm
+
+from vivit_jax.data.sources import video_list
+
+
+def shard_path(output_dir: str, name: str, shard: int, num_shards: int) -> str:
+  return os.path.join(output_dir, f"{name}-{shard:05d}-of-{num_shards:05d}.tfrecord")
+
+
+def _resized_jpeg_frames(path: str, short_side: int, quality: int) -> List[bytes]:
+  frames = []
+  with av.open(path) as container:
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    height, width = stream.codec_context.height, stream.codec_context.width
+    scale = short_side / min(height, width)
+    size = (max(short_side, round(width * scale)), max(short_side, round(height * scale)))
+    for frame in container.decode(stream):
+      image = frame.reformat(width=size[0], height=size[1], format="rgb24").to_image()
+      buffer = io.BytesIO()
+      image.save(buffer, format="JPEG", quality=quality)
+      frames.append(buffer.getvalue())
+  if not frames:
+    raise ValueError("no frames decoded")
+  return frames
+
+
+def convert_shard(videos: Sequence[Tuple[str, int]], output_path: str, short_side: int,
+                  quality: int, label_names: Sequence[str] = (), progress=None) -> dict:
+  """Writes one shard; returns its summary {"converted", "skipped": {path: reason}}.
+
+  `progress`: called with 1 after each video (converted or skipped), or a
+  queue that gets a 1 put for each (from a worker process); None: silent.
+  """
+  tick = getattr(progress, "put", progress) or (lambda n: None)
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from vivit_jax.data.sources import tfrecord  # pylint: disable=import-outside-toplevel
+  summary = {"shard": os.path.basename(output_path), "converted": 0, "frames": 0,
+             "skipped": {}}
+  with tf.io.TFRecordWriter(output_path + ".tmp") as writer:
+    for path, label in videos:
+      try:
+        frames = _resized_jpeg_frames(path, short_side, quality)
+      except Exception as error:  # pylint: disable=broad-except
+        summary["skipped"][path] = f"{type(error).__name__}: {error}"
+        tick(1)
+        continue
+      text = label_names[label] if label < len(label_names) else ""
+      writer.write(tfrecord.make_sequence_example(frames, [label], text, path))
+      summary["converted"] += 1
+      summary["frames"] += len(frames)
+      tick(1)
+  with open(output_path + ".summary.json.tmp", "w") as f:
+    json.dump(summary, f, indent=1)
+  os.replace(output_path + ".summary.json.tmp", output_path + ".summary.json")
+  os.replace(output_path + ".tmp", output_path)
+  return summary
+
+
+def _is_complete(output_path: str) -> bool:
+  return os.path.exists(output_path) and os.path.exists(output_path + ".summary.json")
+
+
+def _run_in_processes(jobs: Sequence[tuple], workers: int, bar) -> None:
+  """`convert_shard(*job)` for every job in `workers` spawned processes; each
+  worker reports finished videos through a managed queue to `bar`."""
+  context = multiprocessing.get_context("spawn")
+  with context.Manager() as manager:
+    done_videos = manager.Queue()
+    with futures.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+      pending = {pool.submit(convert_shard, *job, progress=done_videos) for job in jobs}
+      while pending:
+        finished, pending = futures.wait(pending, timeout=0.5)
+        while not done_videos.empty():
+          bar.update(done_videos.get())
+        for future in finished:
+          future.result()
+
+
+def write_tfrecords(list_path: str, output_dir: str, name: str = "train",
+                    num_shards: int = 16, short_side: int = 256, workers: int = 0,
+                    video_root: str = "", jpeg_quality: int = 90,
+                    label_names_path: str = "", progress: bool = True) -> dict:
+  """Converts every video of `list_path`; returns the overall summary.
+
+  `workers` processes write shards in parallel (0: in this process);
+  `progress` shows a tqdm bar over the videos still to convert.
+  """
+  paths, labels = video_list.read_video_list(list_path, "list", video_root)
+  if num_shards < 1 or num_shards > len(paths):
+    raise ValueError(f"--num_shards={num_shards} must lie in [1, {len(paths)} videos]")
+  label_names = []
+  if label_names_path:
+    with open(label_names_path) as f:
+      label_names = [line.strip() for line in f if line.strip()]
+  os.makedirs(output_dir, exist_ok=True)
+  videos = list(zip(paths, labels))
+  jobs, resumed = {}, []
+  for shard in range(num_shards):
+    output_path = shard_path(output_dir, name, shard, num_shards)
+    if _is_complete(output_path):
+      resumed.append(output_path)
+      continue
+    chunk = videos[shard * len(videos) // num_shards:(shard + 1) * len(videos) // num_shards]
+    jobs[output_path] = (chunk, output_path, short_side, jpeg_quality, label_names)
+  with tqdm.tqdm(total=sum(len(job[0]) for job in jobs.values()), desc=f"{name} videos",
+                 unit="video", dynamic_ncols=True, disable=not progress) as bar:
+    if workers > 0 and len(jobs) > 1:
+      _run_in_processes(list(jobs.values()), workers, bar)
+    else:
+      for job in jobs.values():
+        convert_shard(*job, progress=bar.update)
+  shard_summaries = []
+  for shard in range(num_shards):
+    with open(shard_path(output_dir, name, shard, num_shards) + ".summary.json") as f:
+      shard_summaries.append(json.load(f))
+  skipped = {}
+  for summary in shard_summaries:
+    skipped.update(summary["skipped"])
+  reasons = collections.Counter(reason.split(":")[0] for reason in skipped.values())
+  total = {"videos": len(videos), "converted": sum(s["converted"] for s in shard_summaries),
+           "frames": sum(s["frames"] for s in shard_summaries), "skipped": skipped,
+           "skipped_by_reason": dict(reasons), "shards": num_shards,
+           "shards_written": len(jobs), "shards_already_complete": len(resumed),
+           "pattern": os.path.join(output_dir, f"{name}-*-of-{num_shards:05d}.tfrecord"),
+           "short_side": short_side}
+  with open(os.path.join(output_dir, f"{name}.summary.json"), "w") as f:
+    json.dump(total, f, indent=1)
+  return total
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--list", required=True, help="`path label` or `path,label` lines")
+  parser.add_argument("--output_dir", required=True)
+  parser.add_argument("--name", default="train", help="shard file prefix, e.g. train/val")
+  parser.add_argument("--video_root", default="", help="prefix for relative list paths")
+  parser.add_argument("--num_shards", type=int, default=16)
+  parser.add_argument("--short_side", type=int, default=256, help="e.g. 256 or 320")
+  parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                      help="parallel processes (0: none)")
+  parser.add_argument("--jpeg_quality", type=int, default=90)
+  parser.add_argument("--label_names", default="", help="class names, one per line")
+  parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+  args = parser.parse_args(argv)
+  summary = write_tfrecords(args.list, args.output_dir, args.name, args.num_shards,
+                            args.short_side, args.workers, args.video_root,
+                            args.jpeg_quality, args.label_names,
+                            progress=not args.no_progress)
+  print(f"converted {summary['converted']} of {summary['videos']} videos "
+        f"({summary['frames']} frames) into {summary['shards']} shards "
+        f"({summary['shards_written']} written now, {summary['shards_already_complete']} "
+        f"already complete): {summary['pattern']}")
+  if summary["skipped"]:
+    print(f"skipped {len(summary['skipped'])} videos: {summary['skipped_by_reason']}")
+    for path, reason in sorted(summary["skipped"].items()):
+      print(f"  {path}: {reason}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,306 @@
+"""Source "tfrecord" (DMVR TFRecords), and videos stored one per TFRecord record.
+
+File index. A TFRecord file is a sequence of frames
+  uint64 length | uint32 masked crc(length) | data[length] | uint32 masked crc(data).
+`scan_tfrecord` walks the length headers (seeking over the data) and returns
+each record's data offset and length, so a pipeline can read record i of a
+shard directly; training order then needs no shuffle buffer and resuming
+needs no replay. A truncated tail (a record cut off by a crash or a partial
+copy) is dropped and reported. `RecordReader` reads records by offset from
+many threads.
+
+`RecordSource` indexes every record of a split and keeps this process's
+contiguous slice; `load(i)` reads local video `i` by offset, so any order
+costs the same. Frames stay encoded until `read_clips` decodes the sampled
+ones (JPEG: only the crop window). The "tfds" source reuses it.
+
+DMVR layout (scenic's ViViT): a record is a serialised `tf.train.SequenceExample` with
+  context  `clip/label/index`  int64 list (first = the class; all = multi-label)
+           `clip/label/text`   bytes (class name, optional)
+           `video/filename`    bytes (source file, optional)
+  features `image/encoded`     one encoded JPEG (or PNG) per frame, in order.
+"""
+
+import dataclasses
+import logging
+import os
+import struct
+import threading
+from concurrent import futures
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from vivit_jax.data import frame_decode
+from vivit_jax.data.registry import register_source
+from vivit_jax.data.sources import shard_sizes
+
+FRAMES_KEY = "image/encoded"
+LABEL_KEY = "clip/label/index"
+TEXT_KEY = "clip/label/text"
+FILENAME_KEY = "video/filename"
+
+
+def make_sequence_example(encoded_frames: Sequence[bytes], labels: Sequence[int],
+                          label_text: str = "", filename: str = "") -> bytes:
+  """Serialised SequenceExample for one video of encoded frames."""
+  example = tf.train.SequenceExample()
+  context = example.context.feature
+  context[LABEL_KEY].int64_list.value.extend(int(label) for label in labels)
+  context[TEXT_KEY].bytes_list.value.append(label_text.encode())
+  context[FILENAME_KEY].bytes_list.value.append(filename.encode())
+  frames = example.feature_lists.feature_list[FRAMES_KEY]
+  for encoded in encoded_frames:
+    frames.feature.add().bytes_list.value.append(encoded)
+  return example.SerializeToString()
+
+
+def parse_sequence_example(serialized, with_frames: bool = True):
+  """Scalar string tensor -> dict of tensors.
+
+  Returns "frames" `(N,)` string (if `with_frames`), "labels" `(L,)` int64,
+  "label_text" and "filename" scalar strings (empty when absent).
+  """
+  context_features = {
+      LABEL_KEY: tf.io.VarLenFeature(tf.int64),
+      TEXT_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
+      FILENAME_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
+  }
+  sequence_features = {FRAMES_KEY: tf.io.FixedLenSequenceFeature([], tf.string)}
+  context, sequence = tf.io.parse_single_sequence_example(
+      serialized, context_features=context_features,
+      sequence_features=sequence_features if with_frames else None)
+  parsed = {
+      "labels": tf.sparse.to_dense(context[LABEL_KEY]),
+      "label_text": context[TEXT_KEY],
+      "filename": context[FILENAME_KEY],
+  }
+  if with_frames:
+    parsed["frames"] = sequence[FRAMES_KEY]
+  return parsed
+
+
+def first_label(labels, default: Optional[int] = -1):
+  """The class of a `(L,)` label list; `default` when the list is empty."""
+  return tf.cast(tf.cond(tf.size(labels) > 0, lambda: labels[0],
+                         lambda: tf.constant(default, tf.int64)), tf.int32)
+
+
+_HEADER = 12  # uint64 length + uint32 crc.
+_FOOTER = 4  # uint32 crc of the data.
+
+
+@dataclasses.dataclass
+class FileIndex:
+  """Records of one TFRecord file: byte offsets of their data, and lengths."""
+  path: str
+  offsets: np.ndarray  # (R,) int64, first byte of each record's data.
+  lengths: np.ndarray  # (R,) int64, bytes of each record's data.
+  truncated_bytes: int = 0  # Bytes after the last complete record.
+
+
+def _open(path: str):
+  if "://" in path:  # Remote filesystems (gs://) go through TF.
+    return tf.io.gfile.GFile(path, "rb")
+  return open(path, "rb")
+
+
+def scan_tfrecord(path: str) -> FileIndex:
+  """Indexes the records of one file by reading only their headers."""
+  offsets, lengths = [], []
+  with _open(path) as f:
+    size = f.seek(0, os.SEEK_END) if "://" not in path else f.size()
+    position = 0
+    while position + _HEADER <= size:
+      f.seek(position)
+      header = f.read(_HEADER)
+      (length,) = struct.unpack("<Q", header[:8])
+      end = position + _HEADER + length + _FOOTER
+      if end > size:
+        break
+      offsets.append(position + _HEADER)
+      lengths.append(length)
+      position = end
+  truncated = size - position
+  if truncated:
+    logging.warning("%s: %d trailing bytes do not form a complete record (truncated "
+                    "file); its %d complete records are used", path, truncated, len(offsets))
+  return FileIndex(path, np.asarray(offsets, np.int64), np.asarray(lengths, np.int64),
+                   truncated)
+
+
+def scan_tfrecords(paths: Sequence[str], num_threads: int = 16) -> list:
+  """`scan_tfrecord` over many files, threaded (the work is I/O)."""
+  with futures.ThreadPoolExecutor(max_workers=max(1, min(num_threads, len(paths)))) as pool:
+    return list(pool.map(scan_tfrecord, paths))
+
+
+class RecordReader:
+  """Reads record data by (file id, offset, length); safe from many threads.
+
+  Local files use `os.pread` on one descriptor per file; other filesystems
+  one `tf.io.gfile.GFile` per file and thread.
+  """
+
+  def __init__(self, paths: Sequence[str]):
+    self.paths = list(paths)
+    self._fds = {}
+    self._lock = threading.Lock()
+    self._local = threading.local()
+
+  def read(self, file_id, offset, length) -> bytes:
+    """The record's bytes; b"" (a video with no frames, skipped) on I/O errors."""
+    try:
+      return self._read(int(file_id), int(offset), int(length))
+    except OSError as error:
+      logging.warning("cannot read %s at byte %d: %s", self.paths[int(file_id)],
+                      int(offset), error)
+      return b""
+
+  def _read(self, file_id: int, offset: int, length: int) -> bytes:
+    path = self.paths[file_id]
+    if "://" in path:
+      handles = self._local.__dict__.setdefault("handles", {})
+      if path not in handles:
+        handles[path] = _open(path)
+      handle = handles[path]
+      handle.seek(offset)
+      return handle.read(length)
+    fd = self._fds.get(path)
+    if fd is None:
+      with self._lock:
+        fd = self._fds.get(path)
+        if fd is None:
+          fd = os.open(path, os.O_RDONLY)
+          self._fds[path] = fd
+    return os.pread(fd, length, offset)
+
+  def close(self):
+    with self._lock:
+      for fd in self._fds.values():
+        os.close(fd)
+      self._fds.clear()
+
+  def __del__(self):
+    try:
+      self.close()
+    except Exception:  # pylint: disable=broad-except
+      pass
+
+
+@dataclasses.dataclass
+class RecordSelection:
+  """Records `[skip, skip + take)` of one TFRecord file, in split order."""
+  path: str
+  skip: int = 0
+  take: int = -1  # -1: to the end of the file.
+
+
+class RecordSource:
+  """Encoded-frame videos addressed by local id in `[0, num_videos)`.
+
+  `parse(serialized)` maps a record to {"frames": (N,) string, "labels": (L,)
+  int64, "filename": scalar string}.
+  """
+
+  kind = "frames"
+
+  def __init__(self, selections: Sequence[RecordSelection], parse: Callable,
+               process_index: int, process_count: int, name: str):
+    self.name = name
+    indexes = scan_tfrecords(sorted({s.path for s in selections}))
+    by_path = {index.path: index for index in indexes}
+    self.truncated_files = [index.path for index in indexes if index.truncated_bytes]
+    file_ids, offsets, lengths, local_positions = [], [], [], []
+    paths = [s.path for s in selections]
+    for file_id, selection in enumerate(selections):
+      index = by_path[selection.path]
+      end = len(index.offsets) if selection.take < 0 else selection.skip + selection.take
+      chosen = slice(selection.skip, min(end, len(index.offsets)))
+      count = len(index.offsets[chosen])
+      file_ids.append(np.full(count, file_id, np.int64))
+      offsets.append(index.offsets[chosen])
+      lengths.append(index.lengths[chosen])
+      local_positions.append(np.arange(selection.skip, selection.skip + count))
+    self.num_videos_total = int(sum(len(f) for f in file_ids))
+    if self.num_videos_total == 0:
+      raise ValueError(f"{name}: no records in {paths[:3]}{'...' if len(paths) > 3 else ''}")
+    self.shard_sizes = shard_sizes(self.num_videos_total, process_count)
+    self.first_video = sum(self.shard_sizes[:process_index])
+    self.num_videos = self.shard_sizes[process_index]
+    local = slice(self.first_video, self.first_video + self.num_videos)
+    self._file_ids = np.concatenate(file_ids)[local]
+    self._offsets = np.concatenate(offsets)[local]
+    self._lengths = np.concatenate(lengths)[local]
+    self._record_in_file = np.concatenate(local_positions)[local]
+    self._reader = RecordReader(paths)
+    self._parse = parse
+
+  def describe(self, local_id: int) -> str:
+    local_id = int(local_id)
+    return (f"{self._reader.paths[self._file_ids[local_id]]} record "
+            f"{self._record_in_file[local_id]}")
+
+  def stats(self) -> dict:
+    return {"truncated_files": len(self.truncated_files)}
+
+  def _read(self, local_id):
+    location = [tf.gather(tf.constant(array), local_id)
+                for array in (self._file_ids, self._offsets, self._lengths)]
+    serialized = tf.numpy_function(self._reader.read, location, tf.string, stateful=False)
+    return tf.ensure_shape(serialized, [])
+
+  def load(self, local_id, with_frames: bool = True) -> dict:
+    """Local video id (scalar int) -> dict of tensors; "ok" False if the
+    record has no frames or frames that are not JPEG/PNG data."""
+    parsed = self._parse(self._read(local_id))
+    video = {"labels": tf.cast(parsed["labels"], tf.int64),
+             "label": first_label(parsed["labels"])}
+    if with_frames:
+      video["frames"] = parsed["frames"]
+      video["num_frames"] = tf.size(parsed["frames"], out_type=tf.int32)
+      video["ok"] = frame_decode.frames_look_valid(parsed["frames"])
+    return video
+
+  def frame_shape(self, video):
+    return frame_decode.frame_shape(video["frames"][0])
+
+  def read_clips(self, video, indices, boxes=None) -> tuple:
+    """`(K, T)` frame indices -> (list of K `(T, h, w, 3)` uint8, ok)."""
+    clips = []
+    for k in range(indices.shape[0]):
+      encoded = tf.gather(video["frames"], indices[k])
+      clips.append(frame_decode.decode_frames(encoded, None if boxes is None else boxes[k]))
+    return clips, tf.constant(True)
+
+  def probe(self, local_ids: Sequence[int]) -> List[dict]:
+    """Eagerly reads videos: [{"label", "labels", "num_frames"}] per id."""
+    found = []
+    for local_id in local_ids:
+      video = self.load(tf.constant(local_id, tf.int64))
+      found.append({"label": int(video["label"]), "labels": video["labels"].numpy().tolist(),
+                    "num_frames": int(video["num_frames"])})
+    return found
+
+
+def dmvr_source(patterns: str, key: str, process_index: int, process_count: int):
+  """A RecordSource over the DMVR TFRecords matched by comma-separated globs."""
+  paths = []
+  for pattern in [p.strip() for p in patterns.split(",") if p.strip()]:
+    matched = sorted(tf.io.gfile.glob(pattern))
+    if not matched:
+      raise FileNotFoundError(f"data.{key}: {pattern!r} matches no files")
+    paths.extend(matched)
+  if not paths:
+    raise ValueError(f"data.{key} is empty: set it to a TFRecord glob pattern")
+  selections = [RecordSelection(path) for path in paths]
+  return RecordSource(selections, parse_sequence_example, process_index,
+                      process_count, name=f"data.{key}={patterns!r}")
+
+
+@register_source("tfrecord")
+def tfrecord_source(config, train: bool, process_index: int, process_count: int):
+  """`data.train_files` / `data.eval_files`: DMVR TFRecord globs."""
+  key = "train_files" if train else "eval_files"
+  return dmvr_source(config[key], key, process_index, process_count)
