@@ -16,7 +16,7 @@ from ml_collections import config_dict
 SOURCES = ("tfrecord", "tfds", "video_list")
 CROPS = ("random_resized", "multi_scale", "random")
 SAMPLINGS = ("random", "segment")
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("float32", "bfloat16", "uint8")  # uint8: normalised on device
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -77,7 +77,7 @@ def default_data_config() -> ml_collections.ConfigDict:
 
   c.mean = IMAGENET_MEAN
   c.std = IMAGENET_STD
-  c.dtype = "float32"  # One of DTYPES.
+  c.dtype = "float32"  # One of DTYPES; "uint8": raw pixels, the step normalises.
 
   # Train order: a fresh permutation per epoch. shuffle_buffer > 0 shuffles
   # within windows of that many consecutive videos (in a random window order)

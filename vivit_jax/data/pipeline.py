@@ -82,7 +82,7 @@ def _augment(key, clip, config):
     clip = transforms.random_flip(flip_key, clip)
   clip = transforms.resize_frames(clip, config.image_size, config.image_size)
   if config.color_jitter <= 0 and config.rand_augment_layers <= 0:
-    return transforms.normalize(clip, config.mean, config.std, config.dtype, pixel_max=255.0)
+    return _finish(clip, config, pixel_max=255.0)
   clip = clip / 255.0
   if config.color_jitter > 0:
     clip = transforms.color_jitter(jitter_key, clip, config.color_jitter,
@@ -90,11 +90,18 @@ def _augment(key, clip, config):
   if config.rand_augment_layers > 0:
     clip = rand_augment.rand_augment(rand_key, clip, config.rand_augment_layers,
                                      config.rand_augment_magnitude)
-  return transforms.normalize(clip, config.mean, config.std, config.dtype)
+  return _finish(clip, config, pixel_max=1.0)
+
+
+def _finish(clip, config, pixel_max: float):
+  """Float pixels on [0, pixel_max] -> the normalised clip, or uint8 ("uint8")."""
+  if config.dtype == "uint8":
+    return tf.saturate_cast(clip * (255.0 / pixel_max) + 0.5, tf.uint8)
+  return transforms.normalize(clip, config.mean, config.std, config.dtype, pixel_max=pixel_max)
 
 
 def _output_dtype(config):
-  return tf.bfloat16 if config.dtype == "bfloat16" else tf.float32
+  return {"bfloat16": tf.bfloat16, "uint8": tf.uint8}.get(config.dtype, tf.float32)
 
 
 def train_clips_fn(source, config, key):
@@ -149,8 +156,7 @@ def eval_views_fn(source, config):
     views = [transforms.spatial_views(transforms.resize_short_side(clip, short_side),
                                       spatial, size) for clip in clips]
     views = tf.reshape(tf.stack(views), [num_views, num_frames, size, size, 3])
-    return transforms.normalize(views, config.mean, config.std, config.dtype,
-                                pixel_max=255.0), ok
+    return _finish(views, config, pixel_max=255.0), ok
 
   def empty():
     return tf.zeros([num_views, num_frames, size, size, 3], _output_dtype(config)), False

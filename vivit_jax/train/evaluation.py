@@ -277,6 +277,7 @@ def _reconstruction_images(state, model, local, reconstruction, mesh, pixel_mean
   grid = embedding.token_grid(local["video"].shape[1:], model.patch_size, model.tubelet_size)
   mask = np.asarray(masking.make_mask(key, global_batch, grid, model.mask_type,
                                       model.mask_ratio, model.future_frames))[:n]
-  original = _unnormalise(local["video"][:n], pixel_mean, pixel_std)
+  original = (local["video"][:n] / 255.0 if local["video"].dtype == np.uint8  # data.dtype uint8
+              else _unnormalise(local["video"][:n], pixel_mean, pixel_std))
   hidden = masked_frames(original, mask, model.patch_size, model.tubelet_size)
   return (np.clip(original, 0, 1), np.clip(hidden, 0, 1), np.clip(reconstructed, 0, 1))

@@ -45,7 +45,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from vivit_jax.models import embedding, masking
 from vivit_jax.models.videomae import MaskedVideoAutoencoder
-from vivit_jax.train import objectives, partitioning
+from vivit_jax.train import device_preprocess, objectives, partitioning
 from vivit_jax.train.distributed import make_global_batch  # noqa: F401  (re-exported)
 from vivit_jax.train.mesh import BATCH_AXES
 from vivit_jax.train.optimizer import ema_update, make_optimizer
@@ -222,6 +222,7 @@ def make_train_step(config, model: nn.Module, mesh: jax.sharding.Mesh,
     return grads, metrics
 
   def train_step(state: TrainState, batch: Dict[str, jax.Array]):
+    batch = device_preprocess.prepare_batch(batch, config)  # uint8 video -> normalised
     with partitioning.activation_rules(mesh, rules, constrain):
       tx, schedule = make_optimizer(config, state.params)
       key = jax.random.fold_in(state.key(), state.step)
@@ -281,6 +282,7 @@ def make_eval_step(config, model: nn.Module, mesh: jax.sharding.Mesh,
     raise ValueError("use_ema=True needs optimizer.ema_decay set (the state has no EMA)")
 
   def eval_step(state: TrainState, batch: Dict[str, jax.Array]) -> Dict[str, Any]:
+    batch = device_preprocess.prepare_batch(batch, config)  # uint8 video -> normalised
     with partitioning.activation_rules(mesh, rules, constrain):
       params = state.ema_params if use_ema else state.params
       key = jax.random.fold_in(state.key(), objectives.EVAL_MASK_SEED)
