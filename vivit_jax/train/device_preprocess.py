@@ -7,13 +7,12 @@ in the batch copies); the step normalises them on the accelerator:
 `experiment.finalize` ties to `data.mean` / `data.std`), in float32. Float
 batches pass through unchanged, so a step serves both kinds of pipeline.
 
-`random_flip(key, video)` mirrors each clip left-right with probability 1/2
-(dm-pix), one draw per clip for all its frames.
+The flip stays on the host: it runs on the uint8 crop window before the
+resize, where it costs a copy of a few hundred KB per clip.
 """
 
 from typing import Dict, Sequence
 
-import dm_pix
 import jax
 import jax.numpy as jnp
 
@@ -25,19 +24,6 @@ def normalize_uint8(video: jax.Array, mean: Sequence[float], std: Sequence[float
   scale = jnp.asarray([1.0 / (255.0 * s) for s in std], jnp.float32)
   offset = jnp.asarray([-m / s for m, s in zip(mean, std)], jnp.float32)
   return video.astype(jnp.float32) * scale + offset
-
-
-def random_flip(key: jax.Array, video: jax.Array) -> jax.Array:
-  """`(B, T, H, W, C)` -> each clip mirrored along W with probability 1/2."""
-  keys = jax.random.split(key, video.shape[0])
-  # dm-pix flips an image's axis 1 (W of an (H, W, C) frame); a clip is
-  # (T, H, W, C), so give it W at axis 1 by folding T into the channels.
-  def flip_clip(k, clip):
-    t, h, w, c = clip.shape
-    frames = jnp.transpose(clip, (1, 2, 0, 3)).reshape(h, w, t * c)
-    frames = dm_pix.random_flip_left_right(k, frames)
-    return jnp.transpose(frames.reshape(h, w, t, c), (2, 0, 1, 3))
-  return jax.vmap(flip_clip)(keys, video)
 
 
 def prepare_batch(batch: Dict[str, jax.Array], config) -> Dict[str, jax.Array]:
