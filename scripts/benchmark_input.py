@@ -8,7 +8,9 @@ so JPEG and h264 work about as hard as on real video), converted to DMVR
 TFRecords at short side 256, and the TFDS builder `vivit_demo_motion/bench256`
 (64 frames at 256x256). Each pipeline produces training clips of
 `--num_frames` x 224 x 224 (stride 2, random resized crop, flip; one extra
-row adds colour jitter + RandAugment), float32. The baseline is the loop
+row adds colour jitter + RandAugment), float32; rows "..._uint8" emit uint8 (the
+step normalises on the device) and "video_list_threads2" decodes with 2 PyAV
+threads per stream, each measured next to its float32 / 1-thread twin. The baseline is the loop
 VideoMAE-style loaders run per video: PyAV decodes from the start up to the
 last needed frame, then a per-frame crop + resize (PIL) and normalisation, in
 one process. Time to first batch includes building the iterator. Besides
@@ -31,6 +33,7 @@ from PIL import Image
 
 from vivit_jax import data
 from vivit_jax.data import convert
+from vivit_jax.data import pyav_decode
 
 
 def cpu_seconds() -> float:
@@ -173,10 +176,18 @@ def main(argv=None):
                      tfds_data_dir=os.path.join(directory, "tfds"), num_classes=4),
         "video_list": dict(common, source="video_list", train_list=list_path),
     }
+    # Levers (docs/data.md): the same pipelines emitting uint8 (normalised on
+    # the device inside the step), and PyAV with 2 decoder threads per stream.
+    for name in ("tfrecord", "tfrecord_randaug", "video_list"):
+      configs[f"{name}_uint8"] = dict(configs[name], dtype="uint8")
+    configs["video_list_threads2"] = configs["video_list"]
     names = {"tfrecord": "tfrecord (JPEG, short side 256)",
              "tfrecord_randaug": "tfrecord + colour jitter + RandAugment(2, 9)",
              "tfds": "tfds vivit_demo_motion/bench256 (JPEG 256x256)",
              "video_list": "video_list (PyAV in tf.data)"}
+    for name in ("tfrecord", "tfrecord_randaug", "video_list"):
+      names[f"{name}_uint8"] = names[name] + ", uint8 out"
+    names["video_list_threads2"] = names["video_list"] + ", 2 decoder threads"
     for source in sources:
       if source == "baseline":
         paths = [line.split()[0] for line in open(list_path)]
@@ -187,6 +198,7 @@ def main(argv=None):
           start = time.perf_counter()
           data.build_source(data.resolve_data_config(configs["tfds"]), True)
           timings["tfds_prepare_s"] = time.perf_counter() - start
+        pyav_decode.DECODE_THREADS = 2 if source.endswith("_threads2") else 0
         results.append(measure_pipeline(names[source], configs[source], args.batch_size,
                                         args.seconds))
       row = results[-1]

@@ -18,7 +18,7 @@ from vivit_jax.data import registry
 
 CROPS = ("random_resized", "multi_scale", "random")
 SAMPLINGS = ("random", "segment")
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("float32", "bfloat16", "uint8")  # uint8: normalised on device
 
 
 def default_data_config() -> ml_collections.ConfigDict:
@@ -84,7 +84,7 @@ def default_data_config() -> ml_collections.ConfigDict:
 
   c.mean = IMAGENET_MEAN
   c.std = IMAGENET_STD
-  c.dtype = "float32"  # One of DTYPES.
+  c.dtype = "float32"  # One of DTYPES; "uint8": raw pixels, the step normalises.
 
   # Train order: a fresh permutation per epoch. shuffle_buffer > 0 shuffles
   # within windows of that many consecutive videos (in a random window order)

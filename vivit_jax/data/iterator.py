@@ -183,7 +183,7 @@ class VideoIterator:
   def _empty_eval_batch(self) -> dict:
     config = self.config
     size, frames = config.image_size, config.num_frames
-    video_dtype = np.float32
+    video_dtype = np.uint8 if config.dtype == "uint8" else np.float32
     if config.dtype == "bfloat16":
       import ml_dtypes  # pylint: disable=import-outside-toplevel
       video_dtype = ml_dtypes.bfloat16

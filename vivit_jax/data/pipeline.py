@@ -90,15 +90,22 @@ def _augment(key, clip, config, ops):
   clip = transforms.resize_frames(clip, config.image_size, config.image_size)
   unit_ops = [entry for entry in active if entry[0].stage == "unit"]
   if not unit_ops:
-    return transforms.normalize(clip, config.mean, config.std, config.dtype, pixel_max=255.0)
+    return _finish(clip, config, pixel_max=255.0)
   clip = clip / 255.0
   for op, op_key, args, kwargs in unit_ops:
     clip = op.fn(op_key, clip, config, *args, **kwargs)
-  return transforms.normalize(clip, config.mean, config.std, config.dtype)
+  return _finish(clip, config, pixel_max=1.0)
+
+
+def _finish(clip, config, pixel_max: float):
+  """Float pixels on [0, pixel_max] -> the normalised clip, or uint8 ("uint8")."""
+  if config.dtype == "uint8":
+    return tf.saturate_cast(clip * (255.0 / pixel_max) + 0.5, tf.uint8)
+  return transforms.normalize(clip, config.mean, config.std, config.dtype, pixel_max=pixel_max)
 
 
 def _output_dtype(config):
-  return tf.bfloat16 if config.dtype == "bfloat16" else tf.float32
+  return {"bfloat16": tf.bfloat16, "uint8": tf.uint8}.get(config.dtype, tf.float32)
 
 
 def train_clips_fn(source, config, key):
@@ -155,8 +162,7 @@ def eval_views_fn(source, config):
     views = [transforms.spatial_views(transforms.resize_short_side(clip, short_side),
                                       spatial, size) for clip in clips]
     views = tf.reshape(tf.stack(views), [num_views, num_frames, size, size, 3])
-    return transforms.normalize(views, config.mean, config.std, config.dtype,
-                                pixel_max=255.0), ok
+    return _finish(views, config, pixel_max=255.0), ok
 
   def empty():
     return tf.zeros([num_views, num_frames, size, size, 3], _output_dtype(config)), False

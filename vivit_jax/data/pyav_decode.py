@@ -13,6 +13,12 @@ import av
 import numpy as np
 
 
+# Decoder threads per stream: 0 keeps FFmpeg's single-threaded default (the
+# pipeline already decodes one video per tf.data worker); N > 0 turns on
+# frame + slice threading with N threads (docs/data.md measures both).
+DECODE_THREADS = 0
+
+
 class VideoDecodeError(RuntimeError):
   """A video file that cannot be opened or yields no frames."""
 
@@ -53,6 +59,9 @@ def decode_frames(path: str, indices: Sequence[int]) -> np.ndarray:
   decoded = {}
   with av.open(path) as container:
     stream = _video_stream(container, path)
+    if DECODE_THREADS > 0:
+      stream.thread_type = "AUTO"
+      stream.codec_context.thread_count = DECODE_THREADS
     fps = _frame_rate(stream)
     time_base = float(stream.time_base)
     start_pts = stream.start_time or 0

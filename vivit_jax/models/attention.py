@@ -38,7 +38,26 @@ def dot_product_attention(query, key, value, implementation: Optional[str]):
     raise ValueError(
         "attention_impl='cudnn' needs dtype bfloat16 or float16, got "
         f"{query.dtype}; set model.dtype='bfloat16' or attention_impl='xla'.")
+  if implementation == "cudnn" and query.shape[1] % 2:
+    return _attend_padded_to_even(query, key, value, implementation)
   return jax.nn.dot_product_attention(query, key, value, implementation=implementation)
+
+
+def _attend_padded_to_even(query, key, value, implementation):
+  """Attention over an odd length L run at L + 1, the extra key masked out.
+
+  jax's cuDNN path refuses to differentiate odd sequence lengths (a CLS token
+  makes 1569 or 197 tokens), so the sequence gets one zero token that no
+  query attends to (`key_value_seq_lengths`); its own output row is dropped.
+  """
+  length = query.shape[1]
+  pad = lambda x: jnp.pad(x, ((0, 0), (0, 1), (0, 0), (0, 0)))
+  lengths = jnp.full((query.shape[0],), length, jnp.int32)
+  out = jax.nn.dot_product_attention(pad(query), pad(key), pad(value),
+                                     query_seq_lengths=lengths,
+                                     key_value_seq_lengths=lengths,
+                                     implementation=implementation)
+  return out[:, :length]
 
 
 class DenseND(nn.Module):

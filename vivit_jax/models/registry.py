@@ -99,6 +99,9 @@ def resolve_model_kwargs(config: Mapping[str, Any]) -> tuple:
     if size not in VIT_SIZES:
       raise ValueError(f"model.size must be one of {list(VIT_SIZES)}, got {size!r}")
     kwargs.update(VIT_SIZES[size])
+    for key in VIT_SIZES[size]:  # an unset placeholder (None) means "from size"
+      if key in config and config[key] is None:
+        del config[key]
   unknown = sorted(set(config) - model_fields(name))
   if unknown:
     raise ValueError(f"unknown model config key(s) {unknown} for model.name={name!r}; "

@@ -252,6 +252,7 @@ def _reconstruction_images(model, local, metrics, mesh, pixel_mean, pixel_std, n
   first_rows = jax.jit(lambda r: r[:n], out_shardings=partitioning.replicated(mesh))
   reconstructed = np.asarray(first_rows(metrics["reconstruction"]).addressable_data(0))
   mask = np.asarray(first_rows(metrics["mask"]).addressable_data(0))
-  original = _unnormalise(local["video"][:n], pixel_mean, pixel_std)
+  original = (local["video"][:n] / 255.0 if local["video"].dtype == np.uint8  # data.dtype uint8
+              else _unnormalise(local["video"][:n], pixel_mean, pixel_std))
   hidden = masked_frames(original, mask, model.patch_size, model.tubelet_size)
   return (np.clip(original, 0, 1), np.clip(hidden, 0, 1), np.clip(reconstructed, 0, 1))

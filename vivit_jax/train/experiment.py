@@ -56,6 +56,7 @@ import ml_collections
 
 from vivit_jax.data.config import default_data_config
 from vivit_jax.models import registry
+from vivit_jax.models.config_defaults import model_config_defaults
 from vivit_jax.train import objectives
 from vivit_jax.train.defaults import default_train_config
 
@@ -68,10 +69,14 @@ def experiment_config(mode: str, model: dict) -> ml_collections.ConfigDict:
   Experiment config files call this, set their values and return
   `config.lock()`-ed results via `finalize`. `mode` and the model pick the default
   best-checkpoint metric (pretraining models: "eval/loss", else "eval/top1").
+
+  Every field of the model class is in `c.model` at its default (so
+  `--config.model.attention_impl=cudnn` works on every config); the values
+  in `model` win.
   """
   c = default_train_config()
   c.mode = mode
-  c.model = ml_collections.ConfigDict(model)
+  c.model = ml_collections.ConfigDict(_full_model_config(model))
   c.data = default_data_config()
 
   c.checkpoint = ml_collections.ConfigDict()
@@ -104,6 +109,18 @@ def experiment_config(mode: str, model: dict) -> ml_collections.ConfigDict:
   c.debug = ml_collections.ConfigDict()
   c.debug.sigkill_after_step = 0
   return c
+
+
+def _full_model_config(model: Mapping[str, Any]) -> dict:
+  """`model` over every field of its model class at its default (flag-settable)."""
+  model = dict(model)
+  name = model.get("name", "vivit")
+  full = {"name": name}
+  if "size" in model:
+    full["size"] = model["size"]
+  full.update(model_config_defaults(name, model.get("size")))
+  full.update(model)
+  return full
 
 
 def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -47,7 +47,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from vivit_jax.models import registry
-from vivit_jax.train import objectives, partitioning
+from vivit_jax.train import device_preprocess, objectives, partitioning
 from vivit_jax.train.distributed import make_global_batch  # noqa: F401  (re-exported)
 from vivit_jax.train.mesh import BATCH_AXES
 from vivit_jax.train.optimizer import ema_update, make_optimizer
@@ -208,6 +208,7 @@ def make_train_step(config, model: nn.Module, mesh: jax.sharding.Mesh,
     return grads, metrics
 
   def train_step(state: TrainState, batch: Dict[str, jax.Array]):
+    batch = device_preprocess.prepare_batch(batch, config)  # uint8 video -> normalised
     with partitioning.activation_rules(mesh, rules, constrain):
       tx, schedule = make_optimizer(config, state.params)
       key = jax.random.fold_in(state.key(), state.step)
@@ -270,6 +271,7 @@ def make_eval_step(config, model: nn.Module, mesh: jax.sharding.Mesh,
   replicated = partitioning.replicated(mesh)
 
   def eval_step(state: TrainState, batch: Dict[str, jax.Array]) -> Dict[str, Any]:
+    batch = device_preprocess.prepare_batch(batch, config)  # uint8 video -> normalised
     with partitioning.activation_rules(mesh, rules, constrain):
       params = state.ema_params if use_ema else state.params
       key = jax.random.fold_in(state.key(), objectives.EVAL_MASK_SEED)
