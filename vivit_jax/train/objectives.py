@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from vivit_jax.models import embedding, masking, videomae
 from vivit_jax.models.videomae import MaskedVideoAutoencoder
 from vivit_jax.models.vivit import ViViT
-from vivit_jax.train import mixing
+from vivit_jax.train import mixing, multihead
 
 CLASSIFICATION_MODES = ("train", "finetune")
 MODES = CLASSIFICATION_MODES + ("pretrain",)
@@ -104,6 +104,8 @@ def make_loss_fn(config, model) -> LossFn:
     loss = videomae.reconstruction_loss(out["predictions"], targets, out["masked_indices"])
     return loss, {}
 
+  if mode != "pretrain" and model.class_splits:
+    return multihead.make_loss_fn(config, model)
   return pretrain_loss if mode == "pretrain" else classification_loss
 
 
@@ -147,4 +149,6 @@ def make_eval_fn(config, model, return_reconstruction: bool = False) -> Callable
           model.tubelet_size, bool(tc.norm_pix_loss), pixel_mean, pixel_std)
     return metrics
 
+  if mode != "pretrain" and model.class_splits:
+    return multihead.make_eval_fn(config, model)
   return pretrain_eval if mode == "pretrain" else classification_eval
