@@ -50,7 +50,7 @@ def rows():
           title=spec.get("title") or f"VideoMAE ViT-{spec['size']} {spec['stage']} "
                                      f"{spec['data'].upper()}",
           metric=paper.get("metric", ""), paper=paper.get("value"),
-          paper_views=paper.get("views", views), released=released.get("value"),
+          paper_views=paper.get("views", ""), released=released.get("value"),
           released_views=released.get("views", ""), paper_params_m=paper.get("params_m"),
           paper_gflops=paper.get("gflops"), params_m=summary["params_m"],
           gflops=summary["gmacs"], clip="x".join(map(str, clip[:3])), views=views,
@@ -65,10 +65,12 @@ def _fmt(value, spec=".1f"):
 
 def markdown(table):
   lines = ["| config | model | paper | released | views | params (M) ours / paper "
-           "| GFLOPs/view ours / paper | clip | epochs | batch | reproduced |",
+           "| GFLOPs/view ours / paper | clip | epochs | batch (videos) | reproduced |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in table:
-    paper = "-" if r["paper"] is None else f"{r['paper']:.1f} {r['metric']} ({r['paper_views']})"
+    paper = "-" if r["paper"] is None else f"{r['paper']:.1f} {r['metric']}"
+    if r["paper_views"]:
+      paper += f" ({r['paper_views']})"
     released = ("-" if r["released"] is None
                 else f"{r['released']:.1f} ({r['released_views']})")
     lines.append(

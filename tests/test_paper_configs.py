@@ -225,3 +225,13 @@ def test_epic_kitchens_labels_combine_verb_and_noun():
   decoded = multihead.decode_labels(label, splits)
   np.testing.assert_array_equal(decoded[0], verb)
   np.testing.assert_array_equal(decoded[1], noun)
+
+
+def test_reproduce_doc_lists_every_row_with_an_empty_reproduced_column():
+  with open(os.path.join(ROOT, "docs", "reproduce.md")) as f:
+    lines = [line for line in f if line.startswith("| `configs/")]
+  by_config = {line.split("`")[1]: line for line in lines}
+  assert set(by_config) == {f"configs/{f}.py:{r}" for f, r in ALL_ROWS}
+  for line in by_config.values():
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    assert cells[-1] == "", f"'reproduced' is filled before a measurement: {line}"
