@@ -12,14 +12,16 @@ import math
 import os
 import re
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from vivit_jax import checkpoints
 from vivit_jax.data.config import resolve_data_config
 from vivit_jax.models import build_model, flops
-from vivit_jax.train import experiment, multihead
+from vivit_jax.train import experiment, init_from, multihead
 from vivit_jax.train.distributed import make_global_batch
 from vivit_jax.train.mesh import create_mesh
 from vivit_jax.train.steps import init_train_state, make_train_step
@@ -235,3 +237,22 @@ def test_reproduce_doc_lists_every_row_with_an_empty_reproduced_column():
   for line in by_config.values():
     cells = [c.strip() for c in line.strip().strip("|").split("|")]
     assert cells[-1] == "", f"'reproduced' is filled before a measurement: {line}"
+
+
+def test_joint_position_models_start_from_a_2d_vit_checkpoint(tmp_path):
+  """Models 3 and 4 rows (`factorised_positions="joint"`): the image ViT's
+  position table, repeated over the time steps, fills the joint table."""
+  vit_config = dict(name="vivit", num_classes=0, tubelet_size=1, **TINY_MODEL)
+  vit = build_model(vit_config)
+  vit_params = nn.unbox(vit.init(jax.random.key(3), jnp.zeros((1, 1, 32, 32, 3)))["params"])
+  checkpoints.save_model_checkpoint(str(tmp_path / "vit"), vit_params, {"model": vit_config})
+  for row in ("B_fsa_k400", "B_fdp_k400"):
+    config = tiny_copy("vivit", row)
+    model = build_model(config.model)
+    fresh = nn.unbox(model.init(jax.random.key(0), jnp.zeros((1,) + TINY_CLIP))["params"])
+    config.init_from.kind, config.init_from.path = "image_vit", str(tmp_path / "vit")
+    params = init_from.initial_params(config.init_from, fresh, (2, 2))
+    table = np.asarray(jax.device_get(params["pos_embedding"]["embedding"]))
+    spatial = np.asarray(vit_params["pos_embedding"]["embedding"])[1:]  # drop the CLS slot
+    np.testing.assert_allclose(table, np.tile(spatial, (2, 1)), rtol=1e-6)
+    assert "temporal_pos_embedding" not in params
