@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import data_fixtures
 from vivit_jax import checkpoints
 from vivit_jax.data.config import resolve_data_config
 from vivit_jax.models import build_model, flops
@@ -256,3 +257,41 @@ def test_joint_position_models_start_from_a_2d_vit_checkpoint(tmp_path):
     spatial = np.asarray(vit_params["pos_embedding"]["embedding"])[1:]  # drop the CLS slot
     np.testing.assert_allclose(table, np.tile(spatial, (2, 1)), rtol=1e-6)
     assert "temporal_pos_embedding" not in params
+
+
+@pytest.fixture(scope="module")
+def tiny_tfrecords(tmp_path_factory):
+  """Three 40-frame 48 x 64 videos as DMVR TFRecords, labels 0..2 (train = eval)."""
+  prefix = str(tmp_path_factory.mktemp("paper_rows") / "clips")
+  videos = [(data_fixtures.index_video(40), label) for label in (0, 1, 2)]
+  return data_fixtures.write_dmvr_tfrecords(prefix, videos, num_shards=1)
+
+
+def _tiny_data(config, files):
+  """The row's data section at a 4 x 32 x 32 clip, sampling and augmentation kept."""
+  d = config.data.to_dict()
+  d.update(train_files=files, eval_files=files, num_frames=4, image_size=32,
+           resize_short_side=40, num_parallel_calls=1, prefetch_batches=1, probe_videos=1,
+           shuffle_buffer=0)
+  if d["eval_resize_short_side"]:
+    d["eval_resize_short_side"] = 32
+  return d
+
+
+@pytest.mark.slow
+def test_every_rows_data_section_feeds_its_sampling_and_augmentation(tiny_tfrecords):
+  from vivit_jax.data.builder import create_iterator  # pylint: disable=import-outside-toplevel
+  seen = set()
+  for file, row in ALL_ROWS:
+    data = _tiny_data(load(file, row), tiny_tfrecords)
+    key = repr(sorted((k, v) for k, v in data.items() if k != "num_classes"))
+    if key in seen:
+      continue
+    seen.add(key)
+    train = next(iter(create_iterator(data, train=True, batch_size=2)))
+    assert train["video"].shape == (2, 4, 32, 32, 3), (file, row)
+    assert set(np.asarray(train["label"]).tolist()) <= {0, 1, 2}
+    views = data["eval_temporal_views"] * data["eval_spatial_views"]
+    evaluation = list(create_iterator(data, train=False, batch_size=3))
+    clips = sum(int(np.sum(b.get("valid", np.ones(len(b["label"]))))) for b in evaluation)
+    assert clips == 3 * views, (file, row)
