@@ -7,6 +7,7 @@ overrides (`load_config_file`) and the `--config.model.<key>=...` flag parser.
 
 import glob
 import os
+import re
 
 import jax.numpy as jnp
 import pytest
@@ -17,9 +18,23 @@ from vivit_jax.models.registry import build_model, model_fields
 from vivit_jax.train.experiment import load_config_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Experiment configs are the files with a get_config (configs/demo_common.py is a helper).
-CONFIGS = sorted(p for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
-                 if "def get_config" in open(p).read())
+
+
+def _experiment_configs():
+  """Every file with a `get_config` (configs/demo_common.py is a helper); a
+  file of rows (`get_config(arg)`, e.g. configs/vivit.py) as `path:FIRST_ROW`."""
+  out = []
+  for path in sorted(glob.glob(os.path.join(ROOT, "configs", "*.py"))):
+    text = open(path).read()
+    if "def get_config(arg" in text:
+      first_row = re.search(r"^ROWS = \{\s*\"([^\"]+)\"", text, re.M).group(1)
+      out.append(f"{path}:{first_row}")
+    elif "def get_config" in text:
+      out.append(path)
+  return out
+
+
+CONFIGS = _experiment_configs()
 
 # README "Models" options -> (override value, the built module's attribute value).
 DOCUMENTED = {

@@ -9,12 +9,15 @@
                              temporally, inside one attention layer.
 
 Input `(B, T, H, W, C)` channels-last video; output `(B, num_classes)` logits,
-or `(B, D')` pooled features when `num_classes == 0`. The encoder's output
+or `(B, D')` pooled features when `num_classes == 0`. With `class_splits`
+(e.g. `(97, 300)`: Epic-Kitchens verbs and nouns) the one head's logits are
+the heads' logits side by side, `num_classes == sum(class_splits)`;
+`split_logits` cuts them apart. The encoder's output
 tokens are sown as `intermediates/tokens` (`(B, L, D)` for Models 1 and 2,
 `(B, nt*nh*nw, D)` for Models 3 and 4).
 """
 
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -31,6 +34,15 @@ VARIANTS = ("spatio_temporal", "factorised_encoder", "factorised_self_attention"
 # token: a prepended CLS token; gap: mean of all tokens; first: the first patch
 # token, no CLS prepended (VideoMAE classifiers without mean pooling).
 CLASSIFIERS = ("token", "gap", "first")
+# Models 3 and 4: "separable" adds a spatial (nh*nw) and a temporal (nt) table;
+# "joint" one table over all nt*nh*nw tokens (the paper's and scenic's choice).
+FACTORISED_POSITIONS = ("separable", "joint")
+
+
+def split_logits(logits, class_splits):
+  """`(B, sum(class_splits))` -> one `(B, c)` array per head, in order."""
+  bounds = [sum(class_splits[:i]) for i in range(1, len(class_splits))]
+  return jnp.split(logits, bounds, axis=-1)
 
 
 class ViViT(nn.Module):
@@ -50,6 +62,8 @@ class ViViT(nn.Module):
   fc_norm: bool = False  # "gap" only: LayerNorm after pooling, none on the tokens.
   fc_norm_eps: Optional[float] = None  # None: layer_norm_eps
   representation_size: Optional[int] = None
+  class_splits: Tuple[int, ...] = ()  # () = one head; else the heads' class counts.
+  factorised_positions: str = "separable"  # Models 3 and 4; FACTORISED_POSITIONS.
   pos_embedding: str = "learned"
   dropout_rate: float = 0.0
   attention_dropout_rate: float = 0.0
@@ -70,6 +84,12 @@ class ViViT(nn.Module):
       raise ValueError(f"model.classifier must be one of {CLASSIFIERS}, got {self.classifier!r}")
     if self.fc_norm and self.classifier != "gap":
       raise ValueError("model.fc_norm=True needs model.classifier='gap'")
+    if self.class_splits and sum(self.class_splits) != self.num_classes:
+      raise ValueError(f"model.class_splits={tuple(self.class_splits)} must sum to "
+                       f"model.num_classes={self.num_classes}")
+    if self.factorised_positions not in FACTORISED_POSITIONS:
+      raise ValueError(f"model.factorised_positions must be one of {FACTORISED_POSITIONS}, "
+                       f"got {self.factorised_positions!r}")
 
   def _encoder(self, name, num_layers, block_type="joint", final_norm=True):
     return layers.Encoder(
@@ -141,8 +161,11 @@ class ViViT(nn.Module):
         raise ValueError(f"variant {self.variant!r} pools by average: set "
                          "model.classifier='gap'")
       x = tokens.reshape(b, nt, nh * nw, d)
-      x = self._pos("pos_embedding", nh * nw, (1, 1, nh * nw, d))(x)
-      x = self._pos("temporal_pos_embedding", nt, (1, nt, 1, d))(x)
+      if self.factorised_positions == "joint":
+        x = self._pos("pos_embedding", nt * nh * nw, (1, nt, nh * nw, d))(x)
+      else:
+        x = self._pos("pos_embedding", nh * nw, (1, 1, nh * nw, d))(x)
+        x = self._pos("temporal_pos_embedding", nt, (1, nt, 1, d))(x)
       x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
       x = self._encoder("encoder", self.num_layers, block_type=self.variant,
                         final_norm=final_norm)(x, train=train)

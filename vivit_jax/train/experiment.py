@@ -49,6 +49,7 @@ locked: an override of a key that does not exist fails naming it.
 """
 
 import importlib.util
+import math
 import os
 from typing import Any, Mapping, Optional
 
@@ -137,7 +138,14 @@ def validate(config) -> None:
                      f"{config.init_from.kind!r}")
   if config.init_from.kind and not config.init_from.path:
     raise ValueError(f"init_from.kind={config.init_from.kind!r} needs init_from.path")
-  if registry.objective_of(config.model) == "classification" and "num_classes" in config.model:
+  objective = registry.objective_of(config.model)
+  splits = tuple(config.model.get("class_splits", None) or ())
+  if objective == "classification" and splits:
+    if config.data.num_classes != math.prod(splits):
+      raise ValueError(f"data.num_classes={config.data.num_classes} must be the product of "
+                       f"model.class_splits={splits} (labels combine the heads'; see "
+                       "vivit_jax/train/multihead.py)")
+  elif objective == "classification" and "num_classes" in config.model:
     if config.model.num_classes != config.data.num_classes:
       raise ValueError(f"model.num_classes={config.model.num_classes} differs from "
                        f"data.num_classes={config.data.num_classes}")
@@ -153,14 +161,19 @@ def load_config_file(path: str, overrides: Optional[Mapping[str, Any]] = None
                      ) -> ml_collections.ConfigDict:
   """`get_config()` of the config file at `path`, with dotted-key overrides.
 
+  `path` may end in `:ARG` (`configs/vivit.py:L_fe_k400`), which calls
+  `get_config(ARG)`, as `--config=path:ARG` does.
+
   The in-process equivalent of `--config=path --config.a.b=value`: an
   override of a key the config lacks fails naming it.
   """
+  path, _, arg = path.partition(":")
   name = os.path.splitext(os.path.basename(path))[0]
   spec = importlib.util.spec_from_file_location(f"vivit_jax_config_{name}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return apply_overrides(module.get_config(), overrides or {})
+  config = module.get_config(arg) if arg else module.get_config()
+  return apply_overrides(config, overrides or {})
 
 
 def apply_overrides(config: ml_collections.ConfigDict,

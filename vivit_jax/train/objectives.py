@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from vivit_jax.models import axes, embedding, masking, registry, videomae
-from vivit_jax.train import mixing
+from vivit_jax.train import mixing, multihead
 
 MODES = ("train", "finetune", "pretrain", "eval")
 TRAIN_MODES = ("train", "finetune", "pretrain")
@@ -188,7 +188,10 @@ OBJECTIVES: Dict[str, Tuple[Callable[..., LossFn], Callable[..., Any]]] = {
 
 def make_loss_fn(config, model) -> LossFn:
   """`loss_fn(params, batch, rng) -> (loss, metrics)` for training (train=True)."""
-  return OBJECTIVES[check_mode(config, model)][0](config, model)
+  objective = check_mode(config, model)
+  if objective == "classification" and getattr(model, "class_splits", None):
+    return multihead.make_loss_fn(config, model)
+  return OBJECTIVES[objective][0](config, model)
 
 
 def make_eval_fn(config, model, return_reconstruction: bool = False) -> Callable:
@@ -201,4 +204,7 @@ def make_eval_fn(config, model, return_reconstruction: bool = False) -> Callable
   (B, T, H, W, C)` (unnormalised pixels) and the token `mask (B, N)` (True =
   hidden) it was drawn with from `rng`.
   """
-  return OBJECTIVES[check_mode(config, model)][1](config, model, return_reconstruction)
+  objective = check_mode(config, model)
+  if objective == "classification" and getattr(model, "class_splits", None):
+    return multihead.make_eval_fn(config, model)
+  return OBJECTIVES[objective][1](config, model, return_reconstruction)
