@@ -81,10 +81,11 @@ def _augment(key, clip, config):
   if config.flip:  # Cheaper on the uint8 window; commutes with resizing.
     clip = transforms.random_flip(flip_key, clip)
   clip = transforms.resize_frames(clip, config.image_size, config.image_size)
-  if config.color_jitter <= 0 and config.rand_augment_layers <= 0:
+  host_jitter = config.color_jitter > 0 and not config.color_jitter_on_device
+  if not host_jitter and config.rand_augment_layers <= 0:
     return _finish(clip, config, pixel_max=255.0)
   clip = clip / 255.0
-  if config.color_jitter > 0:
+  if host_jitter:
     clip = transforms.color_jitter(jitter_key, clip, config.color_jitter,
                                    config.color_jitter_prob)
   if config.rand_augment_layers > 0:
