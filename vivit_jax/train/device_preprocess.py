@@ -19,7 +19,6 @@ resize, where it costs a copy of a few hundred KB per clip.
 
 from typing import Dict, Optional, Sequence
 
-import dm_pix
 import jax
 import jax.numpy as jnp
 
@@ -43,6 +42,7 @@ def color_jitter(key: jax.Array, video: jax.Array, strength: float,
   Brightness +-0.4 s, contrast and saturation x(1 +- 0.4 s), hue +-0.1 s,
   each clip with `probability` (as `vivit_jax.data.transforms.color_jitter`).
   """
+  import dm_pix  # pylint: disable=import-outside-toplevel  (only this path needs it)
   amount = 0.4 * strength
 
   def one_clip(k, clip):
