@@ -181,6 +181,8 @@ def main(argv=None):
     for name in ("tfrecord", "tfrecord_randaug", "video_list"):
       configs[f"{name}_uint8"] = dict(configs[name], dtype="uint8")
     configs["video_list_threads2"] = configs["video_list"]
+    configs["tfrecord_randaug_uint8_devjitter"] = dict(configs["tfrecord_randaug_uint8"],
+                                                       color_jitter_on_device=True)
     names = {"tfrecord": "tfrecord (JPEG, short side 256)",
              "tfrecord_randaug": "tfrecord + colour jitter + RandAugment(2, 9)",
              "tfds": "tfds vivit_demo_motion/bench256 (JPEG 256x256)",
@@ -188,6 +190,8 @@ def main(argv=None):
     for name in ("tfrecord", "tfrecord_randaug", "video_list"):
       names[f"{name}_uint8"] = names[name] + ", uint8 out"
     names["video_list_threads2"] = names["video_list"] + ", 2 decoder threads"
+    names["tfrecord_randaug_uint8_devjitter"] = names["tfrecord_randaug"] + (
+        ", uint8 out, jitter on device")
     for source in sources:
       if source == "baseline":
         paths = [line.split()[0] for line in open(list_path)]

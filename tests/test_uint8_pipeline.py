@@ -93,6 +93,44 @@ def test_train_step_normalises_a_uint8_batch_on_device():
     evaluate = steps.make_eval_step(config, model, mesh, shardings)
     batch = {"video": jax.device_put(video, sharding), "label": labels}
     eval_loss = float(evaluate(state, batch)["loss"])
-    _, metrics = step(state, batch)
-    losses.append((float(metrics["loss"]), eval_loss))
+    _, metrics = step(state, batch)  # the zero-initialised head: loss ln 3 for any video
+    losses.append((float(metrics["grad_norm"]), float(metrics["loss"]), eval_loss))
   np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+  # With the jitter moved into the step: other gradients, the same on a rerun.
+  config.data = data.default_data_config()
+  config.data.dtype, config.data.color_jitter, config.data.color_jitter_prob = "uint8", 1.0, 1.0
+  config.data.color_jitter_on_device = True
+  jittered = []
+  for _ in range(2):
+    state, shardings = steps.init_train_state(config, model, mesh, 0, clip)
+    step = steps.make_train_step(config, model, mesh, shardings)
+    jittered.append(float(step(state, {"video": jax.device_put(raw, sharding),
+                                       "label": labels})[1]["grad_norm"]))
+  assert np.isfinite(jittered[0]) and jittered[0] == jittered[1]
+  assert abs(jittered[0] - losses[0][0]) > 1e-6
+
+
+def test_on_device_jitter_leaves_host_clips_unjittered_and_is_keyed(files):
+  host, _ = _batches(_config(files, dtype="uint8", color_jitter=1.0,
+                             color_jitter_on_device=True), True, 1)
+  plain, _ = _batches(_config(files, dtype="uint8"), True, 1)
+  np.testing.assert_array_equal(host[0]["video"], plain[0]["video"])
+  config = defaults.default_train_config()
+  config.data = data.resolve_data_config(_config(files, dtype="uint8", color_jitter=1.0,
+                                                 color_jitter_prob=1.0,
+                                                 color_jitter_on_device=True))
+  config.train.pixel_mean, config.train.pixel_std = MEAN, STD
+  batch = {"video": jnp.asarray(host[0]["video"])}
+  jitter = lambda key: np.asarray(device_preprocess.prepare_batch(batch, config, key)["video"])
+  unjittered = np.asarray(device_preprocess.prepare_batch(batch, config)["video"])
+  first, again, other = jitter(jax.random.key(0)), jitter(jax.random.key(0)), jitter(
+      jax.random.key(1))
+  np.testing.assert_array_equal(first, again)
+  assert not np.allclose(first, unjittered, atol=0.05) and not np.allclose(first, other)
+  pixels = first * np.asarray(STD) + np.asarray(MEAN)  # back on [0, 1]
+  assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5
+
+
+def test_on_device_jitter_needs_uint8_output(files):
+  with pytest.raises(ValueError, match="color_jitter_on_device"):
+    data.resolve_data_config(_config(files, color_jitter=1.0, color_jitter_on_device=True))

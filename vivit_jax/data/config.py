@@ -70,6 +70,7 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.flip = True  # Horizontal flip; turn off for direction-sensitive data (SSv2).
   c.color_jitter = 0.0  # Strength s: brightness/contrast/saturation 0.4s, hue 0.1s.
   c.color_jitter_prob = 0.8
+  c.color_jitter_on_device = False  # With dtype "uint8": the train step jitters (dm-pix).
   c.rand_augment_layers = 0  # RandAugment ops per clip; 0 turns it off.
   c.rand_augment_magnitude = 9  # On RandAugment's 0..10 scale.
   # Train augmentations in order, by registered name (optionally with
@@ -149,6 +150,8 @@ def validate_data_config(c: Mapping[str, Any]):
   _check(0 <= c["rand_augment_magnitude"] <= 10, "rand_augment_magnitude",
          "must lie in [0, 10]", c)
   _check(c["color_jitter"] >= 0, "color_jitter", "must be >= 0", c)
+  _check(not c["color_jitter_on_device"] or c["dtype"] == "uint8", "color_jitter_on_device",
+         "needs data.dtype='uint8' (the step jitters the raw pixels it normalises)", c)
   _check(c["class_names"] is None or len(c["class_names"]) == c["num_classes"],
          "class_names", "must list num_classes names", c)
   _check(0 <= c["color_jitter_prob"] <= 1, "color_jitter_prob", "must lie in [0, 1]", c)

@@ -7,11 +7,17 @@ in the batch copies); the step normalises them on the accelerator:
 `experiment.finalize` ties to `data.mean` / `data.std`), in float32. Float
 batches pass through unchanged, so a step serves both kinds of pipeline.
 
+With `data.color_jitter_on_device` the train step also applies the colour
+jitter (`color_jitter(key, video, strength, probability)`, dm-pix: the
+host pipeline's brightness / contrast / saturation / hue ranges, one draw
+per clip, after any host RandAugment instead of before it), keyed by the
+step's RNG, so a resumed run draws the same jitter.
+
 The flip stays on the host: it runs on the uint8 crop window before the
 resize, where it costs a copy of a few hundred KB per clip.
 """
 
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -19,18 +25,53 @@ import jax.numpy as jnp
 from vivit_jax.train.defaults import IMAGENET_MEAN, IMAGENET_STD
 
 
+JITTER_SALT = 0x6A17  # folded into the step's key for the on-device jitter
+
+
 def normalize_uint8(video: jax.Array, mean: Sequence[float], std: Sequence[float]) -> jax.Array:
   """`(..., 3)` uint8 pixels -> float32 `(x / 255 - mean) / std` (mean, std on [0, 1])."""
   scale = jnp.asarray([1.0 / (255.0 * s) for s in std], jnp.float32)
   offset = jnp.asarray([-m / s for m, s in zip(mean, std)], jnp.float32)
-  return video.astype(jnp.float32) * scale + offset
+  return jnp.asarray(video, jnp.float32) * scale + offset
 
 
-def prepare_batch(batch: Dict[str, jax.Array], config) -> Dict[str, jax.Array]:
-  """Normalises a uint8 `batch["video"]` on device; float videos pass unchanged."""
+def color_jitter(key: jax.Array, video: jax.Array, strength: float,
+                 probability: float) -> jax.Array:
+  """`(B, T, H, W, 3)` float on [0, 1] -> jittered per clip, on [0, 1].
+
+  Brightness +-0.4 s, contrast and saturation x(1 +- 0.4 s), hue +-0.1 s,
+  each clip with `probability` (as `vivit_jax.data.transforms.color_jitter`).
+  """
+  import dm_pix  # pylint: disable=import-outside-toplevel  (only this path needs it)
+  amount = 0.4 * strength
+
+  def one_clip(k, clip):
+    apply_key, b_key, c_key, s_key, h_key = jax.random.split(k, 5)
+    uniform = lambda key, low, high: jax.random.uniform(key, (), jnp.float32, low, high)
+    out = dm_pix.adjust_brightness(clip, uniform(b_key, -amount, amount))
+    out = dm_pix.adjust_contrast(out, uniform(c_key, 1 - amount, 1 + amount))
+    out = dm_pix.adjust_saturation(out, uniform(s_key, max(0.0, 1 - amount), 1 + amount))
+    out = dm_pix.adjust_hue(out, uniform(h_key, -0.25 * amount, 0.25 * amount))
+    out = jnp.clip(out, 0.0, 1.0)
+    return jnp.where(jax.random.uniform(apply_key) < probability, out, clip)
+
+  return jax.vmap(one_clip)(jax.random.split(key, video.shape[0]), video)
+
+
+def prepare_batch(batch: Dict[str, jax.Array], config,
+                  key: Optional[jax.Array] = None) -> Dict[str, jax.Array]:
+  """Normalises a uint8 `batch["video"]` on device; float videos pass unchanged.
+
+  With `key` (train steps) and `data.color_jitter_on_device`, jitters first.
+  """
   video = batch.get("video")
   if video is None or video.dtype != jnp.uint8:
     return batch
+  data = config.get("data") or {}
+  if key is not None and data.get("color_jitter_on_device") and data.get("color_jitter", 0) > 0:
+    jittered = color_jitter(key, video.astype(jnp.float32) / 255.0, float(data["color_jitter"]),
+                            float(data["color_jitter_prob"]))
+    video = jittered * 255.0  # back on the 0..255 scale normalize_uint8 takes
   mean, std = config.train.get("pixel_mean", IMAGENET_MEAN), config.train.get(
       "pixel_std", IMAGENET_STD)
   if mean is None or std is None:  # raw pixels, on [0, 1]

@@ -208,7 +208,9 @@ def make_train_step(config, model: nn.Module, mesh: jax.sharding.Mesh,
     return grads, metrics
 
   def train_step(state: TrainState, batch: Dict[str, jax.Array]):
-    batch = device_preprocess.prepare_batch(batch, config)  # uint8 video -> normalised
+    batch = device_preprocess.prepare_batch(  # uint8 video -> (jittered,) normalised
+        batch, config, jax.random.fold_in(jax.random.fold_in(state.key(), state.step),
+                                          device_preprocess.JITTER_SALT))
     with partitioning.activation_rules(mesh, rules, constrain):
       tx, schedule = make_optimizer(config, state.params)
       key = jax.random.fold_in(state.key(), state.step)
