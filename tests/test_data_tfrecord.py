@@ -120,6 +120,34 @@ def test_same_seed_same_batches_with_all_augmentations(files):
   assert np.isfinite(first[0]["video"]).all()
 
 
+def test_each_augmentation_changes_the_clip_as_documented(files):
+  """Same seed, same frames and crops: flip mirrors some clips left-right and
+  leaves the others, colour jitter at probability 1 changes every clip and at
+  probability 0 none, RandAugment changes clips; all stay on the [0, 1] scale."""
+  def batches(**overrides):
+    config = make_config(files, **dict(dict(flip=False), **overrides))
+    return np.concatenate([b["video"] for b in take(
+        data.create_iterator(config, train=True, batch_size=4, seed=7), 2)])
+
+  base = batches()
+  flipped = batches(flip=True)
+  mirrored = [np.allclose(f, b[:, :, ::-1], atol=2e-2) for f, b in zip(flipped, base)]
+  same = [np.array_equal(f, b) for f, b in zip(flipped, base)]
+  assert all(m != s for m, s in zip(mirrored, same)), (mirrored, same)
+  assert any(mirrored) and any(same)
+  ramp = flipped[..., 2].mean(axis=(1, 2))  # blue rises left to right unless mirrored
+  np.testing.assert_array_equal(ramp[:, 0] > ramp[:, -1], mirrored)
+
+  def moved(video):
+    return np.abs(video - base).max(axis=(1, 2, 3, 4))
+
+  assert (moved(batches(color_jitter=1.0, color_jitter_prob=1.0)) > 0.02).all()
+  assert (moved(batches(color_jitter=1.0, color_jitter_prob=0.0)) < 1e-6).all()
+  augmented = batches(rand_augment_layers=2)
+  assert (moved(augmented) > 0.02).mean() >= 0.5
+  assert augmented.min() >= 0.0 and augmented.max() <= 1.0 + 1e-6
+
+
 def test_other_seed_gives_other_batches(files):
   config = make_config(files)
   first = take(data.create_iterator(config, train=True, batch_size=4, seed=7), 2)
