@@ -29,6 +29,8 @@ DATA = [
 # torch==2.13.0 installs from the CPU wheel kept on the CPU machines.
 PARITY = ["torch==2.13.0", "transformers>=4.46,<6"]
 TEST = ["pytest>=8,<10", "pytest-xdist>=3.5,<4"] + DATA + PARITY
+# `make mutation` (scripts/mutation.py); not part of `make test`.
+MUTATION = ["cosmic-ray>=8.4,<9"]
 
 setup(
     name="vivit_jax",
@@ -37,5 +39,6 @@ setup(
     packages=find_packages(include=["vivit_jax", "vivit_jax.*"]),
     python_requires=">=3.11",
     install_requires=CORE,
-    extras_require={"data": DATA, "parity": PARITY, "test": TEST},
+    extras_require={"data": DATA, "parity": PARITY, "test": TEST,
+                    "mutation": MUTATION},
 )
