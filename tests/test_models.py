@@ -247,3 +247,38 @@ def test_indivisible_input_names_the_axis():
   model = build_model(dict(TINY, patch_size=8, tubelet_size=3))
   with pytest.raises(ValueError, match="num_frames=4"):
     model.init(jax.random.key(0), jnp.ones((1, 4, 16, 16, 3)))
+
+
+@pytest.mark.slow  # compiling the rematerialised gradient: ~2 min on a loaded 2-core box
+@pytest.mark.parametrize("policy", ["full", "dots"])
+def test_remat_policies_compute_the_same_values_and_gradients(policy):
+  config = dict(TINY, patch_size=8, tubelet_size=2, num_layers=1)
+  video = jax.random.normal(jax.random.key(0), (2, 4, 16, 16, 3))
+  plain, remat = build_model(config), build_model(dict(config, remat_policy=policy))
+  params = random_params(init(plain, video))
+
+  def value_and_grad(model):
+    loss = lambda p: jnp.mean(model.apply({"params": p}, video) ** 2)
+    return jax.jit(jax.value_and_grad(loss))(params)
+
+  want, got = value_and_grad(plain), value_and_grad(remat)
+  assert float(want[0]) > 1e-3
+  np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
+  chex.assert_trees_all_close(got[1], want[1], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("rate", ["dropout_rate", "attention_dropout_rate", "head_dropout_rate",
+                                  "drop_path_rate"])
+def test_each_dropout_rate_acts_only_in_training(rate):
+  video = jax.random.normal(jax.random.key(0), (2, 4, 16, 16, 3))
+  base = build_model(dict(TINY, patch_size=8, tubelet_size=2))
+  params = random_params(init(base, video))
+  model = build_model(dict(TINY, patch_size=8, tubelet_size=2, **{rate: 0.5}))
+  np.testing.assert_allclose(model.apply({"params": params}, video),
+                             base.apply({"params": params}, video), rtol=1e-6)
+  train = [model.apply({"params": params}, video, train=True, rngs={"dropout": jax.random.key(k)})
+           for k in (1, 2)]
+  assert not np.allclose(train[0], train[1])
+  np.testing.assert_allclose(base.apply({"params": params}, video, train=True,
+                                        rngs={"dropout": jax.random.key(1)}),
+                             base.apply({"params": params}, video), rtol=1e-6)
