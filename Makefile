@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-test
 PYTEST_ARGS ?=
 
-.PHONY: test demo install clean
+.PHONY: test demo install clean mutation
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,13 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS) tests
+
+# Mutation testing of the result-critical modules (docs/testing.md); about an
+# hour on 2 cores. MUTATION_ARGS, e.g. --modules models/masking.py --max-minutes 10
+MUTATION_ARGS ?=
+mutation: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[test,mutation]"
+	$(PY) scripts/mutation.py $(MUTATION_ARGS)
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py

@@ -37,8 +37,10 @@ CONSOLE_SCRIPTS = [
     "vivit-stream = vivit_jax.serving.stream:main",
     "vivit-export = vivit_jax.export.__main__:main",
     "vivit-convert = vivit_jax.convert.__main__:main",
-    "vivit-make-tfrecords = vivit_jax.data.convert:main",
+    "vivit-make-tfrecords = vivit_jax.data.make_tfrecords:main",
 ]
+# `make mutation` (scripts/mutation.py); not part of `make test`.
+MUTATION = ["cosmic-ray>=8.4,<9"]
 
 setup(
     name="vivit_jax",
@@ -47,6 +49,7 @@ setup(
     packages=find_packages(include=["vivit_jax", "vivit_jax.*"]),
     python_requires=">=3.11",
     install_requires=CORE,
-    extras_require={"data": DATA, "parity": PARITY, "test": TEST},
+    extras_require={"data": DATA, "parity": PARITY, "test": TEST,
+                    "mutation": MUTATION},
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
 )

@@ -120,6 +120,34 @@ def test_same_seed_same_batches_with_all_augmentations(files):
   assert np.isfinite(first[0]["video"]).all()
 
 
+def test_each_augmentation_changes_the_clip_as_documented(files):
+  """Same seed, same frames and crops: flip mirrors some clips left-right and
+  leaves the others, colour jitter at probability 1 changes every clip and at
+  probability 0 none, RandAugment changes clips; all stay on the [0, 1] scale."""
+  def batches(**overrides):
+    config = make_config(files, **dict(dict(flip=False), **overrides))
+    return np.concatenate([b["video"] for b in take(
+        data.create_iterator(config, train=True, batch_size=4, seed=7), 2)])
+
+  base = batches()
+  flipped = batches(flip=True)
+  mirrored = [np.allclose(f, b[:, :, ::-1], atol=2e-2) for f, b in zip(flipped, base)]
+  same = [np.array_equal(f, b) for f, b in zip(flipped, base)]
+  assert all(m != s for m, s in zip(mirrored, same)), (mirrored, same)
+  assert any(mirrored) and any(same)
+  ramp = flipped[..., 2].mean(axis=(1, 2))  # blue rises left to right unless mirrored
+  np.testing.assert_array_equal(ramp[:, 0] > ramp[:, -1], mirrored)
+
+  def moved(video):
+    return np.abs(video - base).max(axis=(1, 2, 3, 4))
+
+  assert (moved(batches(color_jitter=1.0, color_jitter_prob=1.0)) > 0.02).all()
+  assert (moved(batches(color_jitter=1.0, color_jitter_prob=0.0)) < 1e-6).all()
+  augmented = batches(rand_augment_layers=2)
+  assert (moved(augmented) > 0.02).mean() >= 0.5
+  assert augmented.min() >= 0.0 and augmented.max() <= 1.0 + 1e-6
+
+
 def test_other_seed_gives_other_batches(files):
   config = make_config(files)
   first = take(data.create_iterator(config, train=True, batch_size=4, seed=7), 2)
@@ -256,3 +284,32 @@ def test_multi_label_targets(tmp_path):
   batch = next(it)
   np.testing.assert_array_equal(batch["multi_hot_label"], [[1, 0, 1], [0, 1, 0]])
   np.testing.assert_array_equal(batch["label"], [2, 1])
+
+
+def test_comma_globs_crop_ranges_and_eval_resize_short_side(files):
+  """Several comma-joined patterns read every shard; crop_area_range (1, 1) at
+  the frame's own aspect crops the whole frame (the full blue ramp 32..224);
+  eval_resize_short_side sets the eval resize (a smaller one shows more width)."""
+  import glob  # pylint: disable=import-outside-toplevel
+  shards = sorted(glob.glob(files))
+  joined = f"{shards[0]}, {','.join(shards[1:])}"
+  it = data.create_iterator(make_config(files, train_files=joined), train=True, batch_size=4)
+  assert it.num_videos == NUM_VIDEOS
+
+  whole = make_config(files, crop_area_range=(1.0, 1.0),
+                      crop_aspect_range=(WIDTH / HEIGHT, WIDTH / HEIGHT), flip=False)
+  video = next(data.create_iterator(whole, train=True, batch_size=4, seed=0))["video"]
+  blue = video[..., 2].mean(axis=(1, 2)) * 255  # (B, W) columns
+  np.testing.assert_allclose(blue[:, 0], 32, atol=8)
+  np.testing.assert_allclose(blue[:, -1], 224, atol=8)
+
+  def eval_ramp_span(**overrides):
+    batch = next(iter(data.create_iterator(make_config(files, **overrides), train=False,
+                                           batch_size=4)))
+    blue = batch["video"][..., 2].mean(axis=(1, 2)) * 255
+    return float(np.mean(blue[:, -1] - blue[:, 0]))
+
+  default, wide = eval_ramp_span(), eval_ramp_span(eval_resize_short_side=32)
+  # Short side 40 shows 32 / (40 * 4 / 3) of the width, short side 32 shows 32 / 42.7.
+  np.testing.assert_allclose(default, 192 * 32 / (40 * 4 / 3), rtol=0.1)
+  np.testing.assert_allclose(wide, 192 * 32 / (32 * 4 / 3), rtol=0.1)

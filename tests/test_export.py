@@ -84,19 +84,23 @@ def test_cli_static_batch(checkpoint, tmp_path, capsys):
 
 
 @pytest.mark.slow  # TensorFlow import + jax2tf conversion: ~30 s on a loaded 2-core machine.
-def test_saved_model_matches_flax(checkpoint, tmp_path):
+def test_cli_format_both_writes_two_exports_that_match_flax(checkpoint, tmp_path, capsys):
   tf = pytest.importorskip("tensorflow")
   path, model, params = checkpoint
-  written = export_checkpoint(path, str(tmp_path / "tf"), fmt="saved_model",
-                              platforms=("cpu",))
-  assert "signature" not in written
-  loaded = tf.saved_model.load(written["saved_model"])
+  out = str(tmp_path / "both")
+  assert export_cli.main(["--checkpoint", path, "--output", out, "--format", "both",
+                          "--platforms", "cpu"]) == 0
+  lines = capsys.readouterr().out.strip().splitlines()
+  assert [line.split(":")[0] for line in lines] == ["stablehlo", "saved_model"], lines
+  exported = load_exported(out)
+  loaded = tf.saved_model.load(os.path.join(out, "saved_model"))
   serve = loaded.signatures["serving_default"]
   for batch in (1, 3):
     video = _video(batch, seed=batch)
+    want = _flax_logits(model, params, video)
+    np.testing.assert_allclose(exported(video), want, atol=1e-5, rtol=1e-5)
     logits = serve(video=tf.constant(video))["logits"].numpy()
-    np.testing.assert_allclose(logits, _flax_logits(model, params, video), atol=1e-5,
-                               rtol=1e-5)
+    np.testing.assert_allclose(logits, want, atol=1e-5, rtol=1e-5)
 
 
 def test_missing_tensorflow_and_non_classifier_are_clear(checkpoint, tmp_path, monkeypatch,

@@ -150,3 +150,35 @@ def test_preprocess_matches_training_eval_transforms():
   want = transforms.spatial_views(transforms.resize_short_side(frames, 40), 1, 33)[0]
   spec = inference.InputSpec(2, 1, (33, 33), 40, (0.0,) * 3, (1 / 255,) * 3)
   np.testing.assert_allclose(inference.preprocess(frames, spec), np.asarray(want), atol=0.01)
+
+
+def test_cli_flags_reach_the_prediction(workdir, tmp_path, capsys):
+  """--views, --labels, --stride, --image-size, --mean/--std, --attention-impl
+  each change what predict reports or computes; a size the model cannot take
+  exits 2 with one line naming it."""
+  labels = tmp_path / "labels.txt"
+  labels.write_text("\n".join(f"L{i}" for i in range(5)) + "\n")
+  video = workdir["videos"][0]
+
+  def run(*flags):
+    assert predict.main([f"--checkpoint={workdir['ckpt']}", video, "--json", "--top-k", "5",
+                         *flags]) == 0
+    return json.loads(capsys.readouterr().out)
+
+  def probabilities(document):
+    return {e["label"]: e["probability"] for e in document["results"][0]["top_k"]}
+
+  base = run()
+  flagged = run("--views", "2", f"--labels={labels}", "--stride", "1", "--image-size", "32,32",
+                "--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25", "--attention-impl", "xla")
+  assert flagged["views"] == 2 and base["views"] == 1
+  assert flagged["input"]["frame_stride"] == 1 and base["input"]["frame_stride"] == 2
+  assert flagged["input"]["mean"] == [0.5] * 3 and flagged["input"]["std"] == [0.25] * 3
+  assert sorted(probabilities(flagged)) == [f"L{i}" for i in range(5)]
+  assert sorted(probabilities(base)) == sorted(fx.LABELS)
+  for flags in (["--views", "2"], ["--stride", "1"], ["--mean", "0.5,0.5,0.5"]):
+    moved = probabilities(run(*flags))
+    assert max(abs(moved[k] - v) for k, v in probabilities(base).items()) > 1e-4, flags
+  assert predict.main([f"--checkpoint={workdir['ckpt']}", video, "--image-size", "16"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("error:"), err

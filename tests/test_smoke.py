@@ -22,11 +22,24 @@ TF_FREE_MODULES += [
     # The data registries list and validate names without TensorFlow.
     "vivit_jax.data.registry", "vivit_jax.data.sources", "vivit_jax.data.ops",
 ]
+# Serving, export, train steps and the main job run on the GPU image, which has
+# no TensorFlow (the data pipeline is imported lazily, only when data is read).
+SERVING_MODULES = [
+    "vivit_jax.inference", "vivit_jax.predict", "vivit_jax.stream", "vivit_jax.stream_buffers",
+    "vivit_jax.video_io", "vivit_jax.export", "vivit_jax.export.inference",
+    "vivit_jax.export.saved_model", "vivit_jax.export.stablehlo", "vivit_jax.train.steps",
+    "vivit_jax.train.loop",
+]
 
 
-def test_tf_free_modules_do_not_import_tensorflow():
+# The two CLIs define the same absl flags, so each imports in its own process.
+@pytest.mark.parametrize("modules", [TF_FREE_MODULES, SERVING_MODULES, ["vivit_jax.evaluate"],
+                                     ["vivit_jax.main"]],
+                         ids=["models_checkpoints_convert", "serving_export_train", "evaluate",
+                              "main"])
+def test_tf_free_modules_do_not_import_tensorflow(modules):
   code = ("import importlib, sys\n"
-          f"for name in {TF_FREE_MODULES!r}:\n"
+          f"for name in {modules!r}:\n"
           "  importlib.import_module(name)\n"
           "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'torch'))\n"
           "assert not bad, bad[:5]\n")

@@ -134,17 +134,34 @@ def test_cli_json_log_and_summary(workdir, capsys):
   assert summary["frames_dropped"] == 0 and summary["fps"] > 0
 
 
-def test_cli_realtime_replay_runs_and_summarises(workdir, capsys):
+def _json_log(workdir, name, *flags):
+  log = workdir["root"] / f"{name}.jsonl"
   assert stream.main([f"--checkpoint={workdir['ckpt']}", f"--source={workdir['video']}",
-                      "--realtime", "--quiet", "--max-seconds", "10"]) == 0
+                      f"--json-log={log}", "--quiet", *flags]) == 0
+  lines = [json.loads(line) for line in log.read_text().splitlines()]
+  return lines[:-1], lines[-1]["summary"]
+
+
+def test_cli_realtime_replay_runs_and_summarises(workdir, capsys):
+  predictions, summary = _json_log(workdir, "realtime", "--realtime", "--max-seconds", "10",
+                                   "--queue-size", "64")
   out = capsys.readouterr().out
   assert "throughput" in out and "source 25.0 fps" in out
+  # All 40 frames of the 25 fps file were replayed; with a queue deep enough
+  # for the whole file none is dropped, so every window was classified.
+  assert summary["frames_processed"] + summary["frames_dropped"] == 40
+  assert summary["frames_dropped"] == 0
+  assert len(predictions) == summary["predictions"] == (40 - 15) // 4 + 1
 
 
 def test_cli_dtype_override_runs_in_bfloat16(workdir, capsys):
-  assert stream.main([f"--checkpoint={workdir['ckpt']}", f"--source={workdir['video']}",
-                      "--dtype", "bfloat16", "--hop", "8", "--quiet"]) == 0
+  want, _ = _json_log(workdir, "float32", "--hop", "8")
+  got, summary = _json_log(workdir, "bfloat16", "--hop", "8", "--dtype", "bfloat16")
+  assert summary["predictions"] == len(got) == len(want) == 4
   assert "predictions      4" in capsys.readouterr().out
+  for a, b in zip(got, want):
+    assert a["label"] == b["label"]
+    np.testing.assert_allclose(a["probability"], b["probability"], atol=0.05)
 
 
 def test_cli_undecodable_source_is_one_error_line(workdir, capsys):

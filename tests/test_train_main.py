@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -151,14 +152,36 @@ def test_init_from_pretrain_mismatch_names_params_and_match_copies(dataset, tmp_
       assert (jax.device_get(got[name]) == value).all(), name
 
 
-def test_nan_loss_stops_naming_the_step_and_saves_nothing(dataset, tmp_path):
+def test_nan_loss_stops_naming_the_step_and_saves_only_the_steps_before_it(dataset, tmp_path):
   workdir = str(tmp_path / "nan")
   config = fx.load_config("demo_finetune.py", fx.tiny_overrides(dataset, **{
       "train.num_steps": 4, "optimizer.learning_rate": 1e30, "optimizer.warmup_steps": 0,
-      "checkpoint.every_steps": 1}))
-  with pytest.raises(FloatingPointError, match=r"at step \d"):
+      "checkpoint.every_steps": 1, "checkpoint.keep": 10}))
+  with pytest.raises(FloatingPointError, match=r"at step \d") as info:
     loop.run(config, workdir)
+  bad_step = int(re.search(r"at step (\d+)", str(info.value)).group(1))
+  assert bad_step >= 2  # step 1 starts from finite init params
+  assert fx.checkpoint_steps(workdir) == list(range(1, bad_step))
   for step in fx.checkpoint_steps(workdir):
     state = fx.read_checkpoint_state(workdir, step)
     for leaf in jax.tree_util.tree_leaves(state["params"]):
       assert (abs(leaf) < float("inf")).all()
+  assert not os.path.exists(os.path.join(workdir, "model"))
+
+
+def test_nan_policy_skip_runs_to_the_end_keeping_the_last_finite_params(dataset, tmp_path):
+  workdir = str(tmp_path / "skip")
+  config = fx.load_config("demo_finetune.py", fx.tiny_overrides(dataset, **{
+      "train.num_steps": 4, "optimizer.learning_rate": 1e30, "optimizer.warmup_steps": 0,
+      "checkpoint.every_steps": 1, "checkpoint.keep": 10, "train.nan_policy": "skip",
+      "checkpoint.async_save": False}))
+  result = loop.run(config, workdir)
+  assert result["step"] == 4 and result["skipped_steps"] >= 1
+  finite_steps = 4 - int(result["skipped_steps"])
+  last = fx.read_checkpoint_state(workdir, 4)
+  kept = fx.read_checkpoint_state(workdir, finite_steps)
+  for name in ("params", "opt_state"):
+    for a, b in zip(jax.tree_util.tree_leaves(last[name]), jax.tree_util.tree_leaves(kept[name])):
+      np.testing.assert_array_equal(a, b)
+  for leaf in jax.tree_util.tree_leaves(last["params"]):
+    assert np.isfinite(leaf).all()

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -66,13 +67,30 @@ def test_sigterm_mid_run_leaves_restorable_checkpoint(dataset, tmp_path):
   overrides = fx.tiny_overrides(dataset, **{"train.num_steps": 100000,
                                             "checkpoint.every_steps": 0,
                                             "eval.every_steps": 0})
-  proc = subprocess.Popen(fx.main_command("demo_finetune.py", workdir, overrides), cwd=fx.REPO,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-  for line in proc.stdout:  # Wait until training has started.
-    if line.startswith("step"):
-      break
-  proc.send_signal(signal.SIGTERM)
-  out, err = proc.communicate(timeout=120)
+  err_path = tmp_path / "stderr.txt"
+  with open(err_path, "w") as err_file:  # a file, not a pipe nobody reads: no deadlock
+    proc = subprocess.Popen(fx.main_command("demo_finetune.py", workdir, overrides),
+                            cwd=fx.REPO, stdout=subprocess.PIPE, stderr=err_file, text=True)
+    lines, started = [], threading.Event()
+
+    def read_stdout():
+      for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("step"):
+          started.set()
+
+    reader = threading.Thread(target=read_stdout, daemon=True)
+    reader.start()
+    try:
+      assert started.wait(timeout=300), "training never logged a step:\n" + "".join(lines)
+      proc.send_signal(signal.SIGTERM)
+      proc.wait(timeout=120)
+    finally:
+      if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    reader.join(timeout=30)
+  out, err = "".join(lines), err_path.read_text()
   assert proc.returncode == 0, err[-3000:]
   assert "stop requested" in out
   steps = fx.checkpoint_steps(workdir)

@@ -83,7 +83,8 @@ def _setup(mask_ratio=0.75):
 
 def test_encoder_sees_only_visible_tokens_and_loss_counts_only_hidden_ones():
   model, video, mask, params = _setup()
-  out = model.apply({"params": params}, video, mask)
+  apply = jax.jit(lambda v, m: model.apply({"params": params}, v, m))
+  out = apply(video, mask)
   chex.assert_shape(out["encoded"], (2, 16, 32))
   chex.assert_shape(out["predictions"], (2, 48, 2 * 8 * 8 * 3))
   targets = videomae.reconstruction_targets(video, 8, 2)
@@ -93,10 +94,21 @@ def test_encoder_sees_only_visible_tokens_and_loss_counts_only_hidden_ones():
   np.testing.assert_allclose(
       videomae.reconstruction_loss(out["predictions"], visible_changed, out["masked_indices"]),
       loss, rtol=1e-6)
-  # Changing the pixels of a hidden tubelet does not change what the encoder saw.
-  video2 = video.at[:, 0:2, 0:8, 0:8].add(5.0) if bool(mask[0, 0]) and bool(mask[1, 0]) else video
-  out2 = model.apply({"params": params}, video2, mask)
-  np.testing.assert_allclose(out2["encoded"], out["encoded"], rtol=1e-5, atol=1e-5)
+  # Changing the pixels of every hidden tubelet does not change what the
+  # encoder saw; changing one visible tubelet does.
+  def perturbed(token_mask):
+    delta = jnp.asarray(token_mask, jnp.float32)[..., None] * jnp.ones((1, 1, 2 * 8 * 8 * 3))
+    return video + 5.0 * videomae.unpatchify(delta, video.shape[1:], 8, 2)
+
+  hidden_moved = apply(perturbed(mask), mask)
+  moved_tokens = np.abs(np.asarray(videomae.patchify(perturbed(mask) - video, 8, 2))).max(-1)
+  np.testing.assert_array_equal(moved_tokens > 1.0, np.asarray(mask))
+  np.testing.assert_allclose(hidden_moved["encoded"], out["encoded"], rtol=1e-5, atol=1e-5)
+  one_visible = np.zeros(mask.shape, bool)
+  one_visible[0, int(out["visible_indices"][0, 0])] = True
+  visible_moved = apply(perturbed(one_visible), mask)
+  change = np.abs(np.asarray(visible_moved["encoded"] - out["encoded"])).max(axis=(1, 2))
+  assert change[0] > 1e-3 and change[1] == 0.0
 
 
 def test_jit_uses_the_configured_count_and_poisons_a_mismatched_mask():
@@ -177,3 +189,44 @@ def test_image_vit_inflates_into_every_variant(variant, classifier, method):
   np.testing.assert_array_equal(dst_block[attn]["query"]["kernel"],
                                 src_block["attention"]["query"]["kernel"])
   assert np.isfinite(np.asarray(video_model.apply({"params": loaded}, clip))).all()
+
+
+@pytest.mark.parametrize("method", ["central_frame", "average"])
+def test_inflated_variants_match_the_image_vit_on_a_static_clip(method):
+  """On a clip that repeats one frame, every inflated variant's per-frame
+  tokens are the 2D ViT's tokens for that frame (GAP models: no CLS token,
+  so Model 1's joint attention over duplicated frames is exact; Model 3's
+  fresh temporal attention and time embedding are zeroed)."""
+  image_vit = build_model(dict(name="vivit", hidden_size=32, num_layers=2, num_heads=4,
+                               mlp_dim=64, patch_size=8, tubelet_size=1, num_classes=0,
+                               classifier="gap"))
+  frame = jax.random.normal(jax.random.key(1), (1, 1, 32, 32, 3))
+  vit_params = nn.unbox(image_vit.init(jax.random.key(0), frame)["params"])
+  vit_params = jax.tree_util.tree_map(  # random, so no block is an identity by init
+      lambda x: x + 0.3 * jax.random.normal(jax.random.key(x.size), x.shape), vit_params)
+  _, state = image_vit.apply({"params": vit_params}, frame, mutable=["intermediates"])
+  expected = np.asarray(state["intermediates"]["tokens"][0])  # (1, 16, 32)
+  clip = jnp.broadcast_to(frame, (1, 4, 32, 32, 3))
+  for variant in ("spatio_temporal", "factorised_encoder", "factorised_self_attention"):
+    model = build_model(dict(name="vivit", variant=variant, classifier="gap", hidden_size=32,
+                             num_layers=2, num_heads=4, mlp_dim=64, temporal_layers=1,
+                             patch_size=8, tubelet_size=2, num_classes=3))
+    fresh = nn.unbox(model.init(jax.random.key(1), clip)["params"])
+    loaded = transfer.inflate_image_vit(fresh, vit_params, (4, 4), method, num_prefix_tokens=0)
+    if variant == "factorised_self_attention":
+      loaded["temporal_pos_embedding"] = jax.tree_util.tree_map(
+          jnp.zeros_like, loaded["temporal_pos_embedding"])
+      for name, block in loaded["encoder"].items():
+        if name.startswith("block_"):
+          block["temporal_attention"]["out"] = jax.tree_util.tree_map(
+              jnp.zeros_like, block["temporal_attention"]["out"])
+    _, state = model.apply({"params": loaded}, clip, capture_intermediates=True,
+                           mutable=["intermediates"])
+    if variant == "factorised_encoder":
+      tokens = state["intermediates"]["encoder"]["__call__"][0]  # the spatial encoder
+    else:
+      tokens = state["intermediates"]["tokens"][0]
+    tokens = np.asarray(tokens).reshape(2, 16, 32)
+    for t in range(2):
+      np.testing.assert_allclose(tokens[t], expected[0], rtol=1e-4, atol=1e-4,
+                                 err_msg=f"{variant}, time index {t}")
