@@ -25,10 +25,11 @@ TF_FREE_MODULES += [
 # Serving, export, train steps and the main job run on the GPU image, which has
 # no TensorFlow (the data pipeline is imported lazily, only when data is read).
 SERVING_MODULES = [
-    "vivit_jax.inference", "vivit_jax.predict", "vivit_jax.stream", "vivit_jax.stream_buffers",
-    "vivit_jax.video_io", "vivit_jax.export", "vivit_jax.export.inference",
-    "vivit_jax.export.saved_model", "vivit_jax.export.stablehlo", "vivit_jax.train.steps",
-    "vivit_jax.train.loop",
+    "vivit_jax.serving", "vivit_jax.serving.stream_buffers", "vivit_jax.serving.video_io",
+    "vivit_jax.serving.flags", "vivit_jax.export", "vivit_jax.export.saved_model",
+    "vivit_jax.export.stablehlo", "vivit_jax.train.steps", "vivit_jax.train.loop",
+    # The one-release aliases of the old paths.
+    "vivit_jax.inference", "vivit_jax.stream_buffers", "vivit_jax.video_io",
 ]
 
 
