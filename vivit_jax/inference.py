@@ -270,8 +270,12 @@ def load_classifier(checkpoint_dir: str, labels_file: Optional[str] = None,
   model = build_model(model_config)
   h, w = spec.image_size
   dummy = jnp.zeros((1, spec.num_frames, h, w, 3), jnp.float32)
-  expected = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy))["params"]
-  _, params = checkpoints.load_model_checkpoint(checkpoint_dir, expected_params=expected)
+  if config.get("quantization"):  # an int8 checkpoint of `python -m vivit_jax.compress`
+    from vivit_jax.compress import quantize  # pylint: disable=g-import-not-at-top
+    model, params = quantize.load_quantized(checkpoint_dir, model, dummy.shape[1:], config)
+  else:
+    expected = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy))["params"]
+    _, params = checkpoints.load_model_checkpoint(checkpoint_dir, expected_params=expected)
   if labels_file is not None:
     labels = read_labels(labels_file, num_classes)
   elif config.get("labels"):

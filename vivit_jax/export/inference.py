@@ -77,8 +77,13 @@ def load_served_model(checkpoint_dir: str, num_frames: Optional[int] = None,
   video_shape = (spec.num_frames, h, w, channels)
   model = build_model(model_config)
   dummy = jnp.zeros((1,) + video_shape, jnp.float32)
-  expected = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy))["params"]
-  _, params = checkpoints.load_model_checkpoint(checkpoint_dir, expected_params=expected)
+  if config.get("quantization"):  # an int8 checkpoint of `python -m vivit_jax.compress`
+    from vivit_jax.compress import quantize  # pylint: disable=g-import-not-at-top
+    model, params = quantize.load_quantized(checkpoint_dir, model, video_shape, config)
+    expected = params
+  else:
+    expected = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy))["params"]
+    _, params = checkpoints.load_model_checkpoint(checkpoint_dir, expected_params=expected)
   num_classes = int(model_config.get("num_classes", 400))
   out = jax.eval_shape(lambda p: model.apply({"params": p}, dummy), expected)
 
