@@ -18,6 +18,7 @@ CORE = [
     "tqdm>=4.60,<5",
     "pillow>=10,<13",
     "safetensors>=0.4,<1",
+    "qwix>=0.1.8,<0.2",  # int8 post-training quantization (vivit_jax.compress)
 ]
 DATA = [
     "tensorflow-cpu>=2.18,<2.22",
