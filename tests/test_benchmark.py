@@ -75,3 +75,19 @@ def test_cpu_inference_race_tiny_preset_times_every_contender(tmp_path):
   assert 0 < rows["jax_int8_dynamic"]["max_abs_logit_diff_vs_torch_eager"] < 0.1
   sizes = result["presets"]["tiny"]["param_bytes"]
   assert sizes["int8_weight"] < sizes["float32"]
+
+
+@pytest.mark.slow
+def test_stream_benchmark_searches_rates_and_reports_each_model(tmp_path):
+  output = tmp_path / "stream.json"
+  assert _load("benchmark_stream").main(["--seconds", "1", "--fps", "25", "--max-fps", "50",
+                                         "--bisect", "0", "--no-compress",
+                                         "--json-out", str(output)]) == 0
+  result = json.loads(output.read_text())
+  (name, row), = result["models"].items()
+  rates = [t["rate"] for t in row["trials"]]
+  assert rates[0] == 25 and rates == sorted(rates) and set(rates) <= {25, 50}
+  kept = [t["rate"] for t in row["trials"] if t["kept_up"]]
+  assert row["max_sustained_fps"] == (max(kept) if kept else None), name
+  for t in row["trials"]:
+    assert t["frames_read"] == t["rate"] and t["kept_up"] == (t["frames_dropped"] == 0)

@@ -133,6 +133,7 @@ def run_evaluation(config, checkpoint: str, output: Optional[str] = None,
   """
   import jax  # pylint: disable=g-import-not-at-top
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  from vivit_jax import checkpoints  # pylint: disable=g-import-not-at-top
   from vivit_jax.models import build_model  # pylint: disable=g-import-not-at-top
   from vivit_jax.train import confusion, evaluation, experiment, loop  # pylint: disable=g-import-not-at-top
   from vivit_jax.train import logging as train_logging  # pylint: disable=g-import-not-at-top
@@ -148,7 +149,11 @@ def run_evaluation(config, checkpoint: str, output: Optional[str] = None,
   output = os.path.abspath(output or default_output(kind, path))
   mesh = create_mesh(config.mesh)
   model = build_model(config.model)
-  state, shardings, step, labels = load_state(config, model, mesh, kind, path)
+  if kind == "model" and checkpoints.load_model_config(path).get("quantization"):
+    from vivit_jax.compress import quantize  # pylint: disable=g-import-not-at-top
+    model, state, shardings, step, labels = quantize.eval_state(config, model, mesh, path)
+  else:
+    state, shardings, step, labels = load_state(config, model, mesh, kind, path)
   eval_step = make_eval_step(config, model, mesh, shardings, use_ema=use_ema and kind != "model")
   num_classes = int(config.data.num_classes)
   names = list(labels or loop.class_names(config) or [f"class_{i}" for i in range(num_classes)])

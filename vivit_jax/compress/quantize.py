@@ -195,3 +195,24 @@ def video_shape_of(config: Mapping[str, Any], where: str = checkpoints.CONFIG_FI
   spec = inference.resolve_input_spec(config, where)
   channels = int((config.get("source") or {}).get("num_channels", 3))
   return (spec.num_frames, *spec.image_size, channels)
+
+
+def eval_state(config, model: nn.Module, mesh, directory: str):
+  """`(QuantizedModel, state, shardings, step, labels)` for `vivit_jax.evaluate`.
+
+  Like `evaluate.load_state` for a model checkpoint, but the state's
+  `params` are the quantized checkpoint's (replicated over `mesh`) and the
+  returned model is the one to build the eval step with.
+  """
+  from vivit_jax.train import loop, steps  # pylint: disable=g-import-not-at-top
+  shape = loop.video_shape(config)
+  state, shardings = steps.init_train_state(config, model, mesh, int(config.seed), shape)
+  stored = checkpoints.load_model_config(directory)
+  qmodel, params = load_quantized(directory, model, shape, stored)
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  params = jax.device_put(params, replicated)
+  params_shardings = jax.tree_util.tree_map(lambda _: replicated, params)
+  state = state.replace(params=params, ema_params=None)
+  shardings = shardings.replace(params=params_shardings, ema_params=None)
+  step = (stored.get("source") or {}).get("step")
+  return qmodel, state, shardings, None if step is None else int(step), stored.get("labels")

@@ -40,7 +40,8 @@ def check_mode(config, model) -> str:
   if mode not in MODES:
     raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
   want = MaskedVideoAutoencoder if mode == "pretrain" else ViViT
-  if not isinstance(model, want):
+  # A quantized model (vivit_jax.compress) is checked by the float model it wraps.
+  if not isinstance(getattr(model, "float_module", model), want):
     raise ValueError(f"mode={mode!r} needs a {want.__name__} model "
                      f"(model.name), got {type(model).__name__}")
   if mode == "pretrain" and (config.train.mixup_alpha or config.train.cutmix_alpha):
