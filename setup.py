@@ -18,6 +18,7 @@ CORE = [
     "tqdm>=4.60,<5",
     "pillow>=10,<13",
     "safetensors>=0.4,<1",
+    "qwix>=0.1.8,<0.2",  # int8 post-training quantization (vivit_jax.compress)
 ]
 DATA = [
     "tensorflow-cpu>=2.18,<2.22",
@@ -38,6 +39,7 @@ CONSOLE_SCRIPTS = [
     "vivit-export = vivit_jax.export.__main__:main",
     "vivit-convert = vivit_jax.convert.__main__:main",
     "vivit-make-tfrecords = vivit_jax.data.make_tfrecords:main",
+    "vivit-compress = vivit_jax.compress.__main__:main",
 ]
 # `make mutation` (scripts/mutation.py); not part of `make test`.
 MUTATION = ["cosmic-ray>=8.4,<9"]

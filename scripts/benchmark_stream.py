@@ -1,18 +1,27 @@
-r"""Can the demo model classify a 25 fps stream live? Latency, fps, drops.
+r"""Can the demo model classify a live stream? Highest sustained fps, latency, drops.
 
-    python scripts/benchmark_stream.py                       # demo model, random weights
-    python scripts/benchmark_stream.py --checkpoint=CKPT_DIR --seconds 30 --hop 4
+    python scripts/benchmark_stream.py                       # demo model (random) + its int8
+    python scripts/benchmark_stream.py --checkpoint=CKPT_DIR --checkpoint=INT8_DIR --no-compress
+    python scripts/benchmark_stream.py --fps 25 --single      # one replay at 25 fps, as before
 
-Writes a video of moving shapes (`--size`, `--fps`, `--seconds`), replays it
-in real time through `vivit_jax.serving.stream.run_stream` (a reader thread at the
-source frame rate, the oldest queued frame dropped when the model falls
-behind) and prints a table and one JSON line: per-prediction latency
-p50 / p99 (ms), delay from frame arrival to prediction, frames per second
-the model took, frames dropped, and whether it kept up (no frame dropped).
+Writes a video of moving shapes (`--size`, `--seconds`), decodes it once,
+then replays its frames in real time through `vivit_jax.serving.stream.run_stream`
+(a reader thread paced at the source frame rate, the oldest queued frame
+dropped when the model falls behind; decoding is not in the loop) with a
+prediction every `--hop` frames. For each model it finds the highest source
+frame rate it sustains with no frame dropped: rates `--fps`, 2x, 4x, ...
+(all models at each rate in turn, so machine load hits all alike) up to
+`--max-fps`, then `--bisect` halvings between the last rate kept up with
+and the first that dropped. Prints a table and one JSON line: per model
+the highest sustained fps and, at that rate, latency p50 / p99 (model
+call plus preparing the window's new frames) and delay p50 / p99 (frame
+arrival to prediction), in ms.
 
-Without `--checkpoint` the model is `configs/demo_finetune.py`'s classifier
-(spatio-temporal ViViT) with random weights, fed as the demo data config
-feeds it (its frames, stride, size, mean and std).
+Models: each `--checkpoint` (repeatable) and, unless `--no-compress`, its
+int8 versions (`python -m vivit_jax.compress`, int8_weight and
+int8_dynamic, written to a temporary folder). Without `--checkpoint` the
+model is `configs/demo_finetune.py`'s classifier (spatio-temporal ViViT)
+with random weights, fed as the demo data config feeds it.
 """
 
 import argparse
@@ -21,6 +30,7 @@ import json
 import os
 import sys
 import tempfile
+from typing import Any, Dict, List, Sequence
 
 import av
 import jax
@@ -57,7 +67,9 @@ def demo_classifier(dtype=None, attention_impl=None) -> inference.Classifier:
   video = jnp.zeros((1, data.num_frames, data.image_size, data.image_size, 3))
   params = jax.jit(model.init)(jax.random.PRNGKey(0), video)["params"]
   labels = [f"class_{i}" for i in range(model_config["num_classes"])]
-  return inference.Classifier(model, params, input_spec, labels)
+  classifier = inference.Classifier(model, params, input_spec, labels)
+  classifier.model_config = model_config
+  return classifier
 
 
 def write_moving_shapes(path: str, seconds: float, fps: int, width: int, height: int) -> str:
@@ -86,62 +98,143 @@ def table(rows) -> str:
   return "\n".join(f"| {name:<{width}s} | {value} |" for name, value in rows)
 
 
+def save_demo_checkpoint(directory: str) -> str:
+  """`demo_classifier()`'s model and random weights as a model checkpoint."""
+  from vivit_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  classifier = demo_classifier()
+  config = {"model": classifier.model_config, "input": classifier.spec.to_json(),
+            "labels": classifier.labels, "source": {"format": "random demo_finetune"}}
+  return checkpoints.save_model_checkpoint(directory, classifier.params, config)
+
+
+def decoded_frames(path: str) -> List[np.ndarray]:
+  with video_io.LiveSource(path) as source:
+    return [frame for _, _, frame in source.frames()]
+
+
+def replay(classifier, frames: Sequence[np.ndarray], fps: float, hop: int,
+           queue_size: int) -> stream.StreamSummary:
+  """One real-time replay of `frames` at `fps`, dropping the oldest when behind."""
+  spec = classifier.spec
+  timed = ((i, i / fps, frame) for i, frame in enumerate(frames))
+  return stream.run_stream(timed, classifier.classify, classifier.preprocess, spec.num_frames,
+                           spec.stride_for(None), hop, realtime=True, drop_when_full=True,
+                           queue_size=queue_size, source_fps=fps)
+
+
+def max_sustained_fps(classifiers: Dict[str, Any], frames_for, start_fps: float,
+                      max_fps: float, bisect: int, hop: int, queue_size: int,
+                      log=print) -> Dict[str, Dict[str, Any]]:
+  """Per model: `{"max_fps", "summary" (at max_fps, or None), "trials"}`."""
+  state = {name: {"max_fps": None, "summary": None, "fail_fps": None, "trials": []}
+           for name in classifiers}
+
+  def trial(name, fps):
+    summary = replay(classifiers[name], frames_for(fps), fps, hop, queue_size)
+    kept = summary.frames_dropped == 0
+    state[name]["trials"].append({**summary.to_json(), "rate": fps, "kept_up": kept})
+    log(f"  {name}: {fps:.0f} fps -> {'kept up' if kept else 'dropped'} "
+        f"{summary.frames_dropped}/{summary.frames_read}, latency p50 "
+        f"{summary.latency_p50_ms or 0:.1f} ms")
+    if kept:
+      state[name]["max_fps"], state[name]["summary"] = fps, summary
+    else:
+      state[name]["fail_fps"] = fps
+    return kept
+
+  fps, alive = start_fps, list(classifiers)
+  while alive and fps <= max_fps:
+    alive = [name for name in alive if trial(name, fps)]
+    fps *= 2
+  for name in classifiers:
+    low, high = state[name]["max_fps"], state[name]["fail_fps"]
+    for _ in range(bisect if low and high else 0):
+      middle = round((low + high) / 2)
+      if trial(name, middle):
+        low = middle
+      else:
+        high = middle
+  return state
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--checkpoint", help="model checkpoint (default: demo model, random)")
-  parser.add_argument("--seconds", type=float, default=20.0, help="length of the test video")
-  parser.add_argument("--fps", type=int, default=25, help="frame rate of the test video")
+  parser.add_argument("--checkpoint", action="append", default=[],
+                      help="model checkpoint (repeatable; default: demo model, random)")
+  parser.add_argument("--no-compress", action="store_true",
+                      help="do not add int8 versions of the checkpoints")
+  parser.add_argument("--seconds", type=float, default=6.0, help="stream length per trial")
+  parser.add_argument("--fps", type=int, default=25, help="first (or --single) source rate")
+  parser.add_argument("--max-fps", type=int, default=1600, help="highest rate tried")
+  parser.add_argument("--bisect", type=int, default=2, help="halvings past the doubling")
+  parser.add_argument("--single", action="store_true", help="one replay at --fps only")
   parser.add_argument("--size", default="160x120", help="test video WIDTHxHEIGHT")
   parser.add_argument("--hop", type=int, default=4, help="frames between predictions")
   parser.add_argument("--queue-size", type=int, default=8, help="frames buffered")
   parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"))
-  parser.add_argument("--attention-impl", choices=("xla", "cudnn"))
+  parser.add_argument("--attention-impl", choices=("xla", "cudnn", "chunked"))
   parser.add_argument("--json-out", help="also write the JSON result here")
   args = parser.parse_args(argv)
   width, height = (int(v) for v in args.size.lower().split("x"))
 
-  if args.checkpoint:
-    classifier = inference.load_classifier(args.checkpoint, dtype=args.dtype,
-                                           attention_impl=args.attention_impl)
-  else:
-    classifier = demo_classifier(args.dtype, args.attention_impl)
-  classifier.warmup()
-  spec = classifier.spec
   with tempfile.TemporaryDirectory() as tmp:
-    video = write_moving_shapes(os.path.join(tmp, "stream.mp4"), args.seconds, args.fps,
+    checkpoints_ = list(args.checkpoint) or [save_demo_checkpoint(os.path.join(tmp, "demo"))]
+    models = {}
+    for path in checkpoints_:
+      name = os.path.basename(os.path.normpath(path))
+      models[name if name not in models else path] = path
+      if not args.no_compress:
+        from vivit_jax.compress import __main__ as compress_cli  # pylint: disable=g-import-not-at-top
+        for method in ("int8_weight", "int8_dynamic"):
+          out = os.path.join(tmp, f"{name}-{method}")
+          compress_cli.compress_checkpoint(path, out, method, check_clips=0, progress=False)
+          models[f"{name} {method}"] = out
+    classifiers = {}
+    for name, path in models.items():
+      classifiers[name] = inference.load_classifier(path, dtype=args.dtype,
+                                                    attention_impl=args.attention_impl)
+      classifiers[name].warmup()
+    max_frames = int(args.seconds * (args.fps if args.single else args.max_fps))
+    video = write_moving_shapes(os.path.join(tmp, "stream.mp4"), max_frames / 25.0, 25,
                                 width, height)
-    with video_io.LiveSource(video) as source:
-      summary = stream.run_stream(
-          source.frames(), classifier.classify, classifier.preprocess, spec.num_frames,
-          spec.stride_for(None), args.hop, realtime=True, drop_when_full=True,
-          queue_size=args.queue_size, source_fps=source.fps)
-
-  budget_ms = args.hop / args.fps * 1e3
-  keeps_up = summary.frames_dropped == 0
-  load = os.getloadavg()
-  result = {
-      "model": "checkpoint " + args.checkpoint if args.checkpoint else "demo_finetune (random)",
-      "input": spec.to_json(), "video": f"{width}x{height} @ {args.fps} fps, {args.seconds:g} s",
-      "backend": jax.default_backend(), "cpus": os.cpu_count(),
-      "load_average_1m": round(load[0], 2), "budget_ms_per_prediction": budget_ms,
-      "keeps_up": keeps_up, **summary.to_json()}
+    frames = decoded_frames(video)
+  frames_for = lambda fps: frames[:max(int(args.seconds * fps), 1)]
+  load_before = os.getloadavg()[0]
+  if args.single:
+    found = {name: {"max_fps": None, "summary": replay(c, frames_for(args.fps), args.fps,
+                                                       args.hop, args.queue_size),
+                    "trials": []} for name, c in classifiers.items()}
+    for entry in found.values():
+      if entry["summary"].frames_dropped == 0:
+        entry["max_fps"] = args.fps
+  else:
+    found = max_sustained_fps(classifiers, frames_for, args.fps, args.max_fps, args.bisect,
+                              args.hop, args.queue_size)
 
   def ms(value):
-    return "n/a" if value is None else f"{value:.1f} ms"
-  print(table([
-      ("model", result["model"]),
-      ("video", result["video"] + f", hop {args.hop}, window {summary.window}"),
-      ("backend / cpus / load", f"{result['backend']} / {result['cpus']} / "
-                                f"{result['load_average_1m']}"),
-      ("latency p50 / p99", f"{ms(summary.latency_p50_ms)} / {ms(summary.latency_p99_ms)}"
-                            f" (budget {budget_ms:.0f} ms per prediction)"),
-      ("delay p50 / p99", f"{ms(summary.delay_p50_ms)} / {ms(summary.delay_p99_ms)}"),
-      ("effective fps", f"{summary.fps:.1f} (source {args.fps})"),
-      ("predictions", str(summary.predictions)),
-      ("frames dropped", f"{summary.frames_dropped} of {summary.frames_read}"),
-      ("keeps up", "yes" if keeps_up else "no"),
-  ]))
-  print(json.dumps(result))
+    return "n/a" if value is None else f"{value:.1f}"
+  spec = next(iter(classifiers.values())).spec
+  result = {"video": f"{width}x{height}, {args.seconds:g} s per trial", "hop": args.hop,
+            "input": spec.to_json(), "backend": jax.default_backend(), "cpus": os.cpu_count(),
+            "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            "models": {}}
+  lines = [f"| {'model':<28} | {'max fps (no drops)':>18} | {'latency p50/p99 ms':>18} | "
+           f"{'delay p50/p99 ms':>16} |", "|" + "|".join("-" * n for n in (30, 20, 20, 18)) + "|"]
+  for name, entry in found.items():
+    summary = entry["summary"]
+    row = {"checkpoint": models[name], "max_sustained_fps": entry["max_fps"],
+           "at_max_fps": summary.to_json() if summary else None, "trials": entry["trials"]}
+    result["models"][name] = row
+    lat = f"{ms(summary.latency_p50_ms)} / {ms(summary.latency_p99_ms)}" if summary else "n/a"
+    delay = f"{ms(summary.delay_p50_ms)} / {ms(summary.delay_p99_ms)}" if summary else "n/a"
+    fps = "none" if entry["max_fps"] is None else f"{entry['max_fps']:.0f}"
+    lines.append(f"| {name:<28} | {fps:>18} | {lat:>18} | {delay:>16} |")
+  print("\n".join(lines))
+  print(f"hop {args.hop}, window {spec.num_frames} x stride {spec.stride_for(None)}, "
+        f"{result['cpus']} cpus, load average {result['load_average_1m']}")
+  print(json.dumps({k: v for k, v in result.items() if k != "models"}
+                   | {"max_sustained_fps": {n: r["max_sustained_fps"]
+                                            for n, r in result["models"].items()}}))
   if args.json_out:
     with open(args.json_out, "w") as f:
       json.dump(result, f, indent=2)

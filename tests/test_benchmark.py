@@ -55,3 +55,39 @@ def test_reference_benchmark_runs_the_same_workload_in_pytorch(tmp_path):
                                      "--output", str(output)])
   result = json.loads(output.read_text())
   assert result["clips_per_s"] > 0 and result["implementation"] == "transformers eager"
+
+
+def test_cpu_inference_race_tiny_preset_times_every_contender(tmp_path):
+  output = tmp_path / "race.json"
+  module = _load("benchmark_cpu_inference")
+  assert module.main(["--preset", "tiny", "--repeats", "2", "--warmup", "0",
+                      "--output", str(output)]) == 0
+  result = json.loads(output.read_text())
+  rows = result["presets"]["tiny"]["contenders"]
+  assert set(rows) == set(module.CONTENDERS)
+  assert rows["torch_eager"]["speed_vs_torch_eager"] == 1.0
+  for name, row in rows.items():
+    assert len(row["times_ms"]) == 2 and row["median_ms"] > 0, name
+    assert row["clips_per_s"] == pytest.approx(1e3 / row["median_ms"]), name
+  # Same weights on every side: float32 agrees with PyTorch, int8 nearly.
+  assert rows["jax_float32"]["max_abs_logit_diff_vs_torch_eager"] < 1e-4
+  assert rows["jax_float32_chunked"]["max_abs_logit_diff_vs_torch_eager"] < 1e-4
+  assert 0 < rows["jax_int8_dynamic"]["max_abs_logit_diff_vs_torch_eager"] < 0.1
+  sizes = result["presets"]["tiny"]["param_bytes"]
+  assert sizes["int8_weight"] < sizes["float32"]
+
+
+@pytest.mark.slow
+def test_stream_benchmark_searches_rates_and_reports_each_model(tmp_path):
+  output = tmp_path / "stream.json"
+  assert _load("benchmark_stream").main(["--seconds", "1", "--fps", "25", "--max-fps", "50",
+                                         "--bisect", "0", "--no-compress",
+                                         "--json-out", str(output)]) == 0
+  result = json.loads(output.read_text())
+  (name, row), = result["models"].items()
+  rates = [t["rate"] for t in row["trials"]]
+  assert rates[0] == 25 and rates == sorted(rates) and set(rates) <= {25, 50}
+  kept = [t["rate"] for t in row["trials"] if t["kept_up"]]
+  assert row["max_sustained_fps"] == (max(kept) if kept else None), name
+  for t in row["trials"]:
+    assert t["frames_read"] == t["rate"] and t["kept_up"] == (t["frames_dropped"] == 0)

@@ -175,8 +175,12 @@ def load_model(directory: str, video_shape: Optional[Sequence[int]] = None,
   model_config = dict(meta["model"])
   model_config.update({k: v for k, v in overrides.items() if v is not None})
   model = registry.build_model(model_config)
+  shape = video_shape_of(meta, where) if video_shape is None else tuple(video_shape)
+  if meta.get("quantization"):  # an int8 checkpoint of `vivit-compress`
+    from vivit_jax.compress import quantize  # pylint: disable=g-import-not-at-top
+    qmodel, params = quantize.load_quantized(directory, model, shape, meta)
+    return qmodel, params, meta
   if target is None:
-    shape = video_shape_of(meta, where) if video_shape is None else tuple(video_shape)
     target = registry.abstract_params(model, shape)
   _, params = load_model_checkpoint(directory, expected_params=target)
   return model, params, meta

@@ -9,7 +9,10 @@ Three attention layouts share one module:
 
 The attention kernel is chosen by `implementation`: None lets JAX pick,
 "xla" is the portable default, "cudnn" is the fused flash kernel on NVIDIA
-GPUs (needs bfloat16/float16 compute).
+GPUs (needs bfloat16/float16 compute), "chunked" computes the same softmax
+attention one block of `QUERY_BLOCK` queries at a time (`lax.scan`), so the
+`(heads, block, L)` logits stay in cache: on CPU about 2-3x faster than
+"xla" for the 1568 tokens of a 16x224 clip (`scripts/benchmark_cpu_inference.py`).
 """
 
 from typing import Any, Optional, Tuple
@@ -23,13 +26,16 @@ from vivit_jax.models.axes import EMBED, HEADS, KV
 
 Dtype = Any
 
+IMPLEMENTATIONS = (None, "xla", "cudnn", "chunked")
+QUERY_BLOCK = 128
+
 
 def dot_product_attention(query, key, value, implementation: Optional[str]):
   """Scaled dot-product attention.
 
   Args:
     query, key, value: `(B, L, heads, head_dim)`.
-    implementation: None, "xla" or "cudnn" (see module docstring).
+    implementation: None, "xla", "cudnn" or "chunked" (see module docstring).
 
   Returns:
     `(B, L, heads, head_dim)`.
@@ -38,6 +44,10 @@ def dot_product_attention(query, key, value, implementation: Optional[str]):
     raise ValueError(
         "attention_impl='cudnn' needs dtype bfloat16 or float16, got "
         f"{query.dtype}; set model.dtype='bfloat16' or attention_impl='xla'.")
+  if implementation == "chunked":
+    return chunked_dot_product_attention(query, key, value)
+  if implementation not in IMPLEMENTATIONS:
+    raise ValueError(f"attention_impl must be one of {IMPLEMENTATIONS}, got {implementation!r}")
   if implementation == "cudnn" and query.shape[1] % 2:
     return _attend_padded_to_even(query, key, value, implementation)
   return jax.nn.dot_product_attention(query, key, value, implementation=implementation)
@@ -58,6 +68,36 @@ def _attend_padded_to_even(query, key, value, implementation):
                                      key_value_seq_lengths=lengths,
                                      implementation=implementation)
   return out[:, :length]
+
+
+def chunked_dot_product_attention(query, key, value, block: int = QUERY_BLOCK):
+  """`softmax(q k^T / sqrt(head_dim)) v` over blocks of `block` queries.
+
+  Args:
+    query, key, value: `(B, L, heads, head_dim)`; logits and softmax in float32.
+    block: queries per step; L is padded to a multiple (padded rows dropped).
+
+  Returns:
+    `(B, L, heads, head_dim)` in the query's dtype.
+  """
+  b, length, heads, head_dim = query.shape
+  block = min(block, length)
+  num_blocks = -(-length // block)
+  q = (query * jnp.asarray(head_dim ** -0.5, query.dtype)).transpose(0, 2, 1, 3)
+  q = jnp.pad(q, ((0, 0), (0, 0), (0, num_blocks * block - length), (0, 0)))
+  q = q.reshape(b, heads, num_blocks, block, head_dim).transpose(2, 0, 1, 3, 4)
+  k, v = key.transpose(0, 2, 1, 3), value.transpose(0, 2, 1, 3)  # (B, heads, L, hd)
+
+  def attend(_, q_block):  # (B, heads, block, hd)
+    logits = jnp.einsum("bnqh,bnkh->bnqk", q_block, k, preferred_element_type=jnp.float32)
+    weights = jnp.exp(logits - logits.max(axis=-1, keepdims=True))
+    out = jnp.einsum("bnqk,bnkh->bnqh", weights.astype(v.dtype), v,
+                     preferred_element_type=jnp.float32)
+    return None, (out / weights.sum(axis=-1, keepdims=True)).astype(query.dtype)
+
+  _, out = jax.lax.scan(attend, None, q)  # (blocks, B, heads, block, hd)
+  out = out.transpose(1, 2, 0, 3, 4).reshape(b, heads, num_blocks * block, head_dim)
+  return out[:, :, :length].transpose(0, 2, 1, 3)
 
 
 class DenseND(nn.Module):

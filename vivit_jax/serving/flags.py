@@ -25,7 +25,7 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--labels", help="class names, one per line (overrides the checkpoint's)")
   parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
                       help="computation dtype (overrides model.dtype)")
-  parser.add_argument("--attention-impl", choices=("xla", "cudnn"),
+  parser.add_argument("--attention-impl", choices=("xla", "cudnn", "chunked"),
                       help="attention kernel (cudnn: GPU, with a 16-bit --dtype)")
   group = parser.add_argument_group("input spec (default: from the checkpoint)")
   group.add_argument("--num-frames", type=int, help="frames per clip T")

@@ -134,6 +134,12 @@ class Evaluator:
     FileNotFoundError when there is none, `ParamMismatchError` on a mismatch."""
     config, seed = self.config, int(self.config.seed)
     kind, path = resolve_checkpoint(checkpoint, allow_empty_workdir=allow_init_from)
+    if kind == "model" and checkpoints.load_model_config(path).get("quantization"):
+      from vivit_jax.compress import quantize  # pylint: disable=g-import-not-at-top
+      self.model, state, shardings, step, labels = quantize.eval_state(
+          config, self.model, self.mesh, path)
+      self._steps = {}  # the eval step applies the quantized model
+      return Restored(state, shardings, step, kind, path, labels)
     if kind == "model":
       state, shardings = steps.init_train_state(config, self.model, self.mesh, seed,
                                                 self.video_shape)
