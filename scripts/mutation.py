@@ -31,7 +31,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULES = {
     "models/layers.py": "tests/test_models.py",
     "models/attention.py": "tests/test_models.py -k 'factorised or attention or bfloat16'",
-    "models/masking.py": "tests/test_videomae.py -k 'masks or split_indices'",
+    "models/masking.py": "tests/test_videomae.py -k 'masks or split_indices or mask_defaults'",
     "models/videomae.py": "tests/test_videomae.py",
     "models/embedding.py": ("tests/test_models.py tests/test_videomae.py -k 'shapes or inflat or "
                             "sinusoid or position or frame_stride or indivisible or patchify'"),
