@@ -41,6 +41,17 @@ def test_random_masks_vary_over_time_and_future_masks_hide_the_end():
   assert future[:, 2:].all() and not future[:, :2].any()
 
 
+def test_mask_defaults_and_a_ratio_that_hides_nothing():
+  mask = masking.make_mask(jax.random.key(0), 2, GRID)  # documented: tube, 0.9
+  np.testing.assert_array_equal(np.asarray(mask).sum(1), masking.num_masked_tokens(
+      GRID, "tube", 0.9))
+  for ratio, count in ((0.01, 0), (1.0, 64)):
+    with pytest.raises(ValueError, match=f"mask_ratio={ratio} hides {count} of 64 tokens"):
+      masking.num_masked_tokens(GRID, "random", ratio)
+  with pytest.raises(ValueError, match=r"future_frames must be in \[1, 3\] for 4"):
+    masking.num_masked_tokens(GRID, "future", future_frames=4)
+
+
 def test_masks_jit_with_a_static_shape():
   fn = jax.jit(lambda k: masking.make_mask(k, 2, GRID, "tube", 0.9))
   assert fn(jax.random.key(1)).shape == (2, 64)
