@@ -7,7 +7,7 @@ encoder geometry both demo stages share.
 
 import os
 
-from vivit_jax.data.synthetic import DIRECTIONS
+from vivit_jax.data.synthetic import class_names
 from vivit_jax.train.experiment import experiment_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -30,7 +30,7 @@ def set_demo_data(data, data_dir: str = DEMO_DATA_DIR) -> None:
   data.train_files = os.path.join(data_dir, "train-*-of-*.tfrecord")
   data.eval_files = os.path.join(data_dir, "eval-*-of-*.tfrecord")
   data.num_classes = NUM_CLASSES
-  data.class_names = DIRECTIONS[:NUM_CLASSES]
+  data.class_names = class_names(NUM_CLASSES)
   data.num_frames = NUM_FRAMES
   data.stride = FRAME_STRIDE
   data.image_size = IMAGE_SIZE
