@@ -1,19 +1,25 @@
-"""`make demo`: pretrain, fine-tune and evaluate a small video transformer on CPU.
+"""`make demo`: pretrain, fine-tune with scarce labels and evaluate a small video transformer on CPU.
 
 1. Generates the moving-shapes dataset once (`demo_workdir/data`: 16-frame
-   64 x 64 clips of a shape moving right / left / down / up over a textured,
-   noisy background; the class is the direction, so no single frame tells
-   it). Training reads 8 frames (every 2nd) at 32 x 32. A few held-out
-   videos are also written as mp4 files (`demo_workdir/videos/`) for
-   `python -m vivit_jax.predict` / `stream` (see docs/evaluate.md).
-2. Masked pretraining of a small VideoMAE (`configs/demo_pretrain.py`).
-3. Fine-tunes a ViViT from that encoder (`configs/demo_finetune.py`).
-4. Evaluates the classifier on the held-out clips, and again with every
-   clip's frames shuffled in time: a model that reads motion drops to chance.
+   64 x 64 clips of a shape moving right / left / down / up, slow or fast,
+   and a bouncing disc over a smooth, slowly drifting background; the class
+   is the direction, so no single frame tells it). Training reads 8 frames
+   (every 2nd) at 32 x 32. A few held-out videos are also written as mp4
+   files (`demo_workdir/videos/`) for `python -m vivit_jax.predict` /
+   `stream` / `forecast` (see docs/evaluate.md).
+2. Masked pretraining of a small VideoMAE on all 4096 clips, no labels
+   (`configs/demo_pretrain.py`); writes a loss-curve PNG next to the
+   reconstruction PNGs in `demo_workdir/pretrain/images/`.
+3. Fine-tunes a ViViT from that encoder with the labels of only 5% of the
+   clips (`configs/demo_finetune.py`), and the same ViViT from random init
+   with the same labels, steps and recipe.
+4. Evaluates both on the held-out clips, and the pretrained one again with
+   every clip's frames shuffled in time: a model that reads motion drops to
+   chance.
 
 Each stage is the main job run in this process, exactly what
 `python -m vivit_jax.main --config=configs/<stage>.py --workdir=...` runs.
-The two training workdirs are started afresh on every run.
+The training workdirs are started afresh on every run.
 """
 
 import os
@@ -27,7 +33,7 @@ sys.path.insert(0, REPO)
 from absl import logging as absl_logging  # noqa: E402
 
 from vivit_jax.data import synthetic  # noqa: E402
-from vivit_jax.train import demo_settings, experiment, loop  # noqa: E402
+from vivit_jax.train import curves, demo_settings, experiment, loop  # noqa: E402
 
 WORKDIR = os.path.join(REPO, "demo_workdir")
 VIDEOS_DIR = os.path.join(WORKDIR, "videos")
@@ -35,7 +41,7 @@ VIDEO_SEED = 12345  # not the train (0) or eval (1) seed of the TFRecords
 
 
 def write_demo_videos(out_dir: str = VIDEOS_DIR, num_videos: int = 3, fps: int = 8) -> list:
-  """Writes `num_videos` demo clips as H.264 mp4s named `<i>_<direction>.mp4`."""
+  """Writes `num_videos` demo clips as H.264 mp4s named `<i>_<class>.mp4`."""
   import av  # pylint: disable=import-outside-toplevel
   os.makedirs(out_dir, exist_ok=True)
   videos, labels = synthetic.generate_videos(
@@ -43,7 +49,7 @@ def write_demo_videos(out_dir: str = VIDEOS_DIR, num_videos: int = 3, fps: int =
       demo_settings.NUM_CLASSES, seed=VIDEO_SEED)
   paths = []
   for index, (video, label) in enumerate(zip(videos, labels)):
-    path = os.path.join(out_dir, f"{index}_{synthetic.DIRECTIONS[label]}.mp4")
+    path = os.path.join(out_dir, f"{index}_{synthetic.class_names(demo_settings.NUM_CLASSES)[label]}.mp4")
     with av.open(path, "w") as container:
       stream = container.add_stream("libx264", rate=fps)
       stream.width, stream.height, stream.pix_fmt = video.shape[2], video.shape[1], "yuv420p"
@@ -75,30 +81,41 @@ def main() -> None:
       num_eval=demo_settings.NUM_EVAL, num_frames=demo_settings.SOURCE_FRAMES,
       size=demo_settings.SOURCE_SIZE, num_classes=demo_settings.NUM_CLASSES,
       num_train_shards=8)
+  synthetic.write_label_subset(dataset["train_files"], demo_settings.LABELLED_TRAIN,
+                               demo_settings.LABELLED_FILES)
   print(f"{dataset['num_train']} train / {dataset['num_eval']} eval clips of "
         f"{dataset['num_frames']} x {dataset['size']}x{dataset['size']} in "
-        f"{demo_settings.DEMO_DATA_DIR} ({time.perf_counter() - start:.0f}s so far)", flush=True)
+        f"{demo_settings.DEMO_DATA_DIR}, labels used for the first "
+        f"{demo_settings.LABELLED_TRAIN} ({time.perf_counter() - start:.0f}s so far)",
+        flush=True)
   videos = write_demo_videos()
-  print(f"{len(videos)} example mp4s for predict / stream in {VIDEOS_DIR}", flush=True)
+  print(f"{len(videos)} example mp4s for predict / stream / forecast in {VIDEOS_DIR}",
+        flush=True)
 
   pretrain_dir = os.path.join(WORKDIR, "pretrain")
   finetune_dir = os.path.join(WORKDIR, "finetune")
-  for path in (pretrain_dir, finetune_dir):
+  scratch_dir = os.path.join(WORKDIR, "scratch")
+  for path in (pretrain_dir, finetune_dir, scratch_dir):
     shutil.rmtree(path, ignore_errors=True)
 
-  banner("2/4 masked pretraining (python -m vivit_jax.main "
+  banner("2/4 masked pretraining on all clips, no labels (python -m vivit_jax.main "
          "--config=configs/demo_pretrain.py --workdir=demo_workdir/pretrain)")
   pretrain = loop.run(load_config("demo_pretrain"), pretrain_dir)
-  stage_end = time.perf_counter()
-  print(f"pretraining done: reconstruction loss {pretrain['eval/loss']:.4f} "
-        f"({stage_end - start:.0f}s so far)", flush=True)
+  curve = os.path.join(pretrain_dir, "images", "loss_curve.png")
+  os.makedirs(os.path.dirname(curve), exist_ok=True)
+  curves.save_loss_curve(pretrain_dir, curve, "pretraining: normalised-pixel MSE")
+  print(f"pretraining done: held-out loss {pretrain['eval/loss']:.4f}, loss curve {curve} "
+        f"({time.perf_counter() - start:.0f}s so far)", flush=True)
 
-  banner("3/4 fine-tuning from the pretrained encoder (configs/demo_finetune.py)")
+  labelled = demo_settings.LABELLED_TRAIN
+  banner(f"3/4 fine-tuning on {labelled} labelled clips: from the pretrained encoder "
+         "(configs/demo_finetune.py), then from random init")
   finetune = loop.run(load_config("demo_finetune", **{"init_from.path": pretrain_dir}),
                       finetune_dir)
+  scratch = loop.run(load_config("demo_finetune", **{"init_from.kind": ""}), scratch_dir)
   print(f"fine-tuning done ({time.perf_counter() - start:.0f}s so far)", flush=True)
 
-  banner("4/4 control: the same classifier on clips with frames shuffled in time")
+  banner("4/4 control: the pretrained classifier on clips with frames shuffled in time")
   shuffled = loop.run(load_config("demo_finetune", **{"mode": "eval",
                                                       "eval.shuffle_frames": True}),
                       finetune_dir)
@@ -106,12 +123,18 @@ def main() -> None:
   chance = 1.0 / demo_settings.NUM_CLASSES
   total = time.perf_counter() - start
   banner("result")
-  print(f"eval clips:                    {int(finetune['eval/num_videos'])}")
-  print(f"top-1 (fine-tuned ViViT):      {100 * finetune['eval/top1']:5.1f}%")
-  print(f"chance ({demo_settings.NUM_CLASSES} directions):        {100 * chance:5.1f}%")
-  print(f"top-1, frames shuffled:        {100 * shuffled['eval/top1']:5.1f}%")
-  print(f"pretraining reconstruction:    {pretrain['eval/loss']:.4f} (normalised-pixel MSE)")
-  print(f"total time:                    {total:.0f}s")
+  print(f"eval clips:                             {int(finetune['eval/num_videos'])}")
+  print(f"labelled training clips:                {labelled} of {dataset['num_train']}")
+  print(f"top-1, fine-tuned from pretrained:      {100 * finetune['eval/top1']:5.1f}%")
+  print(f"top-1, same recipe from random init:    {100 * scratch['eval/top1']:5.1f}%")
+  print(f"chance ({demo_settings.NUM_CLASSES} directions):                 {100 * chance:5.1f}%")
+  print(f"top-1, pretrained, frames shuffled:     {100 * shuffled['eval/top1']:5.1f}%")
+  print(f"pretraining held-out loss:              {pretrain['eval/loss']:.4f} "
+        "(normalised-pixel MSE; 1.0 = each tubelet's mean)")
+  if "eval/pixel_mse" in pretrain:
+    print(f"pretraining plain-pixel MSE:            {pretrain['eval/pixel_mse']:.5f} "
+          f"(copy-the-mean: {pretrain['eval/mean_baseline_pixel_mse']:.5f})")
+  print(f"total time:                             {total:.0f}s")
   print(f"TensorBoard event files under {WORKDIR} (to view: pip install tensorboard; "
         f"tensorboard --logdir {WORKDIR})")
   print(f"the classifier as a model checkpoint: {os.path.join(finetune_dir, loop.MODEL_DIR)} "

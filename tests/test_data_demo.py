@@ -83,7 +83,7 @@ def test_class_needs_motion_single_frame_classifier_is_near_chance(num_classes):
         (1, 2, 3, 4))[:, None]], axis=1)
   accuracy = softmax_regression_accuracy(x[train], labels[train], x[test], labels[test],
                                          num_classes)
-  assert accuracy > chance + 0.5, accuracy
+  assert accuracy > chance + 0.3, accuracy
 
 
 def test_write_demo_dataset_is_idempotent_and_trainable_config(tmp_path):

@@ -1,20 +1,20 @@
 """The demo dataset: shapes in smooth, structured motion over smooth backgrounds.
 
-Each clip holds two "carrier" shapes (square, disc, cross or diamond, soft
-edged) that move at constant velocity in the class direction and wrap
-around the frame edges, one smaller "bouncer" disc that moves diagonally and
-bounces off the walls (label-independent), all over a smooth background of
-two colour gratings whose phases drift slowly, plus light pixel noise (+-3
-grey levels).
+Each clip holds a "carrier" shape (square, disc, cross or diamond, soft
+edged) that moves at constant velocity in the class direction and wraps
+around the frame edges, and a smaller "bouncer" disc that moves diagonally
+and bounces off the walls (label-independent), over a smooth background of
+two colour gratings (wavelengths 1.5-4 frame widths) whose phases drift
+slowly, plus light pixel noise (+-2 grey levels).
 
-Classes (`num_classes`): 4 = the carriers' direction (right, left, down, up;
-each carrier slow or fast, independently); 8 = direction x speed (both
-carriers slow, or both fast). Carrier start positions are uniform (wrapping
-keeps every path legal), shapes, colours and backgrounds are drawn
-independently of the class, and labels are exactly balanced per generated
-chunk, so no single frame tells the class: a model has to compare frames.
-Speeds are fractions of the frame size per frame (`SPEEDS`), so the motion
-looks the same at any `size`. Videos are `(T, size, size, 3)` uint8.
+Classes (`num_classes`): 4 = the carrier's direction (right, left, down,
+up), at one of two speeds (`SPEEDS`, slow or fast) independently of the
+class; 8 = direction x speed. Start positions are uniform (wrapping keeps
+every path legal), shapes, colours and backgrounds are drawn independently
+of the class, and labels are exactly balanced per generated chunk, so no
+single frame tells the class: a model has to compare frames. Speeds are
+fractions of the frame size per frame, so the motion looks the same at any
+`size`. Videos are `(T, size, size, 3)` uint8.
 
 Everything is smooth or moves rigidly, so masked and next-frame prediction
 can learn it: hidden background patches follow from their neighbours and
@@ -37,6 +37,7 @@ DIRECTIONS = ("right", "left", "down", "up")
 _VELOCITY = {"right": (0, 1), "left": (0, -1), "down": (1, 0), "up": (-1, 0)}
 SPEEDS = (0.02, 0.04)  # slow, fast: frame sizes per frame
 NUM_CLASSES = (4, 8)
+NUM_CARRIERS = 1
 _MARKER = "demo_complete.json"
 
 
@@ -62,16 +63,16 @@ def _background(rng, n: int, t: int, size: int) -> np.ndarray:
   out = np.broadcast_to(rng.uniform(80, 170, (n, 1, 1, 1, 3)).astype(np.float32),
                         (n, t, size, size, 3)).copy()
   for _ in range(2):
-    wavelength = size * rng.uniform(0.5, 1.2, n)
+    wavelength = size * rng.uniform(1.5, 4.0, n)
     angle = rng.uniform(0, 2 * np.pi, n)
     ky, kx = (2 * np.pi / wavelength) * np.sin(angle), (2 * np.pi / wavelength) * np.cos(angle)
-    phase = rng.uniform(0, 2 * np.pi, n)[:, None] + rng.uniform(-0.08, 0.08, n)[:, None] * frames
+    phase = rng.uniform(0, 2 * np.pi, n)[:, None] + rng.uniform(-0.03, 0.03, n)[:, None] * frames
     # sin(a + b) = sin a cos b + cos a sin b, with a over (t, y) and b over x.
     a = (ky[:, None, None] * grid[None, None, :] + phase[:, :, None]).astype(np.float32)
     b = (kx[:, None] * grid[None, :]).astype(np.float32)
     wave = (np.sin(a)[..., None] * np.cos(b)[:, None, None, :]
             + np.cos(a)[..., None] * np.sin(b)[:, None, None, :])
-    amplitude = rng.uniform(10, 35, (n, 1, 1, 1, 3)) * rng.choice([-1, 1], (n, 1, 1, 1, 3))
+    amplitude = rng.uniform(25, 60, (n, 1, 1, 1, 3)) * rng.choice([-1, 1], (n, 1, 1, 1, 3))
     out += amplitude.astype(np.float32) * wave[..., None]
   return out
 
@@ -105,9 +106,9 @@ def generate_videos(num_videos: int, num_frames: int = 16, size: int = 32,
   direction = labels if num_classes == 4 else labels // 2
   velocity = np.array([_VELOCITY[DIRECTIONS[d]] for d in direction], np.float32)  # (n, 2)
   if num_classes == 4:
-    fast = rng.integers(0, 2, (n, 2))
+    fast = rng.integers(0, 2, (n, NUM_CARRIERS))
   else:
-    fast = np.repeat((labels % 2)[:, None], 2, axis=1)
+    fast = np.repeat((labels % 2)[:, None], NUM_CARRIERS, axis=1)
   speed = np.asarray(SPEEDS, np.float32)[fast] * size  # (n, 2) pixels per frame
   frames = np.arange(t, dtype=np.float32)
   grid = np.arange(size, dtype=np.float32) + 0.5
@@ -130,13 +131,13 @@ def generate_videos(num_videos: int, num_frames: int = 16, size: int = 32,
     window = videos[index]
     videos[index] = window + alpha * (colour[:, None, None, None, :] - window)
 
-  for k in range(2):  # carriers: the class direction, wrapping
+  for k in range(NUM_CARRIERS):  # the class direction, wrapping
     start = rng.uniform(0, size, (n, 2)).astype(np.float32)
     centres = start[:, None, :] + velocity[:, None, :] * (speed[:, k, None, None]
                                                           * frames[None, :, None])
-    paint(np.mod(centres, size), rng.uniform(size / 10, size / 7, n).astype(np.float32),
+    paint(np.mod(centres, size), rng.uniform(size / 16, size / 10, n).astype(np.float32),
           rng.integers(0, 4, n), rng.uniform(0, 255, (n, 3)).astype(np.float32))
-  radius = np.full(n, size / 14, np.float32)
+  radius = np.full(n, size / 20, np.float32)
   low, high = radius[:, None, None] + 0.5, size - radius[:, None, None] - 0.5
   start = rng.uniform(low[:, 0], high[:, 0], (n, 2)).astype(np.float32)
   diagonal = rng.choice([-1.0, 1.0], (n, 2)).astype(np.float32)
@@ -144,7 +145,7 @@ def generate_videos(num_videos: int, num_frames: int = 16, size: int = 32,
   centres = start[:, None, :] + (diagonal * bouncer_speed[:, None])[:, None, :] * frames[None, :, None]
   paint(_bounce(centres, low, high), radius, np.ones(n, np.int64),
         rng.uniform(0, 255, (n, 3)).astype(np.float32))
-  videos += rng.uniform(-3, 3, videos.shape).astype(np.float32)  # light noise
+  videos += rng.uniform(-2, 2, videos.shape).astype(np.float32)  # light noise
   return np.clip(np.rint(videos), 0, 255).astype(np.uint8), labels
 
 
@@ -215,6 +216,28 @@ def write_demo_dataset(out_dir: str, num_train: int = 1024, num_eval: int = 256,
     json.dump({"settings": settings, "result": result}, f, indent=1)
   os.replace(marker + ".tmp", marker)
   return result
+
+
+def write_label_subset(train_files: str, num_videos: int, out_path: str) -> str:
+  """Copies the first `num_videos` records of the `train_files` glob (shards
+  in name order) to one TFRecord file: a scarce-label training set drawn
+  from the same clips. A no-op when `out_path` exists; returns it."""
+  import glob  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  if os.path.exists(out_path):
+    return out_path
+  shards = sorted(glob.glob(train_files))
+  if not shards:
+    raise FileNotFoundError(f"no files match {train_files!r}; write the dataset first")
+  count = 0
+  with tf.io.TFRecordWriter(out_path + ".tmp") as writer:
+    for record in tf.data.TFRecordDataset(shards).take(num_videos):
+      writer.write(record.numpy())
+      count += 1
+  if count < num_videos:
+    raise ValueError(f"{train_files!r} holds {count} records, fewer than {num_videos}")
+  os.replace(out_path + ".tmp", out_path)
+  return out_path
 
 
 def demo_data_config(dataset: dict, **overrides) -> ml_collections.ConfigDict:

@@ -37,6 +37,7 @@ Sections and keys (units in brackets):
                                "skip" (keep going); either way the step
                                leaves params/opt_state/EMA unchanged.
   train.norm_pix_loss          pretrain: targets normalised per tubelet.
+  train.reconstruction_loss    pretrain: "l2" (squared) or "l1" (absolute error).
   train.pixel_mean, pixel_std  pretrain: the input normalisation (None = the
                                video is raw pixels); targets undo it.
   model                        the model config (`vivit_jax.models.build_model`);
@@ -96,6 +97,7 @@ def default_train_config() -> ml_collections.ConfigDict:
   c.train.mix_prob = 1.0
   c.train.nan_policy = "stop"
   c.train.norm_pix_loss = True
+  c.train.reconstruction_loss = "l2"
   c.train.pixel_mean = IMAGENET_MEAN
   c.train.pixel_std = IMAGENET_STD
 

@@ -12,10 +12,16 @@ from vivit_jax.train.experiment import experiment_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO_DATA_DIR = os.path.join(REPO, "demo_workdir", "data")
-# The generated clips: 16 frames of 64 x 64 (shapes of radius 6-10 pixels over
-# 4-pixel texture blocks); training reads every 2nd frame at 32 x 32.
+# The generated clips: 16 frames of 64 x 64 (a shape of radius 4-6 pixels
+# moving in the class direction and a bouncing disc over smooth gratings);
+# training reads every 2nd frame at 32 x 32.
 SOURCE_FRAMES, SOURCE_SIZE, NUM_TRAIN, NUM_EVAL = 16, 64, 4096, 256
 NUM_FRAMES, FRAME_STRIDE, IMAGE_SIZE, NUM_CLASSES = 8, 2, 32, 4
+# Scarce labels: the fine-tuning stages of `make demo` see the labels of
+# only the first LABELLED_TRAIN training clips (5%); pretraining sees all
+# clips without labels.
+LABELLED_TRAIN = 205
+LABELLED_FILES = os.path.join(DEMO_DATA_DIR, f"labelled_{LABELLED_TRAIN}.tfrecord")
 
 # Encoder geometry shared by the autoencoder and the classifier, so the
 # pretrained encoder loads into the classifier by name: 8 x 8 patches,

@@ -6,7 +6,8 @@
       squared error of the hidden tubelets' (normalised) pixels.
 
 Config keys read: `train.{label_smoothing, mixup_alpha, cutmix_alpha,
-mix_prob, norm_pix_loss, pixel_mean, pixel_std}`; the mask comes from the
+mix_prob, norm_pix_loss, reconstruction_loss, pixel_mean,
+pixel_std}`; the mask comes from the
 model's `mask_type`, `mask_ratio`, `future_frames` (its config).
 
 PRNG streams: the step's key is folded with `DROPOUT`, `MIX` and `MASK` so
@@ -22,7 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vivit_jax.models import embedding, masking, videomae
+from vivit_jax.models import embedding, forecast_metrics, masking, videomae
 from vivit_jax.models.videomae import MaskedVideoAutoencoder
 from vivit_jax.models.vivit import ViViT
 from vivit_jax.train import mixing
@@ -101,7 +102,8 @@ def make_loss_fn(config, model) -> LossFn:
                       rngs={"dropout": jax.random.fold_in(rng, DROPOUT)})
     targets = videomae.reconstruction_targets(video, model.patch_size, model.tubelet_size,
                                               bool(tc.norm_pix_loss), pixel_mean, pixel_std)
-    loss = videomae.reconstruction_loss(out["predictions"], targets, out["masked_indices"])
+    loss = videomae.reconstruction_loss(out["predictions"], targets, out["masked_indices"],
+                                        str(tc.reconstruction_loss))
     return loss, {}
 
   return pretrain_loss if mode == "pretrain" else classification_loss
@@ -113,7 +115,9 @@ def make_eval_fn(config, model, return_reconstruction: bool = False) -> Callable
   Classification: `loss` (cross-entropy, no smoothing), `accuracy`,
   `num_examples` (sum of weights) and per-example `logits (B, C)` float32.
   Pretrain: `loss` (reconstruction MSE over the real examples),
-  `num_examples`, and `reconstruction (B, T, H, W, C)` (unnormalised pixels)
+  `num_examples`, the means of `forecast_metrics.eval_metric_names(model)`
+  (plain-pixel MSE and its copy-the-mean baseline; forecast PSNR / SSIM and
+  baselines for `future` masking), and `reconstruction (B, T, H, W, C)` (unnormalised pixels)
   when `return_reconstruction`; the mask is drawn from `rng`.
   """
   mode = check_mode(config, model)
@@ -138,9 +142,13 @@ def make_eval_fn(config, model, return_reconstruction: bool = False) -> Callable
     out = model.apply({"params": params}, video, mask, train=False)
     targets = videomae.reconstruction_targets(video, model.patch_size, model.tubelet_size,
                                               bool(tc.norm_pix_loss), pixel_mean, pixel_std)
-    hidden = masking.gather_tokens(targets, out["masked_indices"])
-    per_example = jnp.mean(jnp.square(out["predictions"] - hidden), axis=(1, 2))
+    per_example = videomae.reconstruction_errors(out["predictions"], targets,
+                                                 out["masked_indices"],
+                                                 str(tc.reconstruction_loss))
     metrics = {"loss": _weighted_mean(per_example, w), "num_examples": jnp.sum(w)}
+    extra = forecast_metrics.eval_metrics(model, video, out, bool(tc.norm_pix_loss),
+                                          pixel_mean, pixel_std)
+    metrics.update({k: _weighted_mean(v, w) for k, v in extra.items()})
     if return_reconstruction:
       metrics["reconstruction"] = videomae.reconstruct_video(
           video, out["predictions"], out["masked_indices"], model.patch_size,

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from vivit_jax.models import embedding, masking
+from vivit_jax.models import embedding, forecast_metrics, masking
 from vivit_jax.models.videomae import MaskedVideoAutoencoder
 from vivit_jax.train import objectives, partitioning
 from vivit_jax.train.distributed import make_global_batch  # noqa: F401  (re-exported)
@@ -291,6 +291,7 @@ def make_eval_step(config, model: nn.Module, mesh: jax.sharding.Mesh,
   replicated = partitioning.replicated(mesh)
   out = {"loss": replicated, "num_examples": replicated}
   if config.mode == "pretrain":
+    out.update({k: replicated for k in forecast_metrics.eval_metric_names(model)})
     if return_reconstruction:
       out["reconstruction"] = per_example
   else:
