@@ -25,7 +25,8 @@ from vivit_jax.train.experiment import experiment_config, finalize
 def get_config():
   model = dict(name="videomae", **demo_settings.ENCODER, decoder_hidden_size=64,
                decoder_layers=1, decoder_heads=4, decoder_mlp_dim=128,
-               pos_embedding="sinusoid", mask_type="random", mask_ratio=0.75)
+               pos_embedding="sinusoid", mask_type="random", mask_ratio=0.75,
+               future_frames=1, decoder_keep_ratio=1.0)
   config = experiment_config("pretrain", model)
   demo_settings.set_demo_data(config.data)
   config.train.batch_size = 32
