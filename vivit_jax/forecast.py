@@ -35,6 +35,7 @@ flags.DEFINE_string("output", "", "PNG path; default VIDEO's name + _forecast.pn
 
 def load_run(workdir: str):
   """`(config, model, params)` of the newest training checkpoint in `workdir`."""
+  workdir = os.path.abspath(workdir)  # Orbax needs absolute paths
   from vivit_jax.train import checkpointing, loop  # pylint: disable=import-outside-toplevel
   from vivit_jax.train.mesh import create_mesh  # pylint: disable=import-outside-toplevel
   path = os.path.join(workdir, "config.json")
@@ -89,7 +90,7 @@ def forecast_clip(config, model, params, clip: np.ndarray) -> Dict[str, np.ndarr
 def read_clip(config, path: str) -> np.ndarray:
   """The run's eval clip of the video at `path`, normalised `(T, H, W, 3)`."""
   from vivit_jax.train import loop  # pylint: disable=import-outside-toplevel
-  spec = inference.resolve_input_spec(loop.input_spec(config))
+  spec = inference.resolve_input_spec({"input": loop.input_spec(config)})
   info = video_io.probe(path)
   indices = inference.clip_indices(info.num_frames, spec.num_frames,
                                    spec.stride_for(info.num_frames))[0]
