@@ -27,7 +27,7 @@ serves the same videos as the TFDS builder `vivit_demo_motion`.
 import io
 import json
 import os
-from typing import Iterator, Sequence, Tuple
+from typing import Iterator, Tuple
 
 import ml_collections
 import numpy as np
@@ -111,7 +111,6 @@ def generate_videos(num_videos: int, num_frames: int = 16, size: int = 32,
     fast = np.repeat((labels % 2)[:, None], NUM_CARRIERS, axis=1)
   speed = np.asarray(SPEEDS, np.float32)[fast] * size  # (n, 2) pixels per frame
   frames = np.arange(t, dtype=np.float32)
-  grid = np.arange(size, dtype=np.float32) + 0.5
   videos = _background(rng, n, t, size)
 
   def paint(centres, radius, shape, colour):
