@@ -40,6 +40,7 @@ CONSOLE_SCRIPTS = [
     "vivit-convert = vivit_jax.convert.__main__:main",
     "vivit-make-tfrecords = vivit_jax.data.make_tfrecords:main",
     "vivit-compress = vivit_jax.compress.__main__:main",
+    "vivit-forecast = vivit_jax.serving.forecast:run",
 ]
 # `make mutation` (scripts/mutation.py); not part of `make test`.
 MUTATION = ["cosmic-ray>=8.4,<9"]

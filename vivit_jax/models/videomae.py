@@ -80,16 +80,30 @@ def reconstruction_targets(video, patch_size, tubelet_size, norm_pix_loss: bool 
   return ((x - mean) / (std + 1e-6)).reshape(patches.shape)
 
 
-def reconstruction_loss(predictions, targets, masked_indices):
-  """Mean squared error over hidden tubelets only.
+LOSSES = ("l2", "l1")
+
+
+def reconstruction_errors(predictions, targets, masked_indices, loss: str = "l2"):
+  """Per-example mean error `(B,)` over the predicted tubelets only.
 
   Args:
-    predictions: `(B, M, P)` decoder outputs for the M hidden tokens.
+    predictions: `(B, M, P)` decoder outputs for M hidden tokens.
     targets: `(B, N, P)` from `reconstruction_targets`.
-    masked_indices: `(B, M)` positions of the hidden tokens.
+    masked_indices: `(B, M)` positions of the predicted tokens (the model's
+      `masked_indices` output).
+    loss: "l2" (squared error) or "l1" (absolute error), in target units.
   """
-  hidden_targets = masking.gather_tokens(targets, masked_indices)
-  return jnp.mean(jnp.square(jnp.asarray(predictions, jnp.float32) - hidden_targets))
+  if loss not in LOSSES:
+    raise ValueError(f"reconstruction loss must be one of {LOSSES}, got {loss!r}")
+  error = jnp.asarray(predictions, jnp.float32) - masking.gather_tokens(targets, masked_indices)
+  error = jnp.square(error) if loss == "l2" else jnp.abs(error)
+  return jnp.mean(error, axis=(1, 2))
+
+
+def reconstruction_loss(predictions, targets, masked_indices, loss: str = "l2"):
+  """Mean squared (l2) or absolute (l1) error over the predicted hidden
+  tubelets; arguments as `reconstruction_errors`."""
+  return jnp.mean(reconstruction_errors(predictions, targets, masked_indices, loss))
 
 
 def reconstruct_video(video, predictions, masked_indices, patch_size, tubelet_size,
@@ -124,9 +138,20 @@ class MaskedVideoAutoencoder(nn.Module):
   when it is concrete; under `jax.jit` it comes from `mask_type` /
   `mask_ratio` / `future_frames`, and a traced mask with another count makes
   the predictions NaN (so a training run's NaN guard stops) rather than
-  silently wrong. Returns a dict:
-    predictions (B, M, t*ph*pw*C)  decoder output at hidden tokens,
-    masked_indices (B, M), visible_indices (B, N - M)  ascending positions,
+  silently wrong.
+
+  Dual masking (VideoMAE V2): with `decoder_keep_ratio < 1` and
+  `train=True` the decoder gets mask tokens for only `M_d =
+  num_decoded_tokens(M, decoder_keep_ratio)` of the M hidden tokens, chosen
+  by `masking.decoder_indices` (running cell), and predicts those; the loss
+  then covers only them. With `train=False` (evaluation) it decodes all M.
+
+  Returns a dict:
+    predictions (B, M_d, t*ph*pw*C)  decoder output at the decoded hidden
+        tokens (M_d = M without dual masking or at evaluation),
+    masked_indices (B, M_d)  their ascending positions (the loss's targets),
+    hidden_indices (B, M), visible_indices (B, N - M)  ascending positions
+        of all tokens hidden from / shown to the encoder,
     encoded (B, N - M, D)  encoder output for the visible tokens.
   """
 
@@ -147,6 +172,7 @@ class MaskedVideoAutoencoder(nn.Module):
   mask_type: str = "tube"
   mask_ratio: float = 0.9
   future_frames: int = 1
+  decoder_keep_ratio: float = 1.0  # < 1: dual masking (VideoMAE V2), train only
   drop_path_rate: float = 0.0
   qkv_bias: bool = True
   activation: str = "gelu"
@@ -184,13 +210,17 @@ class MaskedVideoAutoencoder(nn.Module):
   @nn.compact
   def __call__(self, video, mask, *, train: bool = False):
     num_masked = self.num_masked(video.shape, mask)
-    visible_idx, masked_idx = masking.split_indices(jnp.asarray(mask), num_masked)
+    visible_idx, hidden_idx = masking.split_indices(jnp.asarray(mask), num_masked)
 
     tokens = emb.TubeletEmbedding(self.hidden_size, self.patch_size, self.tubelet_size,
                                   1, self.dtype, self.param_dtype,
                                   name="embedding")(jnp.asarray(video, self.dtype))
     b, nt, nh, nw, d = tokens.shape
     n = nt * nh * nw
+    masked_idx = hidden_idx
+    if train and self.decoder_keep_ratio < 1.0:
+      masked_idx = masking.decoder_indices(hidden_idx, (nt, nh, nw), self.decoder_keep_ratio)
+    num_decoded = masked_idx.shape[1]
     x = tokens.reshape(b, n, d)
     x = emb.PositionEmbedding(n, self.pos_embedding, (), self.dtype, self.param_dtype,
                               name="pos_embedding")(x)
@@ -207,7 +237,7 @@ class MaskedVideoAutoencoder(nn.Module):
                                                    (None, None, DECODER_EMBED)),
         (1, 1, self.decoder_hidden_size), self.param_dtype)
     hidden_tokens = jnp.broadcast_to(jnp.asarray(mask_token, y.dtype),
-                                     (b, num_masked, self.decoder_hidden_size))
+                                     (b, num_decoded, self.decoder_hidden_size))
     # Decoder positional embeddings, added after the gather so each token
     # keeps the embedding of its own position.
     positions = emb.PositionEmbedding(n, self.pos_embedding, (), self.dtype,
@@ -219,7 +249,7 @@ class MaskedVideoAutoencoder(nn.Module):
                          hidden_tokens + masking.gather_tokens(positions, masked_idx)], axis=1)
     y = self._encoder("decoder", self.decoder_layers, self.decoder_heads,
                       self.decoder_mlp_dim, True, 0.0, self.decoder_norm_eps)(y, train=train)
-    y = y[:, y.shape[1] - num_masked:]
+    y = y[:, y.shape[1] - num_decoded:]
     count_ok = jnp.all(jnp.sum(jnp.asarray(mask, jnp.int32), axis=1) == num_masked)
     ph, pw = emb.as_pair(self.patch_size)
     pixels_per_token = self.tubelet_size * ph * pw * self.num_channels
@@ -232,6 +262,7 @@ class MaskedVideoAutoencoder(nn.Module):
     return {
         "predictions": jnp.where(count_ok, jnp.asarray(predictions, jnp.float32), jnp.nan),
         "masked_indices": masked_idx,
+        "hidden_indices": hidden_idx,
         "visible_indices": visible_idx,
         "encoded": encoded,
     }

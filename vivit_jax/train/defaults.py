@@ -39,6 +39,7 @@ Sections and keys (units in brackets):
                                "skip" (keep going); either way the step
                                leaves params/opt_state/EMA unchanged.
   train.norm_pix_loss          pretrain: targets normalised per tubelet.
+  train.reconstruction_loss    pretrain: "l2" (squared) or "l1" (absolute error).
   data.mean, data.std          the input normalisation on the [0, 1] scale
                                (pretraining targets undo it); experiment
                                configs replace `data` with the full data config.
@@ -97,6 +98,7 @@ def default_train_config() -> ml_collections.ConfigDict:
   c.train.mix_prob = 1.0
   c.train.nan_policy = "stop"
   c.train.norm_pix_loss = True
+  c.train.reconstruction_loss = "l2"
 
   c.data = ml_collections.ConfigDict()
   c.data.mean = IMAGENET_MEAN

@@ -3,8 +3,8 @@
 With `data.dtype="uint8"` the host pipeline stops after the resize and ships
 `(B, T, H, W, 3)` uint8 clips (a quarter of the float32 bytes over PCIe and
 in the batch copies); the step normalises them on the accelerator:
-`(x / 255 - mean) / std` with `train.pixel_mean` / `train.pixel_std` (which
-`experiment.finalize` ties to `data.mean` / `data.std`), in float32. Float
+`(x / 255 - mean) / std` with `data.mean` / `data.std` (None: raw pixels on
+[0, 1]), in float32. Float
 batches pass through unchanged, so a step serves both kinds of pipeline.
 
 With `data.color_jitter_on_device` the train step also applies the colour
@@ -72,8 +72,7 @@ def prepare_batch(batch: Dict[str, jax.Array], config,
     jittered = color_jitter(key, video.astype(jnp.float32) / 255.0, float(data["color_jitter"]),
                             float(data["color_jitter_prob"]))
     video = jittered * 255.0  # back on the 0..255 scale normalize_uint8 takes
-  mean, std = config.train.get("pixel_mean", IMAGENET_MEAN), config.train.get(
-      "pixel_std", IMAGENET_STD)
+  mean, std = data.get("mean", IMAGENET_MEAN), data.get("std", IMAGENET_STD)
   if mean is None or std is None:  # raw pixels, on [0, 1]
     mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
   return dict(batch, video=normalize_uint8(video, mean, std))

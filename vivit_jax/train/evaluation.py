@@ -17,7 +17,9 @@ Classification metrics (keys of the returned dict):
                    classes present (robust to class imbalance).
   eval/num_videos, eval/num_clips
 Pretraining metrics: eval/loss (reconstruction MSE over hidden tubelets of the
-real clips), eval/num_clips.
+real clips), eval/num_clips, and eval/<name> for the pixel-space metrics of
+`vivit_jax.models.forecast_metrics` (pixel_mse, mean_baseline_pixel_mse;
+psnr, ssim and their copy_last_ / patch_mean_ baselines for future masking).
 
 `shuffle_frames=True` permutes the frames of every clip in time (one fixed
 permutation per batch, drawn from `seed` and the batch index): the control
@@ -229,21 +231,25 @@ def pretrain_pass(eval_step: Callable, state, model, batches: Iterable[Dict[str,
     `(metrics, images)`: images is `(original, masked, reconstructed)`, each
     `(num_images, T, H, W, C)` float32 in [0, 1] pixel units, or None.
   """
-  loss_sum = clips = 0.0
+  sums: Dict[str, float] = {}
+  clips = 0.0
   images = None
   for index, local in enumerate(batches):
     if max_batches and index >= max_batches:
       break
     metrics = eval_step(state, step_batch(local, mesh))
     n = float(np.asarray(metrics["num_examples"]))
-    loss_sum += float(np.asarray(metrics["loss"])) * n
+    for name, value in metrics.items():
+      if name not in ("num_examples", "reconstruction", "mask"):
+        sums[name] = sums.get(name, 0.0) + float(np.asarray(value)) * n
     clips += n
     if index == 0 and num_images and "reconstruction" in metrics:
       images = _reconstruction_images(model, local, metrics, mesh, pixel_mean, pixel_std,
                                       num_images)
   if clips == 0:
     raise ValueError("the eval split yielded no valid clips")
-  return {"eval/loss": loss_sum / clips, "eval/num_clips": clips}, images
+  averages = {f"eval/{name}": total / clips for name, total in sums.items()}
+  return dict(averages, **{"eval/num_clips": clips}), images
 
 
 def _reconstruction_images(model, local, metrics, mesh, pixel_mean, pixel_std, num_images):

@@ -12,7 +12,7 @@ Modes (`config.mode`, checked here and nowhere else): "train" (alias
 insists on a pretraining model (what the pretraining configs say).
 
 Config keys read: `train.{label_smoothing, mixup_alpha, cutmix_alpha,
-mix_prob, norm_pix_loss}`, `data.{mean, std}` (the input normalisation the
+mix_prob, norm_pix_loss, reconstruction_loss}`, `data.{mean, std}` (the input normalisation the
 reconstruction targets undo); the mask comes from the model's `mask_type`,
 `mask_ratio`, `future_frames`.
 
@@ -29,7 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vivit_jax.models import axes, embedding, masking, registry, videomae
+from vivit_jax.models import axes, embedding, forecast_metrics, masking, registry, videomae
 from vivit_jax.train import mixing, multihead
 
 MODES = ("train", "finetune", "pretrain", "eval")
@@ -149,7 +149,8 @@ def _pretrain_loss(config, model) -> LossFn:
                       rngs={"dropout": jax.random.fold_in(rng, DROPOUT)})
     targets = videomae.reconstruction_targets(video, model.patch_size, model.tubelet_size,
                                               norm_pix, mean, std)
-    loss = videomae.reconstruction_loss(out["predictions"], targets, out["masked_indices"])
+    loss = videomae.reconstruction_loss(out["predictions"], targets, out["masked_indices"],
+                                        str(config.train.reconstruction_loss))
     return loss, {}
 
   return loss_fn
@@ -166,9 +167,12 @@ def _pretrain_eval(config, model, return_reconstruction: bool) -> Callable:
     out = model.apply({"params": params}, video, mask, train=False)
     targets = videomae.reconstruction_targets(video, model.patch_size, model.tubelet_size,
                                               norm_pix, mean, std)
-    hidden = masking.gather_tokens(targets, out["masked_indices"])
-    per_example = jnp.mean(jnp.square(out["predictions"] - hidden), axis=(1, 2))
+    per_example = videomae.reconstruction_errors(out["predictions"], targets,
+                                                 out["masked_indices"],
+                                                 str(config.train.reconstruction_loss))
     metrics = {"loss": _weighted_mean(per_example, w), "num_examples": jnp.sum(w)}
+    extra = forecast_metrics.eval_metrics(model, video, out, norm_pix, mean, std)
+    metrics.update({k: _weighted_mean(v, w) for k, v in extra.items()})
     if return_reconstruction:
       metrics["reconstruction"] = videomae.reconstruct_video(
           video, out["predictions"], out["masked_indices"], model.patch_size,
@@ -200,7 +204,9 @@ def make_eval_fn(config, model, return_reconstruction: bool = False) -> Callable
   Classification: `loss` (cross-entropy, no smoothing), `accuracy`,
   `num_examples` (sum of weights) and per-example `logits (B, C)` float32.
   Pretrain: `loss` (reconstruction MSE over the real examples),
-  `num_examples`, and with `return_reconstruction` the `reconstruction
+  `num_examples`, the means of `forecast_metrics.eval_metric_names(model)`
+  (plain-pixel MSE and its copy-the-mean baseline; forecast PSNR / SSIM and
+  baselines for `future` masking), and with `return_reconstruction` the `reconstruction
   (B, T, H, W, C)` (unnormalised pixels) and the token `mask (B, N)` (True =
   hidden) it was drawn with from `rng`.
   """

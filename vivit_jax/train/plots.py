@@ -19,22 +19,27 @@ def _to_uint8(frames: np.ndarray) -> np.ndarray:
 
 
 def reconstruction_grid(original: np.ndarray, masked: np.ndarray,
-                        reconstructed: np.ndarray, gap: int = 2) -> np.ndarray:
+                        reconstructed: np.ndarray, gap: int = 2,
+                        min_frame_size: int = 96) -> np.ndarray:
   """One image: rows original / masked / reconstructed, columns the frames.
 
   Args:
     original, masked, reconstructed: `(T, H, W, C)` float in [0, 1] (values
       outside are clipped), C = 3 (or 1, repeated to RGB).
     gap: white pixels between frames and rows.
+    min_frame_size: frames smaller than this are upscaled (nearest) by the
+      integer factor `s = min_frame_size // max(H, W)` (at least 1).
 
   Returns:
-    `(3 * H + 2 * gap, T * W + (T - 1) * gap, 3)` uint8.
+    `(3 * s * H + 2 * gap, T * s * W + (T - 1) * gap, 3)` uint8.
   """
   rows = []
   for clip in (original, masked, reconstructed):
     clip = _to_uint8(clip)
     if clip.shape[-1] == 1:
       clip = np.repeat(clip, 3, axis=-1)
+    scale = max(1, min_frame_size // max(clip.shape[1:3]))  # nearest upscale of small frames
+    clip = np.repeat(np.repeat(clip, scale, axis=1), scale, axis=2)
     t, h, w, _ = clip.shape
     row = np.full((h, t * w + (t - 1) * gap, 3), 255, np.uint8)
     for i in range(t):
