@@ -102,6 +102,24 @@ def assert_eval_metrics(metrics, want):
   assert "eval/top5" not in metrics and "eval/mean_class_accuracy" not in metrics
 
 
+def test_classifier_pass_scores_each_head_and_refuses_one_combined_confusion():
+  from vivit_jax.train import evaluation, multihead  # pylint: disable=import-outside-toplevel
+  # Video 0: verb 1, noun 2 (both right); video 1: verb 0 right, noun 0 wrong.
+  scores = np.array([[0.2, 0.8, 0.1, 0.2, 0.7], [0.9, 0.1, 0.3, 0.6, 0.1]])
+  labels = multihead.encode_labels([np.array([1, 0]), np.array([2, 0])], SPLITS)
+  result = evaluation.ClassifierPass(scores, labels, loss_sum=3.0, num_clips=4.0,
+                                     clip_correct=1.0, class_splits=SPLITS,
+                                     clip_head_correct=np.array([3.0, 2.0]))
+  metrics = result.metrics()
+  assert metrics["eval/top1"] == 0.5 and metrics["eval/clip_top1"] == 0.25
+  assert metrics["eval/head_0_top1"] == 1.0 and metrics["eval/head_1_top1"] == 0.5
+  assert metrics["eval/head_0_clip_top1"] == 0.75 and metrics["eval/head_1_clip_top1"] == 0.5
+  assert metrics["eval/head_1_mean_class_accuracy"] == 0.5  # nouns 0 and 2 present
+  np.testing.assert_array_equal(result.confusion(1), [[0, 1, 0], [0, 0, 0], [0, 0, 1]])
+  with pytest.raises(ValueError, match="one confusion matrix per head: pass head="):
+    result.confusion()
+
+
 @pytest.mark.slow
 def test_training_loop_and_mode_eval_report_every_heads_accuracy(run):
   workdir, overrides = run

@@ -224,8 +224,9 @@ class Evaluator:
       result = evaluation.classifier_pass(
           eval_step, state, stream, self.mesh, shuffle_frames=shuffle, seed=int(config.seed),
           max_batches=int(config.eval.num_batches), class_splits=self.class_splits)
-      return EvalResult(result.metrics(),
-                        confusion_pictures(result, inputs.class_names(config)), result)
+      # data.class_names name the combined labels; a head's classes have none.
+      names = None if self.class_splits else inputs.class_names(config)
+      return EvalResult(result.metrics(), confusion_pictures(result, names), result)
     finally:
       if stream is not batches:
         stream.close()
