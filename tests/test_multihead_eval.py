@@ -167,7 +167,8 @@ def test_evaluate_writes_per_head_report_and_confusion_pngs(run, tmp_path):
 def test_predict_and_stream_rank_each_head_on_a_real_mp4(run, tmp_path, capsys):
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from vivit_jax import checkpoints  # pylint: disable=import-outside-toplevel
-  from vivit_jax.serving import inference, predict, stream, video_io  # pylint: disable=import-outside-toplevel
+  from vivit_jax.serving import inference, predict, stream  # pylint: disable=import-outside-toplevel
+  from vivit_jax.serving import video_io  # pylint: disable=import-outside-toplevel
   workdir, _ = run
   model_dir = os.path.join(workdir, "model")
   mp4 = data_fixtures.write_mp4(str(tmp_path / "clip.mp4"),

@@ -32,7 +32,8 @@ accuracy (every head right) and, instead of the one-head per_class /
 confusion_matrix / top5, a `heads` list [{name, num_classes, top1, top5,
 mean_class_accuracy, clip_top1, per_class, confusion_matrix}], with one
 `confusion_matrix_<head>.png` per head; class names are the checkpoint's
-`labels` (sum of class_splits, the heads' names side by side) or `class_<i>`. Exit status 0, or 1 with a one-line error for an
+`labels` (sum of class_splits, the heads' names side by side) or `class_<i>`.
+Exit status 0, or 1 with a one-line error for an
 unusable checkpoint (missing, parameter mismatch) or config.
 """
 
@@ -89,7 +90,8 @@ def run_evaluation(config, checkpoint: str, output: Optional[str] = None,
   See the module docstring for the checkpoint kinds and the outputs.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from vivit_jax.train import confusion, experiment, inputs, multihead  # pylint: disable=g-import-not-at-top
+  from vivit_jax.train import confusion, experiment, inputs  # pylint: disable=g-import-not-at-top
+  from vivit_jax.train import multihead  # pylint: disable=g-import-not-at-top
   from vivit_jax.train import metric_writer as train_logging  # pylint: disable=g-import-not-at-top
   from vivit_jax.train.evaluator import Evaluator  # pylint: disable=g-import-not-at-top
 
