@@ -26,7 +26,14 @@ folder -> `WORKDIR/eval`), from process 0:
                         [{index, name, num_videos, accuracy}], confusion_matrix
                         (counts, row = true class), checkpoint, step, config.
   confusion_matrix.png  row-normalised, class names on the axes.
-and prints a summary table. Exit status 0, or 1 with a one-line error for an
+and prints a summary table. A model with `model.class_splits` (several heads,
+e.g. Epic-Kitchens verb + noun) reports `top1` / `clip_top1` as action
+accuracy (every head right) and, instead of the one-head per_class /
+confusion_matrix / top5, a `heads` list [{name, num_classes, top1, top5,
+mean_class_accuracy, clip_top1, per_class, confusion_matrix}], with one
+`confusion_matrix_<head>.png` per head; class names are the checkpoint's
+`labels` (sum of class_splits, the heads' names side by side) or `class_<i>`.
+Exit status 0, or 1 with a one-line error for an
 unusable checkpoint (missing, parameter mismatch) or config.
 """
 
@@ -84,6 +91,7 @@ def run_evaluation(config, checkpoint: str, output: Optional[str] = None,
   """
   import jax  # pylint: disable=g-import-not-at-top
   from vivit_jax.train import confusion, experiment, inputs  # pylint: disable=g-import-not-at-top
+  from vivit_jax.train import multihead  # pylint: disable=g-import-not-at-top
   from vivit_jax.train import metric_writer as train_logging  # pylint: disable=g-import-not-at-top
   from vivit_jax.train.evaluator import Evaluator  # pylint: disable=g-import-not-at-top
 
@@ -97,66 +105,123 @@ def run_evaluation(config, checkpoint: str, output: Optional[str] = None,
   output = os.path.abspath(output or default_output(kind, path))
   use_ema = use_ema and kind != "model"
   num_classes = int(config.data.num_classes)
-  names = list(restored.labels or inputs.class_names(config)
-               or [f"class_{i}" for i in range(num_classes)])
-  if len(names) != num_classes:
-    raise ValueError(f"{len(names)} class names for data.num_classes={num_classes}")
+  splits = evaluator.class_splits
+  outputs = sum(splits) if splits else num_classes
+  if splits:
+    if restored.labels is not None and len(restored.labels) != outputs:
+      raise ValueError(f"{len(restored.labels)} class names for the {outputs} scores of "
+                       f"model.class_splits={splits} (their sum)")
+    head_names = [names or [f"class_{i}" for i in range(c)] for names, c in zip(
+        multihead.head_class_names(restored.labels, splits), splits)]
+  else:
+    names = list(restored.labels or inputs.class_names(config)
+                 or [f"class_{i}" for i in range(num_classes)])
+    if len(names) != num_classes:
+      raise ValueError(f"{len(names)} class names for data.num_classes={num_classes}")
   views = int(config.data.eval_temporal_views) * int(config.data.eval_spatial_views)
+  heads = f" ({' + '.join(map(str, splits))} in {len(splits)} heads)" if splits else ""
   train_logging.console(
-      f"evaluating {path} (step {step}) on {num_classes} classes: batches of "
+      f"evaluating {path} (step {step}) on {num_classes} classes{heads}: batches of "
       f"{config.eval.batch_size} clips, {views} view(s) per video, "
       f"{jax.device_count()} device(s) on {jax.process_count()} process(es)")
   result = evaluator.run(restored.state, use_ema=use_ema, progress=progress).classifier
-  if result.num_classes != num_classes:
-    raise ValueError(f"the model outputs {result.num_classes} classes, "
-                     f"data.num_classes={num_classes}")
+  if result.num_classes != outputs:
+    raise ValueError(f"the model outputs {result.num_classes} classes, " + (
+        f"sum(model.class_splits={splits})={outputs}" if splits
+        else f"data.num_classes={num_classes}"))
   metrics = result.metrics()
-  matrix = result.confusion()
   report = {
       "config": config_name, "checkpoint": path, "checkpoint_kind": kind, "step": step,
       "params": "ema" if use_ema else "params",
-      "top1": metrics["eval/top1"], "top5": metrics["eval/top5"],
-      "mean_class_accuracy": metrics["eval/mean_class_accuracy"],
+      "top1": metrics["eval/top1"]}
+  if not splits:
+    matrix = result.confusion()
+    report.update({"top5": metrics["eval/top5"],
+                   "mean_class_accuracy": metrics["eval/mean_class_accuracy"]})
+  report.update({
       "clip_top1": metrics["eval/clip_top1"], "loss": metrics["eval/loss"],
       "num_videos": int(metrics["eval/num_videos"]), "num_views": int(result.num_clips),
       "views_per_video": views, "temporal_views": int(config.data.eval_temporal_views),
       "spatial_views": int(config.data.eval_spatial_views),
-      "shuffle_frames": bool(config.eval.shuffle_frames),
-      "per_class": per_class_rows(matrix, names),
-      "confusion_matrix": matrix.tolist(),
-  }
+      "shuffle_frames": bool(config.eval.shuffle_frames)})
+  if splits:
+    report["class_splits"] = list(splits)
+    report["heads"] = [head_report(metrics, name, result.confusion(h), head_names[h])
+                       for h, name in enumerate(result.head_names)]
+  else:
+    report.update({"per_class": per_class_rows(matrix, names),
+                   "confusion_matrix": matrix.tolist()})
   if train_logging.is_writer():
     os.makedirs(output, exist_ok=True)
     with open(os.path.join(output, REPORT_FILE), "w") as f:
       json.dump(report, f, indent=1)
-    confusion.save_confusion_png(os.path.join(output, CONFUSION_FILE), matrix, names,
-                                 f"{os.path.basename(path)}: top-1 {report['top1']:.3f}")
+    title = os.path.basename(path)
+    if splits:
+      written = []
+      for h, head in enumerate(report["heads"]):
+        written.append(head_confusion_file(head["name"]))
+        confusion.save_confusion_png(
+            os.path.join(output, written[-1]), result.confusion(h), head_names[h],
+            f"{title}: {head['name']} top-1 {head['top1']:.3f}")
+    else:
+      written = [CONFUSION_FILE]
+      confusion.save_confusion_png(os.path.join(output, CONFUSION_FILE), matrix, names,
+                                   f"{title}: top-1 {report['top1']:.3f}")
     print(summary_table(report), flush=True)
-    print(f"wrote {os.path.join(output, REPORT_FILE)} and {CONFUSION_FILE}", flush=True)
+    print(f"wrote {os.path.join(output, REPORT_FILE)} and {', '.join(written)}", flush=True)
   return report
 
 
+def head_confusion_file(head: str) -> str:
+  """`confusion_matrix_<head>.png`."""
+  return f"{os.path.splitext(CONFUSION_FILE)[0]}_{head}.png"
+
+
+def head_report(metrics: Dict[str, float], name: str, matrix,
+                names: Sequence[str]) -> Dict[str, Any]:
+  """One head's entry of a multi-head report (module docstring)."""
+  return {"name": name, "num_classes": len(names), "top1": metrics[f"eval/{name}_top1"],
+          "top5": metrics[f"eval/{name}_top5"],
+          "mean_class_accuracy": metrics[f"eval/{name}_mean_class_accuracy"],
+          "clip_top1": metrics[f"eval/{name}_clip_top1"],
+          "per_class": per_class_rows(matrix, names), "confusion_matrix": matrix.tolist()}
+
+
+def _per_class_lines(rows: List[Dict[str, Any]], indent: str = "") -> List[str]:
+  total = len(rows)
+  if total > MAX_PRINTED_CLASSES:
+    rows = sorted((r for r in rows if r["accuracy"] is not None),
+                  key=lambda r: r["accuracy"])[:MAX_PRINTED_CLASSES // 3]
+    lines = [f"{indent}lowest per-class accuracy ({len(rows)} of {total}):"]
+  else:
+    lines = [f"{indent}per-class accuracy:"]
+  width = max([len(r["name"]) for r in rows] + [5])
+  lines.append(f"{indent}  {'class':<{width}}  {'videos':>6}  {'top-1':>6}")
+  for r in rows:
+    accuracy = "-" if r["accuracy"] is None else f"{r['accuracy']:.4f}"
+    lines.append(f"{indent}  {r['name']:<{width}}  {r['num_videos']:>6}  {accuracy:>6}")
+  return lines
+
+
 def summary_table(report: Dict[str, Any]) -> str:
-  """The report as aligned text: the headline metrics, then per-class accuracy."""
+  """The report as aligned text: the headline metrics, then per-class accuracy
+  (per head, after the action accuracy, for a multi-head model)."""
   lines = [f"{'checkpoint':<22}{report['checkpoint']} (step {report['step']})"]
-  for key, name in (("top1", "top-1"), ("top5", "top-5"),
-                    ("mean_class_accuracy", "mean class accuracy"), ("clip_top1", "clip top-1"),
-                    ("loss", "loss")):
+  multi = "heads" in report
+  keys = ((("top1", "action top-1"), ("clip_top1", "action clip top-1")) if multi else
+          (("top1", "top-1"), ("top5", "top-5"), ("mean_class_accuracy", "mean class accuracy"),
+           ("clip_top1", "clip top-1")))
+  for key, name in keys + (("loss", "loss"),):
     lines.append(f"{name:<22}{report[key]:.4f}")
   lines.append(f"{'videos / views':<22}{report['num_videos']} / {report['num_views']} "
                f"({report['temporal_views']} temporal x {report['spatial_views']} spatial)")
-  rows = report["per_class"]
-  if len(rows) > MAX_PRINTED_CLASSES:
-    rows = sorted((r for r in rows if r["accuracy"] is not None),
-                  key=lambda r: r["accuracy"])[:MAX_PRINTED_CLASSES // 3]
-    lines.append(f"lowest per-class accuracy ({len(rows)} of {len(report['per_class'])}):")
-  else:
-    lines.append("per-class accuracy:")
-  width = max([len(r["name"]) for r in rows] + [5])
-  lines.append(f"  {'class':<{width}}  {'videos':>6}  {'top-1':>6}")
-  for r in rows:
-    accuracy = "-" if r["accuracy"] is None else f"{r['accuracy']:.4f}"
-    lines.append(f"  {r['name']:<{width}}  {r['num_videos']:>6}  {accuracy:>6}")
+  if not multi:
+    return "\n".join(lines + _per_class_lines(report["per_class"]))
+  for head in report["heads"]:
+    lines.append(f"{head['name']} ({head['num_classes']} classes): top-1 {head['top1']:.4f}, "
+                 f"top-5 {head['top5']:.4f}, mean class accuracy "
+                 f"{head['mean_class_accuracy']:.4f}, clip top-1 {head['clip_top1']:.4f}")
+    lines += _per_class_lines(head["per_class"], "  ")
   return "\n".join(lines)
 
 

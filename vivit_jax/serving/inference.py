@@ -166,23 +166,47 @@ def preprocess(frames: np.ndarray, spec: InputSpec) -> np.ndarray:
   return np.asarray(_preprocess(frames, spec))
 
 
+def head_names(class_splits: Sequence[int]) -> List[str]:
+  """`["head_0", "head_1", ...]`, as evaluation reports name the heads."""
+  return [f"head_{h}" for h in range(len(class_splits))]
+
+
 class Classifier:
   """A jitted classifier with its input spec and class names.
+
+  A model with `class_splits` (several heads, e.g. verb + noun) gets each
+  head's softmax side by side (every head's block sums to 1) and is ranked
+  per head (`head_top_k`); its labels are the heads' class names side by side.
 
   Attributes:
     model, params: the Flax module and its parameters (on device).
     spec: the `InputSpec`.
     labels: `num_classes` class names.
+    class_splits: the heads' class counts; () = one head.
   """
 
   def __init__(self, model, params, spec: InputSpec, labels: Sequence[str]):
     self.model, self.spec, self.labels = model, spec, list(labels)
     self.params = jax.device_put(params)
+    self.class_splits = tuple(int(c) for c in getattr(model, "class_splits", ()) or ())
+    splits = self.class_splits
 
     def probs(p, clips):
-      logits = model.apply({"params": p}, clips)
-      return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+      logits = model.apply({"params": p}, clips).astype(jnp.float32)
+      if not splits:
+        return jax.nn.softmax(logits, axis=-1)
+      bounds = np.cumsum(splits)[:-1].tolist()
+      return jnp.concatenate([jax.nn.softmax(part, axis=-1)
+                              for part in jnp.split(logits, bounds, axis=-1)], axis=-1)
     self._probs = jax.jit(probs)
+
+  @property
+  def heads(self) -> List[Tuple[str, int, int]]:
+    """`[(name, start, size)]`: each head's slice of the scores (one head: all)."""
+    if not self.class_splits:
+      return [("", 0, self.num_classes)]
+    starts = np.cumsum((0,) + self.class_splits[:-1]).tolist()
+    return list(zip(head_names(self.class_splits), starts, self.class_splits))
 
   @property
   def num_classes(self) -> int:
@@ -208,6 +232,21 @@ class Classifier:
     return [{"label": self.labels[i], "index": int(i), "probability": float(probs[i])}
             for i in order]
 
+  def head_top_k(self, probs: np.ndarray, k: int) -> List[Dict[str, Any]]:
+    """`[{"head", "top_k": [{"label", "index", "probability"}]}]`: `top_k`
+    within each head's slice of one `(num_classes,)` vector (`index` counts
+    within the head). One head: one entry with `head` "".
+    """
+    probs = np.asarray(probs)
+    out = []
+    for name, start, size in self.heads:
+      part = probs[start:start + size]
+      order = np.argsort(-part, kind="stable")[:max(k, 1)]
+      out.append({"head": name, "top_k": [
+          {"label": self.labels[start + i], "index": int(i), "probability": float(part[i])}
+          for i in order]})
+    return out
+
 
 def load_classifier(checkpoint_dir: str, labels_file: Optional[str] = None,
                     dtype: Optional[str] = None, attention_impl: Optional[str] = None,
@@ -216,8 +255,8 @@ def load_classifier(checkpoint_dir: str, labels_file: Optional[str] = None,
 
   Args:
     checkpoint_dir: holds `config.json` and `params/`.
-    labels_file: class names, one per line; else the checkpoint's `labels`,
-      else `class_<i>`.
+    labels_file: class names, one per line (several heads: every head's, in
+      head order); else the checkpoint's `labels`, else `class_<i>` (per head).
     dtype, attention_impl: override the model config's computation dtype
       ("float32" | "bfloat16" | "float16") and attention kernel ("xla" |
       "cudnn"; cudnn needs a GPU and a 16-bit dtype).
@@ -246,6 +285,8 @@ def load_classifier(checkpoint_dir: str, labels_file: Optional[str] = None,
     labels = [str(name) for name in config["labels"]]
     if len(labels) != num_classes:
       raise ValueError(f"{where}: {len(labels)} labels for {num_classes} classes")
+  elif model_config.get("class_splits"):
+    labels = [f"class_{i}" for c in model_config["class_splits"] for i in range(int(c))]
   else:
     labels = [f"class_{i}" for i in range(num_classes)]
   return Classifier(model, params, spec, labels)

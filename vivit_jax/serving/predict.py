@@ -8,7 +8,10 @@ Each file is sampled with `--views` temporal windows spread evenly over it
 probabilities are averaged. Class names come from `--labels` (one per line),
 else the checkpoint's `labels`, else `class_<i>`. Input geometry and
 normalisation come from the checkpoint (`vivit_jax.serving.inference`) and can be
-overridden (`--num-frames`, `--stride`, `--image-size`, ...).
+overridden (`--num-frames`, `--stride`, `--image-size`, ...). A model with
+`class_splits` (several heads, e.g. verb + noun) is ranked per head: each
+result has `heads` [{"head", "top_k"}] instead of `top_k`, printed as one
+`head_<h>:` block per head.
 
 A file that cannot be decoded gets one line `error: FILE: why` on stderr
 (and an `"error"` entry with `--json`); the other files are still
@@ -48,7 +51,8 @@ def predict_video(classifier: inference.Classifier, path: str, num_views: int = 
 def predict_files(classifier: inference.Classifier, paths: Sequence[str], top_k: int = 5,
                   num_views: int = 1, on_error=None) -> List[Dict[str, Any]]:
   """One result per path, in order: `{"file", "top_k": [{"label", "index",
-  "probability"}]}` or `{"file", "error"}`. `on_error(message)` is called
+  "probability"}]}` (several heads: `{"file", "heads": [{"head", "top_k"}]}`)
+  or `{"file", "error"}`. `on_error(message)` is called
   with each one-line error as it happens."""
   results = []
   for path in paths:
@@ -60,7 +64,10 @@ def predict_files(classifier: inference.Classifier, paths: Sequence[str], top_k:
         on_error(message)
       results.append({"file": path, "error": message})
       continue
-    results.append({"file": path, "top_k": classifier.top_k(probs, top_k)})
+    if classifier.class_splits:
+      results.append({"file": path, "heads": classifier.head_top_k(probs, top_k)})
+    else:
+      results.append({"file": path, "top_k": classifier.top_k(probs, top_k)})
   return results
 
 
@@ -69,6 +76,12 @@ def format_result(result: Dict[str, Any]) -> str:
   if "error" in result:
     return f"{result['file']}: error: {result['error']}"
   lines = [result["file"]]
+  if "heads" in result:
+    for head in result["heads"]:
+      lines.append(f"  {head['head']}:")
+      for rank, entry in enumerate(head["top_k"], 1):
+        lines.append(f"    {rank}. {entry['label']:<32s} {entry['probability']:.4f}")
+    return "\n".join(lines)
   for rank, entry in enumerate(result["top_k"], 1):
     lines.append(f"  {rank}. {entry['label']:<32s} {entry['probability']:.4f}")
   return "\n".join(lines)

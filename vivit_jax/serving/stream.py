@@ -15,7 +15,9 @@ The model keeps a sliding window of the last `(T - 1) * stride + 1` frames
 it took (T = the checkpoint's num_frames) and classifies every `stride`-th
 of them, the newest last: first when the window fills, then every `--hop`
 frames taken, so N frames give `(N - window) // hop + 1` predictions. Dropped
-frames never enter the window. Each prediction prints the top-1 class.
+frames never enter the window. Each prediction prints the top-1 class (a
+model with `class_splits`: every head's, `head_0: ...  head_1: ...`; its
+`--json-log` lines carry `heads` [{"head", "label", "index", "probability"}]).
 
 Latency is per prediction: preparing the window's frames not yet
 preprocessed plus the jitted model call (compiled before the stream
@@ -245,6 +247,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     live.open()
 
     def on_prediction(record):
+      if classifier.class_splits:
+        return on_heads_prediction(record)
       top = classifier.top_k(record["probs"], 1)[0]
       if not args.quiet:
         print(f"frame {record['frame']:6d}  t={record['seconds']:7.2f}s  {top['label']:<24s} "
@@ -253,6 +257,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         entry = {k: v for k, v in record.items() if k != "probs"}
         log.write(json.dumps({**entry, "label": top["label"], "index": top["index"],
                               "probability": top["probability"]}) + "\n")
+
+    def on_heads_prediction(record):
+      tops = [dict(h["top_k"][0], head=h["head"])
+              for h in classifier.head_top_k(record["probs"], 1)]
+      if not args.quiet:
+        shown = "  ".join(f"{t['head']}: {t['label']} {t['probability']:.3f}" for t in tops)
+        print(f"frame {record['frame']:6d}  t={record['seconds']:7.2f}s  {shown}  "
+              f"({record['latency_ms']:.1f} ms)", flush=True)
+      if log is not None:
+        entry = {k: v for k, v in record.items() if k != "probs"}
+        log.write(json.dumps({**entry, "heads": tops}) + "\n")
 
     summary = run_stream(
         live.frames(), classifier.classify, classifier.preprocess, spec.num_frames, stride,

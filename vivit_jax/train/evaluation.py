@@ -16,6 +16,11 @@ Classification metrics (keys of the returned dict):
                    video-level top-1 per true class, averaged over the
                    classes present (robust to class imbalance).
   eval/num_videos, eval/num_clips
+A model with `class_splits` (several heads, `multihead.py`; labels combine
+the heads') averages each head's softmax over the views on its own, so
+eval/top1 and eval/clip_top1 are action accuracy (every head right) and
+each head h adds eval/head_<h>_top1, _top5, _mean_class_accuracy and
+_clip_top1; it has no eval/top5 or eval/mean_class_accuracy of its own.
 Pretraining metrics: eval/loss (reconstruction MSE over hidden tubelets of the
 real clips), eval/num_clips, and eval/<name> for the pixel-space metrics of
 `vivit_jax.models.forecast_metrics` (pixel_mse, mean_baseline_pixel_mse;
@@ -27,7 +32,7 @@ that shows whether a model uses motion.
 """
 
 import dataclasses
-from typing import Callable, Dict, Iterable, Optional, Tuple
+from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +40,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from vivit_jax.models import videomae
-from vivit_jax.train import partitioning
+from vivit_jax.train import multihead, partitioning
 from vivit_jax.train.distributed import make_global_batch
 
 STEP_KEYS = ("video", "label", "mask")  # what the jitted eval step receives
@@ -130,48 +135,95 @@ class ClassifierPass:
 
   Attributes:
     scores: `(V, C)` float64, each video's softmax probabilities averaged
-      over its views.
-    labels: `(V,)` int64 video labels.
-    loss_sum: summed cross-entropy over the real clips.
+      over its views; with `class_splits`, `(V, sum C_h)`: each head's
+      softmax averaged on its own, the heads side by side.
+    labels: `(V,)` int64 video labels (combined over the heads).
+    loss_sum: summed cross-entropy over the real clips (summed over heads).
     num_clips: real (valid) clips = views seen.
-    clip_correct: real clips whose own argmax was right.
+    clip_correct: real clips whose own argmax was right (every head's).
+    class_splits: the heads' class counts; () = one head.
+    clip_head_correct: `(H,)` real clips each head's own argmax got right.
   """
   scores: np.ndarray
   labels: np.ndarray
   loss_sum: float
   num_clips: float
   clip_correct: float
+  class_splits: Tuple[int, ...] = ()
+  clip_head_correct: Optional[np.ndarray] = None
 
   @property
   def num_classes(self) -> int:
     return self.scores.shape[-1]
 
-  def confusion(self) -> np.ndarray:
-    return confusion_matrix(np.argmax(self.scores, -1), self.labels, self.num_classes)
+  @property
+  def head_names(self) -> Tuple[str, ...]:
+    """`("head_0", ...)` with `class_splits`, else ()."""
+    return multihead.head_names(self.class_splits) if self.class_splits else ()
+
+  def head(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
+    """`(scores (V, C_h), labels (V,))` of head `index`."""
+    scores = multihead.split_scores(self.scores, self.class_splits)[index]
+    return scores, multihead.decode_labels(self.labels, self.class_splits)[index]
+
+  def confusion(self, head: Optional[int] = None) -> np.ndarray:
+    """`(C, C)` counts; with `class_splits`, head `head`'s `(C_h, C_h)`."""
+    if not self.class_splits:
+      return confusion_matrix(np.argmax(self.scores, -1), self.labels, self.num_classes)
+    if head is None:
+      raise ValueError(f"a model with class_splits={self.class_splits} has one confusion "
+                       "matrix per head: pass head=<index>")
+    scores, labels = self.head(head)
+    return confusion_matrix(np.argmax(scores, -1), labels, scores.shape[-1])
 
   def metrics(self) -> Dict[str, float]:
     """The `eval/*` scalars (see module docstring)."""
-    return {
-        "eval/loss": self.loss_sum / max(self.num_clips, 1.0),
-        "eval/clip_top1": self.clip_correct / max(self.num_clips, 1.0),
-        "eval/top1": float(np.mean(top_k_correct(self.scores, self.labels, 1))),
-        "eval/top5": float(np.mean(top_k_correct(self.scores, self.labels, 5))),
-        "eval/mean_class_accuracy": mean_class_accuracy(self.confusion()),
-        "eval/num_videos": float(len(self.labels)),
-        "eval/num_clips": self.num_clips,
-    }
+    clips = max(self.num_clips, 1.0)
+    if not self.class_splits:
+      return {
+          "eval/loss": self.loss_sum / clips,
+          "eval/clip_top1": self.clip_correct / clips,
+          "eval/top1": float(np.mean(top_k_correct(self.scores, self.labels, 1))),
+          "eval/top5": float(np.mean(top_k_correct(self.scores, self.labels, 5))),
+          "eval/mean_class_accuracy": mean_class_accuracy(self.confusion()),
+          "eval/num_videos": float(len(self.labels)),
+          "eval/num_clips": self.num_clips,
+      }
+    out = {"eval/loss": self.loss_sum / clips, "eval/clip_top1": self.clip_correct / clips}
+    out.update(multihead.video_metrics(self.scores, self.labels, self.class_splits))
+    for h, name in enumerate(self.head_names):
+      scores, labels = self.head(h)
+      out[f"eval/{name}_top5"] = float(np.mean(top_k_correct(scores, labels, 5)))
+      out[f"eval/{name}_mean_class_accuracy"] = mean_class_accuracy(self.confusion(h))
+      out[f"eval/{name}_clip_top1"] = float(self.clip_head_correct[h]) / clips
+    out.update({"eval/num_videos": float(len(self.labels)), "eval/num_clips": self.num_clips})
+    return out
+
+
+def _clip_correct(logits: np.ndarray, labels: np.ndarray, valid: np.ndarray,
+                  class_splits: Sequence[int]) -> Tuple[float, np.ndarray]:
+  """`(clips every head got right, (H,) clips each head got right)` among the valid."""
+  heads = multihead.decode_labels(labels, class_splits)
+  correct = np.stack([(np.argmax(s, -1) == y) & valid for s, y in
+                      zip(multihead.split_scores(logits, class_splits), heads)])
+  return float(np.sum(np.all(correct, 0))), correct.sum(axis=1).astype(np.float64)
 
 
 def classifier_pass(eval_step: Callable, state, batches: Iterable[Dict[str, np.ndarray]],
                     mesh, shuffle_frames: bool = False, seed: int = 0,
-                    max_batches: int = 0) -> ClassifierPass:
+                    max_batches: int = 0, class_splits: Sequence[int] = ()
+                    ) -> ClassifierPass:
   """Runs `eval_step` over `batches`, gathers every view, averages per video.
 
   The classification pass of `evaluator.Evaluator` (the training loop's
-  periodic eval, `mode=eval` and `vivit-evaluate`).
+  periodic eval, `mode=eval` and `vivit-evaluate`). With `class_splits` the
+  step's `logits (B, sum C_h)` are per-head log-probabilities
+  (`multihead.make_eval_fn`); each head's softmax is averaged on its own.
   """
+  splits = tuple(int(c) for c in class_splits)
   probs, labels, ids = [], [], []
   loss_sum = clip_correct = clips = 0.0
+  head_correct = np.zeros(len(splits))
   for index, local in enumerate(batches):
     if max_batches and index >= max_batches:
       break
@@ -188,14 +240,23 @@ def classifier_pass(eval_step: Callable, state, batches: Iterable[Dict[str, np.n
     n = float(np.asarray(metrics["num_examples"]))
     loss_sum += float(np.asarray(metrics["loss"])) * n
     clips += n
-    clip_correct += float(np.sum((np.argmax(logits, -1) == batch_labels) & valid))
-    probs.append(softmax(logits[valid]))
+    if splits:
+      action, per_head = _clip_correct(logits, batch_labels, valid, splits)
+      clip_correct += action
+      head_correct += per_head
+      probs.append(multihead.head_softmax(logits[valid], splits))
+    else:
+      clip_correct += float(np.sum((np.argmax(logits, -1) == batch_labels) & valid))
+      probs.append(softmax(logits[valid]))
     labels.append(batch_labels[valid])
     ids.append(batch_ids[valid])
   if not probs or not sum(len(p) for p in probs):
     raise ValueError("the eval split yielded no valid clips")
   _, scores, video_labels = average_views(np.concatenate(probs), np.concatenate(ids),
                                           np.concatenate(labels))
+  if splits:
+    return ClassifierPass(scores, video_labels, loss_sum, clips, clip_correct, splits,
+                          head_correct)
   return ClassifierPass(scores, video_labels, loss_sum, clips, clip_correct)
 
 

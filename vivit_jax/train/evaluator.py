@@ -30,7 +30,7 @@ from vivit_jax import checkpoints
 from vivit_jax.checkpoints import init_from
 from vivit_jax.checkpoints import train as train_checkpoints
 from vivit_jax.models import build_model
-from vivit_jax.train import confusion, evaluation, inputs, objectives, steps
+from vivit_jax.train import confusion, evaluation, inputs, multihead, objectives, steps
 from vivit_jax.train import metric_writer as train_logging
 from vivit_jax.train import plots
 from vivit_jax.train.mesh import create_mesh
@@ -42,14 +42,32 @@ class EvalResult:
 
   Attributes:
     metrics: the `eval/*` scalars.
-    image: `(name, (H, W, 3) uint8)`: "confusion" (row-normalised confusion
-      matrix) or "reconstruction" (original / masked / reconstructed rows);
-      None when there is none.
+    images: `[(name, (H, W, 3) uint8)]`: "confusion" (row-normalised
+      confusion matrix; with `class_splits` one "confusion_head_<h>" per
+      head) or "reconstruction" (original / masked / reconstructed rows);
+      empty when there is none.
     classifier: the classification pass (per-video scores, confusion), or None.
   """
   metrics: Dict[str, float]
-  image: Optional[Tuple[str, np.ndarray]]
+  images: List[Tuple[str, np.ndarray]]
   classifier: Optional[evaluation.ClassifierPass] = None
+
+  @property
+  def image(self) -> Optional[Tuple[str, np.ndarray]]:
+    """The first of `images`, or None."""
+    return self.images[0] if self.images else None
+
+
+def confusion_pictures(result: evaluation.ClassifierPass, names=None
+                       ) -> List[Tuple[str, np.ndarray]]:
+  """`[("confusion", picture)]`, or one `("confusion_head_<h>", picture)` per
+  head; `names`: the class names (one head: C of them; several: sum C_h)."""
+  if not result.class_splits:
+    return [("confusion", confusion.confusion_image(result.confusion(), names))]
+  heads = multihead.head_class_names(names, result.class_splits)
+  return [(f"confusion_{name}", confusion.confusion_image(
+      result.confusion(h), heads[h], f"{name}: confusion (rows: true, columns: predicted)"))
+          for h, name in enumerate(result.head_names)]
 
 
 @dataclasses.dataclass
@@ -118,6 +136,7 @@ class Evaluator:
     self.mesh = create_mesh(config.mesh) if mesh is None else mesh
     self.objective = objectives.check_mode(config, self.model)
     self.video_shape = inputs.video_shape(config)
+    self.class_splits = tuple(int(c) for c in getattr(self.model, "class_splits", ()) or ())
     self._steps: Dict[bool, Any] = {}
 
   def eval_step(self, shardings, use_ema: bool = False):
@@ -205,13 +224,15 @@ class Evaluator:
         metrics, images = evaluation.pretrain_pass(
             eval_step, state, self.model, stream, self.mesh, mean, std,
             int(config.eval.num_images), int(config.eval.num_batches))
-        image = None if images is None else ("reconstruction", reconstruction_picture(images))
-        return EvalResult(metrics, image)
+        pictures = [] if images is None else [("reconstruction",
+                                                reconstruction_picture(images))]
+        return EvalResult(metrics, pictures)
       result = evaluation.classifier_pass(
           eval_step, state, stream, self.mesh, shuffle_frames=shuffle, seed=int(config.seed),
-          max_batches=int(config.eval.num_batches))
-      picture = confusion.confusion_image(result.confusion(), inputs.class_names(config))
-      return EvalResult(result.metrics(), ("confusion", picture), result)
+          max_batches=int(config.eval.num_batches), class_splits=self.class_splits)
+      # data.class_names name the combined labels; a head's classes have none.
+      names = None if self.class_splits else inputs.class_names(config)
+      return EvalResult(result.metrics(), confusion_pictures(result, names), result)
     finally:
       if stream is not batches:
         stream.close()

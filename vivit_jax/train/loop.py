@@ -95,10 +95,9 @@ class MetricBuffer:
 
 
 def _write_eval(writer: train_logging.MetricWriter, workdir: str, step: int, metrics,
-                image) -> None:
+                images) -> None:
   writer.write_scalars(step, metrics)
-  if image is not None:
-    name, picture = image
+  for name, picture in images:
     writer.write_image(step, f"eval/{name}", picture)
     plots.write_png(workdir, name, step, picture)
   shown = ", ".join(f"{k.split('/', 1)[1]} {v:.4f}" for k, v in sorted(metrics.items())
@@ -116,7 +115,10 @@ def save_model(config, workdir: str, mesh, state, step: int) -> str:
   gather = jax.jit(lambda p: p, out_shardings=partitioning.replicated(mesh))
   params = jax.tree_util.tree_map(lambda x: np.asarray(x.addressable_data(0)),
                                   gather(state.params))
-  payload = {"model": config.model.to_dict(), "labels": class_names(config),
+  # Several heads: data.class_names name the combined labels, not the heads'
+  # classes the served scores are, so serving numbers those.
+  labels = None if config.model.get("class_splits", None) else class_names(config)
+  payload = {"model": config.model.to_dict(), "labels": labels,
              "input": input_spec(config),
              "source": {"workdir": os.path.abspath(workdir), "step": int(step),
                         "mode": config.mode}}
@@ -177,7 +179,7 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
       if do_eval:
         result = evaluator.run(state)
         eval_metrics = result.metrics
-        _write_eval(writer, workdir, step, eval_metrics, result.image)
+        _write_eval(writer, workdir, step, eval_metrics, result.images)
       if do_save:
         ckpt.save(step, state, train_iter.get_state(),
                   metrics=eval_metrics if do_eval else None, force=last or stopping)
@@ -193,7 +195,7 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
       train_logging.console(f"already trained to step {start_step}; evaluating only")
       result = evaluator.run(state)
       eval_metrics = result.metrics
-      _write_eval(writer, workdir, start_step, eval_metrics, result.image)
+      _write_eval(writer, workdir, start_step, eval_metrics, result.images)
     if evaluator.objective == "classification" and step >= num_steps:
       save_model(config, workdir, mesh, state, step)
   finally:
@@ -219,7 +221,7 @@ def evaluate_only(config, workdir: str) -> Dict[str, float]:
   step = restored.step
   result = evaluator.run(restored.state)
   writer = train_logging.MetricWriter(os.path.join(workdir, "eval"))
-  _write_eval(writer, os.path.join(workdir, "eval"), step, result.metrics, result.image)
+  _write_eval(writer, os.path.join(workdir, "eval"), step, result.metrics, result.images)
   writer.close()
   suffix = "_shuffled" if config.eval.shuffle_frames else ""
   _write_json(os.path.join(workdir, f"eval_step{step}{suffix}.json"),

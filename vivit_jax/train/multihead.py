@@ -15,7 +15,7 @@ label-smoothed, Mixup/CutMix-mixed one-hot targets (one mixing coefficient for
 all heads). Same config keys as `objectives.py`.
 """
 
-from typing import Dict, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -113,6 +113,36 @@ def make_eval_fn(config, model):
             "num_examples": jnp.sum(w), "logits": head_log_probs(logits, splits)}
 
   return eval_fn
+
+
+def head_names(class_splits: Sequence[int]) -> Tuple[str, ...]:
+  """`("head_0", "head_1", ...)`: the names metric keys and reports use."""
+  return tuple(f"head_{h}" for h in range(len(class_splits)))
+
+
+def head_class_names(names: Optional[Sequence[str]], class_splits: Sequence[int]
+                     ) -> List[Optional[List[str]]]:
+  """Per-head class names from `sum C_h` names (the heads' names side by side,
+  what a multi-head model checkpoint's `labels` hold); None per head otherwise."""
+  if names is None or len(names) != sum(class_splits):
+    return [None] * len(class_splits)
+  bounds = np.cumsum((0,) + tuple(class_splits))
+  return [list(names[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def split_scores(scores: np.ndarray, class_splits: Sequence[int]) -> Tuple[np.ndarray, ...]:
+  """`(N, sum C_h)` NumPy scores -> one `(N, C_h)` array per head."""
+  return tuple(np.split(np.asarray(scores), np.cumsum(class_splits)[:-1], axis=-1))
+
+
+def head_softmax(logits: np.ndarray, class_splits: Sequence[int]) -> np.ndarray:
+  """`(N, sum C_h)` logits (or per-head log-probabilities) -> each head's
+  softmax probabilities side by side, float64; every head's block sums to 1."""
+  parts = []
+  for part in split_scores(np.asarray(logits, np.float64), class_splits):
+    e = np.exp(part - part.max(axis=-1, keepdims=True))
+    parts.append(e / e.sum(axis=-1, keepdims=True))
+  return np.concatenate(parts, axis=-1)
 
 
 def video_metrics(scores: np.ndarray, labels: np.ndarray,
