@@ -1,7 +1,7 @@
 """One-shot accelerator suite: matmul ceiling, our presets and the PyTorch reference.
 
     bash scripts/gpu_suite.sh                 # on a machine with one NVIDIA GPU
-    python scripts/gpu_suite.py --tiny        # CPU plumbing run (tests/test_gpu_suite.py)
+    python scripts/gpu_suite.py --tiny        # CPU plumbing run (tests/integration/test_gpu_suite.py)
 
 In one run, in this order: the 8192^3 bf16 matmul ceiling; every preset in
 ROWS through scripts/benchmark.py, each with the lightest remat policy whose

@@ -29,18 +29,18 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Module (under vivit_jax/) -> the fast tests that cover it (pytest arguments).
 MODULES = {
-    "models/layers.py": "tests/test_models.py",
-    "models/attention.py": "tests/test_models.py -k 'factorised or attention or bfloat16'",
-    "models/masking.py": "tests/test_videomae.py -k 'masks or split_indices or mask_defaults'",
-    "models/videomae.py": "tests/test_videomae.py",
-    "models/embedding.py": ("tests/test_models.py tests/test_videomae.py -k 'shapes or inflat or "
+    "models/layers.py": "tests/unit/models/test_models.py",
+    "models/attention.py": "tests/unit/models/test_models.py -k 'factorised or attention or bfloat16'",
+    "models/masking.py": "tests/unit/models/test_videomae.py -k 'masks or split_indices or mask_defaults'",
+    "models/videomae.py": "tests/unit/models/test_videomae.py",
+    "models/embedding.py": ("tests/unit/models/test_models.py tests/unit/models/test_videomae.py -k 'shapes or inflat or "
                             "sinusoid or position or frame_stride or indivisible or patchify'"),
-    "train/steps.py": "tests/test_train_steps.py",
-    "train/objectives.py": "tests/test_train_steps.py",
-    "train/mixing.py": "tests/test_train_mixing.py",
-    "data/sampling.py": ("tests/test_data_tfrecord.py -k 'frames_in_order or segment or "
+    "train/steps.py": "tests/unit/train/test_train_steps.py",
+    "train/objectives.py": "tests/unit/train/test_train_steps.py",
+    "train/mixing.py": "tests/unit/train/test_train_mixing.py",
+    "data/sampling.py": ("tests/unit/data/test_data_tfrecord.py -k 'frames_in_order or segment or "
                          "eval_views or resume'"),
-    "data/transforms.py": "tests/test_data_tfrecord.py",
+    "data/transforms.py": "tests/unit/data/test_data_tfrecord.py",
 }
 
 

@@ -117,5 +117,10 @@ def main(argv) -> None:
     print(f"{name:18s} {result[prefix + 'psnr']:9.2f} {result[prefix + 'ssim']:6.3f}")
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """The `vivit-forecast` console script."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,94 @@
+"""The benchmark harnesses run on CPU for tiny presets and report sane numbers."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from support import REPO
+
+SCRIPTS = os.path.join(REPO, "scripts")
+
+
+def _load(name):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(SCRIPTS, f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny_pretrain"])
+def test_benchmark_tiny_preset_reports_a_full_row(preset, tmp_path):
+  output = tmp_path / "bench.json"
+  _load("benchmark").main(["--preset", preset, "--steps", "2", "--warmup", "1",
+                           "--peak-tflops", "1.0", "--output", str(output)])
+  result = json.loads(output.read_text())
+  assert result["mode"] in ("train", "pretrain")
+  assert result["clips_per_s"] > 0 and result["step_s"] > 0 and result["compile_s"] > 0
+  assert result["model_tflops_per_s"] > 0
+  assert result["mfu"] == pytest.approx(result["model_tflops_per_s"] / 1.0)
+  assert result["loss"] is not None and result["loss"] == result["loss"]  # finite, not NaN
+
+
+def test_benchmark_presets_cover_the_issue_workloads():
+  presets = _load("benchmark").PRESETS
+  for name in ("videomae_b_pretrain_16x224", "videomae_b_finetune_16x224",
+               "vivit_b_spatio_temporal_32x224", "vivit_b_factorised_encoder_16x224",
+               "vivit_b_factorised_self_attention_32x224", "vivit_b_factorised_dot_product_16x224"):
+    assert name in presets
+  assert presets["videomae_b_pretrain_16x224"]["batch_size"] == 64
+
+
+def test_benchmark_imports_without_tensorflow():
+  code = ("import sys, runpy; sys.argv = ['benchmark.py', '--help']\n"
+          "try:\n  runpy.run_path(%r, run_name='__main__')\nexcept SystemExit:\n  pass\n"
+          "assert 'tensorflow' not in sys.modules\n") % os.path.join(SCRIPTS, "benchmark.py")
+  subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_reference_benchmark_runs_the_same_workload_in_pytorch(tmp_path):
+  pytest.importorskip("torch")
+  pytest.importorskip("transformers")
+  output = tmp_path / "ref.json"
+  _load("benchmark_reference").main(["--workload", "tiny", "--steps", "1", "--warmup", "1",
+                                     "--output", str(output)])
+  result = json.loads(output.read_text())
+  assert result["clips_per_s"] > 0 and result["implementation"] == "transformers eager"
+
+
+def test_cpu_inference_race_tiny_preset_times_every_contender(tmp_path):
+  output = tmp_path / "race.json"
+  module = _load("benchmark_cpu_inference")
+  assert module.main(["--preset", "tiny", "--repeats", "2", "--warmup", "0",
+                      "--output", str(output)]) == 0
+  result = json.loads(output.read_text())
+  rows = result["presets"]["tiny"]["contenders"]
+  assert set(rows) == set(module.CONTENDERS)
+  assert rows["torch_eager"]["speed_vs_torch_eager"] == 1.0
+  for name, row in rows.items():
+    assert len(row["times_ms"]) == 2 and row["median_ms"] > 0, name
+    assert row["clips_per_s"] == pytest.approx(1e3 / row["median_ms"]), name
+  # Same weights on every side: float32 agrees with PyTorch, int8 nearly.
+  assert rows["jax_float32"]["max_abs_logit_diff_vs_torch_eager"] < 1e-4
+  assert rows["jax_float32_chunked"]["max_abs_logit_diff_vs_torch_eager"] < 1e-4
+  assert 0 < rows["jax_int8_dynamic"]["max_abs_logit_diff_vs_torch_eager"] < 0.1
+  sizes = result["presets"]["tiny"]["param_bytes"]
+  assert sizes["int8_weight"] < sizes["float32"]
+
+
+@pytest.mark.slow
+def test_stream_benchmark_searches_rates_and_reports_each_model(tmp_path):
+  output = tmp_path / "stream.json"
+  assert _load("benchmark_stream").main(["--seconds", "1", "--fps", "25", "--max-fps", "50",
+                                         "--bisect", "0", "--no-compress",
+                                         "--json-out", str(output)]) == 0
+  result = json.loads(output.read_text())
+  (name, row), = result["models"].items()
+  rates = [t["rate"] for t in row["trials"]]
+  assert rates[0] == 25 and rates == sorted(rates) and set(rates) <= {25, 50}
+  kept = [t["rate"] for t in row["trials"] if t["kept_up"]]
+  assert row["max_sustained_fps"] == (max(kept) if kept else None), name
+  for t in row["trials"]:
+    assert t["frames_read"] == t["rate"] and t["kept_up"] == (t["frames_dropped"] == 0)

@@ -1,0 +1,37 @@
+"""The commands: console scripts in setup.py, and the old `python -m` names."""
+
+import ast
+import os
+import subprocess
+import sys
+
+import pytest
+from support import REPO
+
+
+
+def _console_scripts():
+  tree = ast.parse(open(os.path.join(REPO, "setup.py")).read())
+  for node in tree.body:
+    if isinstance(node, ast.Assign) and node.targets[0].id == "CONSOLE_SCRIPTS":
+      return [ast.literal_eval(e) for e in node.value.elts]
+  raise AssertionError("setup.py defines no CONSOLE_SCRIPTS")
+
+
+@pytest.mark.parametrize("entry", _console_scripts())
+def test_every_console_script_names_a_callable(entry):
+  name, target = (part.strip() for part in entry.split("="))
+  module, function = target.split(":")
+  assert name.startswith("vivit-")
+  # One process per command: the absl commands define flags at import.
+  code = f"import {module} as m; assert callable(m.{function})"
+  subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
+
+
+@pytest.mark.parametrize("old,new", [("predict", "vivit-predict"), ("stream", "vivit-stream")])
+def test_old_module_names_still_run_and_name_the_new_command(old, new):
+  proc = subprocess.run([sys.executable, "-m", f"vivit_jax.{old}", "--help"], cwd=REPO,
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert "--checkpoint" in proc.stdout
+  assert "deprecated" in proc.stderr and new in proc.stderr
