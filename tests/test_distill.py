@@ -14,6 +14,7 @@ from vivit_jax import checkpoints
 from vivit_jax.models import build_model, registry
 from vivit_jax.train import distill, experiment
 from vivit_jax.train.distributed import make_global_batch
+from vivit_jax.train.evaluator import Evaluator
 from vivit_jax.train.mesh import create_mesh
 from vivit_jax.train.steps import init_train_state, make_train_step
 
@@ -276,3 +277,14 @@ def test_main_job_resumes_bit_for_bit_after_sigkill_and_writes_the_student(
   assert meta["input"]["num_frames"] == fx.FRAMES // 2
   assert distill.PROJECTION not in params
   assert model.hidden_size == 32
+
+  # Evaluating: the student's model checkpoint, and (mode=eval of the same
+  # config) the training checkpoints with their projection.
+  evaluate = fx.load_config("demo_distill.py", dict(overrides, mode="eval"))
+  restored = Evaluator(evaluate).restore(os.path.join(workdir, "model"))
+  assert distill.PROJECTION not in restored.state.params and restored.step == 4
+  restored = Evaluator(evaluate).restore(workdir)
+  assert restored.kind == "workdir" and restored.step == 4
+  np.testing.assert_array_equal(
+      np.asarray(restored.state.params[distill.PROJECTION]["kernel"]),
+      want["params"][distill.PROJECTION]["kernel"])

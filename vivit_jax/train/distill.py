@@ -39,7 +39,6 @@ Config keys (`distill.*`; checked by `validate`, one line naming the key):
 """
 
 import dataclasses
-import functools
 import os
 from typing import Any, Callable, Optional, Sequence, Tuple
 
@@ -64,6 +63,7 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def active(config) -> bool:
+  """Whether the config trains in mode "distill"."""
   return config.mode == "distill"
 
 
@@ -136,7 +136,6 @@ def _tokens(model: nn.Module, params, video, **kwargs):
   return logits, tokens[0]
 
 
-@functools.lru_cache(maxsize=8)
 def _teacher_model(path: str) -> Tuple[nn.Module, dict]:
   meta = checkpoints.load_model_config(path)
   return registry.build_model(meta["model"]), meta
@@ -152,7 +151,10 @@ def _width(model: nn.Module, video_shape: Sequence[int]) -> int:
 def projection_init(config, model: nn.Module, video_shape: Sequence[int]
                     ) -> Optional[Callable[[jax.Array], dict]]:
   """`init(key) -> {"kernel" (D_s, D_t), "bias" (D_t,)}`, or None (no projection needed)."""
-  if not active(config) or config.distill.kind != "logits+features":
+  d = config.get("distill")
+  # mode "eval" of a distill config: the training checkpoints hold the projection.
+  if (config.mode not in ("distill", "eval") or not d or not d.teacher
+      or d.kind != "logits+features"):
     return None
   teacher, _ = _teacher_model(config.distill.teacher)
   frames, _, _ = teacher_frames(config)
