@@ -288,3 +288,21 @@ def test_main_job_resumes_bit_for_bit_after_sigkill_and_writes_the_student(
   np.testing.assert_array_equal(
       np.asarray(restored.state.params[distill.PROJECTION]["kernel"]),
       want["params"][distill.PROJECTION]["kernel"])
+
+
+def test_gradient_accumulation_splits_teacher_and_student_batches_alike(teacher_dir):
+  data = batches(1)
+  results = []
+  for micro in (1, 2):
+    config = make_config(teacher_dir, alpha=0.5, kind="logits+features")
+    with config.unlocked():
+      config.train.grad_accum_steps = micro
+    model, mesh, state, shardings = setup(config)
+    teacher = distill.load_teacher(config, mesh)
+    step = make_train_step(config, model, mesh, shardings, compiler_options=FAST,
+                           teacher=teacher)
+    results.append(train(step, state, data, mesh))
+  (one, m1), (two, m2) = results
+  np.testing.assert_allclose(m1[0]["soft_loss"], m2[0]["soft_loss"], rtol=1e-5)
+  for a, b in zip(jax.tree_util.tree_leaves(one.params), jax.tree_util.tree_leaves(two.params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5)
