@@ -8,7 +8,8 @@ adding unknown keys fail too.
 
 Sections and keys (units in brackets):
   mode                "train" (alias "finetune"; "pretrain" = train a pretraining
-                      model) or "eval"; the objective comes from the model
+                      model; "distill" = train against a frozen teacher,
+                      `distill.py`) or "eval"; the objective comes from the model
                       (`objectives.py`).
   seed                int, the base PRNG seed.
   mesh.shape          sizes of ("data", "fsdp", "tensor"); -1 = the rest.

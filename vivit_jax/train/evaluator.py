@@ -30,7 +30,8 @@ from vivit_jax import checkpoints
 from vivit_jax.checkpoints import init_from
 from vivit_jax.checkpoints import train as train_checkpoints
 from vivit_jax.models import build_model
-from vivit_jax.train import confusion, evaluation, inputs, multihead, objectives, steps
+from vivit_jax.train import (confusion, distill, evaluation, inputs, multihead, objectives,
+                             steps)
 from vivit_jax.train import metric_writer as train_logging
 from vivit_jax.train import plots
 from vivit_jax.train.mesh import create_mesh
@@ -162,7 +163,8 @@ class Evaluator:
     if kind == "model":
       state, shardings = steps.init_train_state(config, self.model, self.mesh, seed,
                                                 self.video_shape)
-      _, params, meta = checkpoints.load_model(path, self.video_shape, target=state.params)
+      _, params, meta = checkpoints.load_model(path, self.video_shape,
+                                               target=distill.student_params(state.params))
       state = state.replace(params=params)
       if state.ema_params is not None:
         state = state.replace(ema_params=params)

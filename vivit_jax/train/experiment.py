@@ -6,7 +6,8 @@ mesh, sharding, distributed, optimizer, train, model) + `data`
 locked: an override of a key that does not exist fails naming it.
 
   mode                 "train" (alias "finetune"), "pretrain" (train, insisting
-                       on a pretraining model) or "eval" (evaluate only: the
+                       on a pretraining model), "distill" (train a classifier
+                       against `distill.teacher`) or "eval" (evaluate only: the
                        workdir's newest training checkpoint, else
                        `init_from`); the objective comes from the model
                        (`objectives.py`, where the mode is checked).
@@ -43,6 +44,13 @@ locked: an override of a key that does not exist fails naming it.
     path               the workdir / model checkpoint dir.
     inflation          "central_frame" or "average" (kind="image_vit").
 
+  distill.*            mode "distill" (`vivit_jax/train/distill.py`):
+    teacher            model checkpoint dir of the frozen teacher.
+    temperature        softmax temperature T of the soft targets.
+    alpha              weight of the soft KL term (0 = the hard-label step).
+    kind               "logits" or "logits+features".
+    feature_weight     weight of the final-token MSE (kind "logits+features").
+
   debug.*
     sigkill_after_step >0: once the checkpoint of this step is on disk the
                        process SIGKILLs itself (crash-recovery tests).
@@ -58,7 +66,7 @@ import ml_collections
 from vivit_jax.data.config import default_data_config
 from vivit_jax.models import registry
 from vivit_jax.models.config_defaults import model_config_defaults
-from vivit_jax.train import objectives
+from vivit_jax.train import distill, objectives
 from vivit_jax.train.defaults import default_train_config
 
 INIT_KINDS = ("", "pretrain", "model", "image_vit")
@@ -106,6 +114,8 @@ def experiment_config(mode: str, model: dict) -> ml_collections.ConfigDict:
   c.init_from.kind = ""
   c.init_from.path = ""
   c.init_from.inflation = "central_frame"
+
+  c.distill = distill.default_config()
 
   c.debug = ml_collections.ConfigDict()
   c.debug.sigkill_after_step = 0
@@ -155,6 +165,7 @@ def validate(config) -> None:
                        f"got {config[section].every_steps}")
   if config.log.every_steps == 0:
     raise ValueError("log.every_steps must be positive")
+  distill.validate(config)
 
 
 def load_config_file(path: str, overrides: Optional[Mapping[str, Any]] = None

@@ -1,7 +1,7 @@
 """The main job's loop: restore or initialise, train, evaluate, checkpoint.
 
 `run(config, workdir)` dispatches on `objectives.run_mode(config)`:
-  train (modes train / finetune / pretrain)  `train_and_evaluate`: resumes
+  train (modes train / finetune / pretrain / distill)  `train_and_evaluate`: resumes
       from the newest readable checkpoint in `WORKDIR/checkpoints` (else
       starts from `config.init_from` or random init), trains to
       `train.num_steps`, evaluating every `eval.every_steps` and at the end;
@@ -35,7 +35,7 @@ from vivit_jax import checkpoints as model_checkpoints
 from vivit_jax.checkpoints import init_from
 from vivit_jax.checkpoints import train as train_checkpoints
 from vivit_jax.models import build_model
-from vivit_jax.train import experiment, objectives, partitioning
+from vivit_jax.train import distill, experiment, objectives, partitioning
 from vivit_jax.train import metric_writer as train_logging
 from vivit_jax.train import plots
 from vivit_jax.train.distributed import make_global_batch
@@ -114,7 +114,7 @@ def save_model(config, workdir: str, mesh, state, step: int) -> str:
   """
   gather = jax.jit(lambda p: p, out_shardings=partitioning.replicated(mesh))
   params = jax.tree_util.tree_map(lambda x: np.asarray(x.addressable_data(0)),
-                                  gather(state.params))
+                                  gather(distill.student_params(state.params)))
   # Several heads: data.class_names name the combined labels, not the heads'
   # classes the served scores are, so serving numbers those.
   labels = None if config.model.get("class_splits", None) else class_names(config)
@@ -141,9 +141,11 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
   ckpt = train_checkpoints.TrainCheckpointer(workdir, config.checkpoint)
   state, shardings, start_step, data_state = initial_state(config, model, mesh, ckpt)
   num_steps = int(config.train.num_steps)
-  train_step = make_train_step(config, model, mesh, shardings)
+  teacher = distill.load_teacher(config, mesh) if distill.active(config) else None
+  train_step = make_train_step(config, model, mesh, shardings, teacher=teacher)
   evaluator = Evaluator(config, model, mesh)
-  train_iter = create_iterator(config, train=True, state=data_state)
+  train_input = distill.train_input_config(config) if teacher is not None else config
+  train_iter = create_iterator(train_input, train=True, state=data_state)
   writer = train_logging.MetricWriter(workdir, purge_step=start_step + 1 if start_step else None)
   progress = train_logging.Progress(num_steps, config.train.batch_size, start_step)
   buffer = MetricBuffer(config.train.nan_policy)

@@ -8,7 +8,8 @@ The objective comes from the model (`ModelInterface.objective`), not the mode:
 A model registered with either objective trains with no change here.
 
 Modes (`config.mode`, checked here and nowhere else): "train" (alias
-"finetune") trains, "eval" evaluates only; "pretrain" is "train" that also
+"finetune") trains, "eval" evaluates only; "distill" trains a classifier
+against a frozen teacher (`distill.py`); "pretrain" is "train" that also
 insists on a pretraining model (what the pretraining configs say).
 
 Config keys read: `train.{label_smoothing, mixup_alpha, cutmix_alpha,
@@ -32,8 +33,8 @@ import jax.numpy as jnp
 from vivit_jax.models import axes, embedding, forecast_metrics, masking, registry, videomae
 from vivit_jax.train import mixing, multihead
 
-MODES = ("train", "finetune", "pretrain", "eval")
-TRAIN_MODES = ("train", "finetune", "pretrain")
+MODES = ("train", "finetune", "pretrain", "distill", "eval")
+TRAIN_MODES = ("train", "finetune", "pretrain", "distill")
 DROPOUT, MIX, MASK = 0, 1, 2
 EVAL_MASK_SEED = 12345  # pretrain eval: one fixed token mask (given the state's key)
 
@@ -61,8 +62,8 @@ def check_mode(config, model) -> str:
   if config.mode == "pretrain" and objective != "pretrain":
     raise ValueError(f"mode='pretrain' needs a pretraining model (objective 'pretrain', "
                      f"e.g. model.name='videomae'), got {name} (objective {objective!r})")
-  if config.mode == "finetune" and objective != "classification":
-    raise ValueError(f"mode='finetune' needs a classification model (e.g. "
+  if config.mode in ("finetune", "distill") and objective != "classification":
+    raise ValueError(f"mode={config.mode!r} needs a classification model (e.g. "
                      f"model.name='vivit'), got {name} (objective {objective!r})")
   if objective == "pretrain" and (config.train.mixup_alpha or config.train.cutmix_alpha):
     raise ValueError("train.mixup_alpha / train.cutmix_alpha apply to classification; "

@@ -47,7 +47,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from vivit_jax.models import registry
-from vivit_jax.train import device_preprocess, objectives, partitioning
+from vivit_jax.train import device_preprocess, distill, objectives, partitioning
 from vivit_jax.train.distributed import make_global_batch  # noqa: F401  (re-exported)
 from vivit_jax.train.mesh import BATCH_AXES
 from vivit_jax.train.optimizer import ema_update, make_optimizer
@@ -62,11 +62,15 @@ def _state_factory(config, model: nn.Module, rng, video_shape: Sequence[int]):
   key = jax.random.wrap_key_data(as_key_data(rng))
   params_key, dropout_key, mask_key, state_key = jax.random.split(key, 4)
   ema_decay = config.optimizer.ema_decay
+  projection = distill.projection_init(config, model, video_shape)
 
   def init_params():
     inputs = registry.dummy_inputs(model, video_shape, mask_key)
-    return model.init({"params": params_key, "dropout": dropout_key}, *inputs,
-                      train=False)["params"]
+    params = model.init({"params": params_key, "dropout": dropout_key}, *inputs,
+                        train=False)["params"]
+    if projection is not None:  # mode "distill": the learned feature projection
+      params = dict(params, **{distill.PROJECTION: projection(dropout_key)})
+    return params
 
   boxed = jax.eval_shape(init_params)
   tx, _ = make_optimizer(config, boxed)
@@ -153,19 +157,26 @@ def _tree_select(pred, on_true, on_false):
 
 def make_train_step(config, model: nn.Module, mesh: jax.sharding.Mesh,
                     state_shardings: TrainState, *,
-                    compiler_options: Optional[Dict[str, Any]] = None) -> Callable:
+                    compiler_options: Optional[Dict[str, Any]] = None,
+                    teacher: Optional["distill.Teacher"] = None) -> Callable:
   """The jitted `train_step(state, batch) -> (state, metrics)`; donates `state`.
 
   Args:
     config, model, mesh, compiler_options: as for `init_train_state`.
     state_shardings: the second result of `init_train_state`.
+    teacher: mode "distill": the frozen teacher (`distill.load_teacher`);
+      its params are a further, non-donated argument of the jitted step
+      (bound here, so callers still call `train_step(state, batch)`).
 
   Returns:
     A `jax.jit` function. `batch` is a dict of global arrays (`video`,
     `label` for classification) sharded as `partitioning.batch_sharding`;
     metrics are replicated float32 scalars (module docstring).
   """
-  loss_fn = objectives.make_loss_fn(config, model)
+  if teacher is not None:
+    loss_fn = distill.make_loss_fn(config, model, teacher)
+  else:
+    loss_fn = objectives.make_loss_fn(config, model)
   rules = partitioning.rules_from_config(config)
   constrain = bool(config.sharding.constrain_activations)
   num_micro = int(config.train.grad_accum_steps)
@@ -180,16 +191,17 @@ def make_train_step(config, model: nn.Module, mesh: jax.sharding.Mesh,
   def constrain_like_params(tree):
     return jax.lax.with_sharding_constraint(tree, state_shardings.params)
 
-  def compute_grads(params, batch, key):
+  def compute_grads(params, batch, key, *frozen):
     if num_micro == 1:
-      (loss, aux), grads = grad_fn(params, batch, key)
+      (loss, aux), grads = grad_fn(params, batch, key, *frozen)
       return grads, dict(aux, loss=loss)
     micro = _split_micro_batches(batch, num_micro, mesh)
 
     def body(carry, xs):
       acc_grads, acc_metrics = carry
       index, micro_batch = xs
-      (loss, aux), grads = grad_fn(params, micro_batch, jax.random.fold_in(key, index))
+      (loss, aux), grads = grad_fn(params, micro_batch, jax.random.fold_in(key, index),
+                                   *frozen)
       acc_grads = jax.tree_util.tree_map(lambda a, g: a + g.astype(a.dtype), acc_grads, grads)
       metrics = dict(aux, loss=loss)
       acc_metrics = jax.tree_util.tree_map(jnp.add, acc_metrics, metrics)
@@ -198,7 +210,7 @@ def make_train_step(config, model: nn.Module, mesh: jax.sharding.Mesh,
     zeros = constrain_like_params(
         jax.tree_util.tree_map(lambda p: jnp.zeros(p.shape, jnp.float32), params))
     metric_shapes = jax.eval_shape(lambda: grad_fn(params, jax.tree_util.tree_map(
-        lambda x: x[0], micro), key))[0]
+        lambda x: x[0], micro), key, *frozen))[0]
     zero_metrics = jax.tree_util.tree_map(
         lambda s: jnp.zeros(s.shape, s.dtype), dict(metric_shapes[1], loss=metric_shapes[0]))
     (grads, metrics), _ = jax.lax.scan(body, (zeros, zero_metrics),
@@ -207,14 +219,14 @@ def make_train_step(config, model: nn.Module, mesh: jax.sharding.Mesh,
     metrics = jax.tree_util.tree_map(lambda m: m / num_micro, metrics)
     return grads, metrics
 
-  def train_step(state: TrainState, batch: Dict[str, jax.Array]):
+  def train_step(state: TrainState, batch: Dict[str, jax.Array], *frozen):
     batch = device_preprocess.prepare_batch(  # uint8 video -> (jittered,) normalised
         batch, config, jax.random.fold_in(jax.random.fold_in(state.key(), state.step),
                                           device_preprocess.JITTER_SALT))
     with partitioning.activation_rules(mesh, rules, constrain):
       tx, schedule = make_optimizer(config, state.params)
       key = jax.random.fold_in(state.key(), state.step)
-      grads, metrics = compute_grads(state.params, batch, key)
+      grads, metrics = compute_grads(state.params, batch, key, *frozen)
       grads = jax.tree_util.tree_map(lambda g, p: g.astype(p.dtype), grads, state.params)
       grad_norm = global_norm(grads)
       updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -233,10 +245,15 @@ def make_train_step(config, model: nn.Module, mesh: jax.sharding.Mesh,
       metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
     return new_state, metrics
 
-  return jax.jit(train_step,
-                 in_shardings=(state_shardings, partitioning.batch_sharding(mesh)),
-                 out_shardings=(state_shardings, partitioning.replicated(mesh)),
-                 donate_argnums=(0,), compiler_options=compiler_options)
+  in_shardings = (state_shardings, partitioning.batch_sharding(mesh))
+  if teacher is not None:
+    in_shardings += (teacher.shardings,)
+  jitted = jax.jit(train_step, in_shardings=in_shardings,
+                   out_shardings=(state_shardings, partitioning.replicated(mesh)),
+                   donate_argnums=(0,), compiler_options=compiler_options)
+  if teacher is None:
+    return jitted
+  return lambda state, batch: jitted(state, batch, teacher.params)
 
 
 def global_norm(tree) -> jax.Array:

@@ -2,7 +2,6 @@
 mp4s written here (40 frames, 64x48, 25 fps)."""
 
 import json
-import os
 import subprocess
 import sys
 
