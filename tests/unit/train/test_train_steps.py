@@ -237,7 +237,8 @@ def test_pretrain_reduces_reconstruction_loss():
   eval_step = make_eval_step(config, model, mesh, shardings, return_reconstruction=True,
                              compiler_options=FAST)
   out = eval_step(state, make_global_batch(data[0], mesh))
-  assert set(out) == {"loss", "num_examples", "reconstruction", "mask"}
+  assert set(out) == {"loss", "num_examples", "reconstruction", "mask", "pixel_mse",
+                      "mean_baseline_pixel_mse"}
   assert out["mask"].shape[0] == BATCH and out["mask"].dtype == bool
   assert out["reconstruction"].shape == (BATCH,) + CLIP
   assert np.isfinite(float(out["loss"])) and float(out["num_examples"]) == BATCH
