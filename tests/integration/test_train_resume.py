@@ -53,13 +53,7 @@ def test_sigkill_then_restart_matches_straight_run(dataset, tmp_path):
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert "restored checkpoint at step 3" in resumed.stdout
 
-  want = fx.read_checkpoint_state(str(tmp_path / "straight"), 6)
-  got = fx.read_checkpoint_state(workdir, 6)
-  flat_want = jax.tree_util.tree_leaves_with_path(want)
-  flat_got = dict(jax.tree_util.tree_leaves_with_path(got))
-  assert len(flat_want) == len(flat_got)
-  for path, value in flat_want:
-    np.testing.assert_array_equal(flat_got[path], value, err_msg=jax.tree_util.keystr(path))
+  fx.assert_same_checkpoint(str(tmp_path / "straight"), workdir, 6)
 
 
 @pytest.mark.slow

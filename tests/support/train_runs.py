@@ -79,3 +79,16 @@ def checkpoint_steps(workdir: str) -> list:
   if not os.path.isdir(directory):
     return []
   return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
+
+
+def assert_same_checkpoint(workdir_a: str, workdir_b: str, step: int):
+  """Asserts two runs' training checkpoints at `step` are bitwise equal; returns A's state."""
+  import jax  # pylint: disable=import-outside-toplevel
+  want = read_checkpoint_state(workdir_a, step)
+  got = read_checkpoint_state(workdir_b, step)
+  flat_want = jax.tree_util.tree_leaves_with_path(want)
+  flat_got = dict(jax.tree_util.tree_leaves_with_path(got))
+  assert len(flat_want) == len(flat_got)
+  for path, value in flat_want:
+    np.testing.assert_array_equal(flat_got[path], value, err_msg=jax.tree_util.keystr(path))
+  return want

@@ -258,16 +258,10 @@ def test_main_job_resumes_bit_for_bit_after_sigkill_and_writes_the_student(
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert "restored checkpoint at step 2" in resumed.stdout
 
-  want = fx.read_checkpoint_state(str(tmp_path / "straight"), 4)
-  got = fx.read_checkpoint_state(workdir, 4)
-  flat_want = jax.tree_util.tree_leaves_with_path(want)
-  flat_got = dict(jax.tree_util.tree_leaves_with_path(got))
-  assert len(flat_want) == len(flat_got)
-  for path, value in flat_want:
-    np.testing.assert_array_equal(flat_got[path], value, err_msg=jax.tree_util.keystr(path))
+  want = fx.assert_same_checkpoint(str(tmp_path / "straight"), workdir, 4)
   assert distill.PROJECTION in want["params"]
   # Nothing teacher-sized (width 48, MLP 96) outside the student's projection.
-  teacher_sized = [jax.tree_util.keystr(p) for p, v in flat_want
+  teacher_sized = [jax.tree_util.keystr(p) for p, v in jax.tree_util.tree_leaves_with_path(want)
                    if distill.PROJECTION not in jax.tree_util.keystr(p)
                    and set(np.shape(v)) & {48, 96}]
   assert not teacher_sized, teacher_sized
