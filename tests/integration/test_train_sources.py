@@ -39,7 +39,7 @@ def _run(config_name, workdir, overrides, expected_labels):
 
 def _record_labels(pattern):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from vivit_jax.data import dmvr  # pylint: disable=import-outside-toplevel
+  from vivit_jax.data.sources import tfrecord as dmvr  # pylint: disable=import-outside-toplevel
   files = sorted(glob.glob(pattern))
   return [int(dmvr.parse_sequence_example(r, with_frames=False)["labels"][0])
           for r in tf.data.TFRecordDataset(files)]
