@@ -5,7 +5,7 @@
    noisy background; the class is the direction, so no single frame tells
    it). Training reads 8 frames (every 2nd) at 32 x 32. A few held-out
    videos are also written as mp4 files (`demo_workdir/videos/`) for
-   `python -m vivit_jax.predict` / `stream` (see docs/evaluate.md).
+   `vivit-predict` / `vivit-stream` (see docs/evaluate.md).
 2. Masked pretraining of a small VideoMAE (`configs/demo_pretrain.py`).
 3. Fine-tunes a ViViT from that encoder (`configs/demo_finetune.py`).
 4. Evaluates the classifier on the held-out clips, and again with every
