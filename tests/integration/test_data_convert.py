@@ -83,3 +83,75 @@ def test_old_command_name_still_runs_and_names_the_new_one(video_list, tmp_path)
   assert "use `python -m vivit_jax.data.make_tfrecords`" in result.stderr
   assert "converted 4 of 6 videos" in result.stdout
   assert os.path.exists(make_tfrecords.shard_path(out, "train", 0, 1))
+
+
+def _cli(*args):
+  return subprocess.run([sys.executable, "-m", "vivit_jax.data.make_tfrecords", "--workers",
+                         "0", "--no_progress", *args], capture_output=True, text=True)
+
+
+def test_run_where_no_video_converts_fails_and_the_corrected_rerun_converts(tmp_path):
+  videos = tmp_path / "videos"
+  videos.mkdir()
+  entries = []
+  for i in range(3):
+    fx.write_mp4(str(videos / f"v{i}.mp4"), fx.index_video(12, 32, 40))
+    entries.append((f"v{i}.mp4", i % 2))
+  list_path = fx.write_video_list(str(tmp_path / "list.txt"), entries)
+  out = str(tmp_path / "records")
+  common = ["--list", list_path, "--output_dir", out, "--num_shards", "2",
+            "--short_side", "32"]
+  forgot_root = _cli(*common)
+  assert forgot_root.returncode == 2
+  assert "converted 0 of 3 videos" in forgot_root.stdout
+  error_lines = [l for l in forgot_root.stderr.splitlines() if l.startswith("error:")]
+  assert len(error_lines) == 1 and "3 listed files do not exist" in error_lines[0]
+  assert "check --video_root (now (unset))" in error_lines[0]
+  assert "Traceback" not in forgot_root.stderr
+  assert not os.path.exists(make_tfrecords.shard_path(out, "train", 0, 2))
+
+  fixed = _cli(*common, "--video_root", str(videos))
+  assert fixed.returncode == 0, fixed.stderr
+  assert "converted 3 of 3 videos" in fixed.stdout
+  assert "(2 written now, 0 already complete)" in fixed.stdout
+
+
+def test_converted_fraction_below_the_threshold_fails_and_zero_accepts(tmp_path):
+  fx.write_mp4(str(tmp_path / "good.mp4"), fx.index_video(12, 32, 40))
+  bad = fx.write_corrupt_files(str(tmp_path), str(tmp_path / "good.mp4"))
+  list_path = fx.write_video_list(str(tmp_path / "list.txt"),
+                                  [("good.mp4", 0), (bad["garbage"], 1), (bad["empty"], 1)])
+  common = ["--list", list_path, "--video_root", str(tmp_path), "--num_shards", "1",
+            "--short_side", "32"]
+  strict = _cli(*common, "--output_dir", str(tmp_path / "a"))
+  assert strict.returncode == 2 and "converted 1 of 3 videos" in strict.stdout
+  line, = [l for l in strict.stderr.splitlines() if l.startswith("error:")]
+  assert "only 1 of 3 videos converted (below --min_converted_fraction=0.5)" in line
+  assert "lower --min_converted_fraction to accept" in line
+  lenient = _cli(*common, "--output_dir", str(tmp_path / "b"), "--min_converted_fraction", "0")
+  assert lenient.returncode == 0 and "error:" not in lenient.stderr
+
+
+def test_rerun_with_other_output_options_refuses_until_overwrite(tmp_path):
+  for i in range(2):
+    fx.write_mp4(str(tmp_path / f"v{i}.mp4"), fx.index_video(10, 48, 64))
+  list_path = fx.write_video_list(str(tmp_path / "list.txt"), [("v0.mp4", 0), ("v1.mp4", 1)])
+  out = str(tmp_path / "records")
+  common = ["--list", list_path, "--video_root", str(tmp_path), "--output_dir", out,
+            "--num_shards", "2"]
+  assert _cli(*common, "--short_side", "32").returncode == 0
+  with open(os.path.join(out, "train.options.json")) as f:
+    assert json.load(f)["short_side"] == 32
+  changed = _cli(*common, "--short_side", "40")
+  assert changed.returncode == 2 and changed.stdout == ""
+  assert changed.stderr.strip().splitlines() == [
+      f"error: --short_side=40 differs from 32 recorded for the existing shards in "
+      f"{os.path.join(out, 'train.options.json')}: pass the same value, or --overwrite "
+      "to redo the shards"]
+  redone = _cli(*common, "--short_side", "40", "--overwrite")
+  assert redone.returncode == 0 and "(2 written now, 0 already complete)" in redone.stdout
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  record = next(iter(tf.data.TFRecordDataset(make_tfrecords.shard_path(out, "train", 0, 2))))
+  example = tf.train.SequenceExample.FromString(record.numpy())
+  jpeg = example.feature_lists.feature_list["image/encoded"].feature[0].bytes_list.value[0]
+  assert tf.io.decode_jpeg(jpeg).shape[0] == 40

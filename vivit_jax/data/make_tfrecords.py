@@ -13,6 +13,12 @@ conversion resumes. Videos that cannot be decoded are skipped and reported
 with the reason in `<name>.summary.json` and on stdout. A progress bar (videos
 done, rate, ETA) goes to stderr; `--no_progress` turns it off.
 
+The run exits 2 with one `error:` line when fewer than
+`--min_converted_fraction` (0.5) of the videos convert; a shard that converted
+nothing or missed a listed file is not complete, so a corrected rerun redoes
+it. `<name>.options.json` records the options that shape the records; a rerun
+with other ones refuses unless `--overwrite`.
+
 (`python -m vivit_jax.data.convert` is the deprecated name of this command.)
 """
 
@@ -32,6 +38,14 @@ import tqdm
 from vivit_jax.data.sources import video_list
 
 
+class NoVideoStreamError(ValueError):
+  """A file that opens but holds no video stream (e.g. audio only)."""
+
+
+class ConversionError(ValueError):
+  """An expected user mistake; its message is one line naming cause and fix."""
+
+
 def shard_path(output_dir: str, name: str, shard: int, num_shards: int) -> str:
   return os.path.join(output_dir, f"{name}-{shard:05d}-of-{num_shards:05d}.tfrecord")
 
@@ -39,6 +53,9 @@ def shard_path(output_dir: str, name: str, shard: int, num_shards: int) -> str:
 def _resized_jpeg_frames(path: str, short_side: int, quality: int) -> List[bytes]:
   frames = []
   with av.open(path) as container:
+    if not container.streams.video:
+      kinds = sorted({stream.type for stream in container.streams}) or ["none"]
+      raise NoVideoStreamError(f"no video stream (streams: {', '.join(kinds)})")
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     height, width = stream.codec_context.height, stream.codec_context.width
@@ -79,15 +96,51 @@ def convert_shard(videos: Sequence[Tuple[str, int]], output_path: str, short_sid
       summary["converted"] += 1
       summary["frames"] += len(frames)
       tick(1)
+  missing = [p for p, reason in summary["skipped"].items()
+             if reason.startswith("FileNotFoundError")]
+  # Missing files are an input mistake (e.g. a wrong --video_root), not damage:
+  # such a shard, or one that converted nothing, is rewritten on the next run.
+  summary["complete"] = summary["converted"] > 0 and not missing
   with open(output_path + ".summary.json.tmp", "w") as f:
     json.dump(summary, f, indent=1)
   os.replace(output_path + ".summary.json.tmp", output_path + ".summary.json")
-  os.replace(output_path + ".tmp", output_path)
+  if summary["converted"]:
+    os.replace(output_path + ".tmp", output_path)
+  else:
+    os.remove(output_path + ".tmp")
+    if os.path.exists(output_path):
+      os.remove(output_path)
   return summary
 
 
 def _is_complete(output_path: str) -> bool:
-  return os.path.exists(output_path) and os.path.exists(output_path + ".summary.json")
+  if not (os.path.exists(output_path) and os.path.exists(output_path + ".summary.json")):
+    return False
+  with open(output_path + ".summary.json") as f:
+    return json.load(f).get("complete", True)
+
+
+def _check_options(options_path: str, options: dict, overwrite: bool, shards: List[str]):
+  """Refuses output options that differ from those that wrote existing shards."""
+  if overwrite:
+    for path in shards:
+      for suffix in ("", ".summary.json"):
+        if os.path.exists(path + suffix):
+          os.remove(path + suffix)
+  elif os.path.exists(options_path):
+    with open(options_path) as f:
+      recorded = json.load(f)
+    for key, value in options.items():
+      if key in recorded and recorded[key] != value:
+        flag = "--label_names" if key == "label_names" else f"--{key}"
+        shown = "(other names)" if key == "label_names" else value
+        raise ConversionError(
+            f"{flag}={shown} differs from {recorded[key] if key != 'label_names' else '(names)'}"
+            f" recorded for the existing shards in {options_path}: pass the same value, "
+            "or --overwrite to redo the shards")
+  with open(options_path + ".tmp", "w") as f:
+    json.dump(options, f, indent=1)
+  os.replace(options_path + ".tmp", options_path)
 
 
 def _run_in_processes(jobs: Sequence[tuple], workers: int, bar) -> None:
@@ -109,11 +162,14 @@ def _run_in_processes(jobs: Sequence[tuple], workers: int, bar) -> None:
 def write_tfrecords(list_path: str, output_dir: str, name: str = "train",
                     num_shards: int = 16, short_side: int = 256, workers: int = 0,
                     video_root: str = "", jpeg_quality: int = 90,
-                    label_names_path: str = "", progress: bool = True) -> dict:
+                    label_names_path: str = "", progress: bool = True,
+                    overwrite: bool = False) -> dict:
   """Converts every video of `list_path`; returns the overall summary.
 
   `workers` processes write shards in parallel (0: in this process);
-  `progress` shows a tqdm bar over the videos still to convert.
+  `progress` shows a tqdm bar over the videos still to convert. The options
+  that shape the records are kept in `<name>.options.json`; a rerun with other
+  ones raises `ConversionError` unless `overwrite` (which redoes every shard).
   """
   paths, labels = video_list.read_video_list(list_path, "list", video_root)
   if num_shards < 1 or num_shards > len(paths):
@@ -123,6 +179,10 @@ def write_tfrecords(list_path: str, output_dir: str, name: str = "train",
     with open(label_names_path) as f:
       label_names = [line.strip() for line in f if line.strip()]
   os.makedirs(output_dir, exist_ok=True)
+  _check_options(os.path.join(output_dir, f"{name}.options.json"),
+                 {"short_side": short_side, "jpeg_quality": jpeg_quality,
+                  "label_names": label_names}, overwrite,
+                 [shard_path(output_dir, name, s, num_shards) for s in range(num_shards)])
   videos = list(zip(paths, labels))
   jobs, resumed = {}, []
   for shard in range(num_shards):
@@ -152,7 +212,9 @@ def write_tfrecords(list_path: str, output_dir: str, name: str = "train",
            "skipped_by_reason": dict(reasons), "shards": num_shards,
            "shards_written": len(jobs), "shards_already_complete": len(resumed),
            "pattern": os.path.join(output_dir, f"{name}-*-of-{num_shards:05d}.tfrecord"),
-           "short_side": short_side}
+           "short_side": short_side, "jpeg_quality": jpeg_quality,
+           "video_root": video_root,
+           "shards_incomplete": sum(not s.get("complete", True) for s in shard_summaries)}
   with open(os.path.join(output_dir, f"{name}.summary.json"), "w") as f:
     json.dump(total, f, indent=1)
   return total
@@ -171,11 +233,19 @@ def main(argv=None):
   parser.add_argument("--jpeg_quality", type=int, default=90)
   parser.add_argument("--label_names", default="", help="class names, one per line")
   parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+  parser.add_argument("--min_converted_fraction", type=float, default=0.5,
+                      help="exit 2 when fewer of the listed videos convert (0: never)")
+  parser.add_argument("--overwrite", action="store_true",
+                      help="redo every shard, e.g. after changing --short_side")
   args = parser.parse_args(argv)
-  summary = write_tfrecords(args.list, args.output_dir, args.name, args.num_shards,
-                            args.short_side, args.workers, args.video_root,
-                            args.jpeg_quality, args.label_names,
-                            progress=not args.no_progress)
+  try:
+    summary = write_tfrecords(args.list, args.output_dir, args.name, args.num_shards,
+                              args.short_side, args.workers, args.video_root,
+                              args.jpeg_quality, args.label_names,
+                              progress=not args.no_progress, overwrite=args.overwrite)
+  except (ConversionError, FileNotFoundError, ValueError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
   print(f"converted {summary['converted']} of {summary['videos']} videos "
         f"({summary['frames']} frames) into {summary['shards']} shards "
         f"({summary['shards_written']} written now, {summary['shards_already_complete']} "
@@ -184,7 +254,29 @@ def main(argv=None):
     print(f"skipped {len(summary['skipped'])} videos: {summary['skipped_by_reason']}")
     for path, reason in sorted(summary["skipped"].items()):
       print(f"  {path}: {reason}")
+  fraction = summary["converted"] / summary["videos"]
+  if fraction < args.min_converted_fraction:
+    print(f"error: {_low_yield_reason(summary, args.min_converted_fraction)}",
+          file=sys.stderr)
+    return 2
   return 0
+
+
+def _low_yield_reason(summary: dict, min_fraction: float) -> str:
+  """One line: how few converted, the commonest cause, and its fix."""
+  head = (f"only {summary['converted']} of {summary['videos']} videos converted "
+          f"(below --min_converted_fraction={min_fraction:g})")
+  reasons = collections.Counter(summary["skipped_by_reason"])
+  if not reasons:
+    return head
+  reason, count = reasons.most_common(1)[0]
+  first = sorted(p for p, r in summary["skipped"].items() if r.split(":")[0] == reason)[0]
+  if reason == "FileNotFoundError":
+    root = summary["video_root"] or "(unset)"
+    return (f"{head}: {count} listed files do not exist, e.g. {first!r}: check "
+            f"--video_root (now {root}) and the list's paths, then rerun")
+  return (f"{head}: {count} failed with {reason}, e.g. {first!r}: see {summary['pattern']}"
+          " summaries; lower --min_converted_fraction to accept")
 
 
 if __name__ == "__main__":
