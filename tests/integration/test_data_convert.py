@@ -155,3 +155,18 @@ def test_rerun_with_other_output_options_refuses_until_overwrite(tmp_path):
   example = tf.train.SequenceExample.FromString(record.numpy())
   jpeg = example.feature_lists.feature_list["image/encoded"].feature[0].bytes_list.value[0]
   assert tf.io.decode_jpeg(jpeg).shape[0] == 40
+
+
+def test_audio_only_file_is_skipped_as_having_no_video_stream(tmp_path):
+  fx.write_mp4(str(tmp_path / "v0.mp4"), fx.index_video(12, 32, 40))
+  fx.write_audio_only(str(tmp_path / "speech.mp4"))
+  list_path = fx.write_video_list(str(tmp_path / "list.txt"),
+                                  [("v0.mp4", 0), ("speech.mp4", 1)])
+  result = _cli("--list", list_path, "--video_root", str(tmp_path), "--output_dir",
+                str(tmp_path / "records"), "--num_shards", "1", "--short_side", "32")
+  assert result.returncode == 0, result.stderr
+  assert "converted 1 of 2 videos" in result.stdout
+  assert "skipped 1 videos: {'NoVideoStreamError': 1}" in result.stdout
+  assert (f"{tmp_path / 'speech.mp4'}: NoVideoStreamError: no video stream (streams: audio)"
+          in result.stdout)
+  assert "IndexError" not in result.stdout + result.stderr

@@ -101,3 +101,19 @@ def write_corrupt_files(directory: str, good_mp4: str) -> dict:
   with open(paths["truncated"], "wb") as f:
     f.write(data[:len(data) // 3])
   return paths
+
+
+def write_audio_only(path: str, seconds: float = 0.5, rate: int = 16000) -> str:
+  """An AAC file (e.g. `.m4a`/`.mp4`) of silence with no video stream."""
+  with av.open(path, mode="w") as container:
+    stream = container.add_stream("aac", rate=rate)
+    stream.layout = "mono"
+    for i in range(int(seconds * rate) // 1024):
+      frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp",
+                                         layout="mono")
+      frame.sample_rate, frame.pts = rate, i * 1024
+      for packet in stream.encode(frame):
+        container.mux(packet)
+    for packet in stream.encode():
+      container.mux(packet)
+  return path
