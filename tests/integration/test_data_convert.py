@@ -170,3 +170,30 @@ def test_audio_only_file_is_skipped_as_having_no_video_stream(tmp_path):
   assert (f"{tmp_path / 'speech.mp4'}: NoVideoStreamError: no video stream (streams: audio)"
           in result.stdout)
   assert "IndexError" not in result.stdout + result.stderr
+
+
+def test_quoted_list_paths_may_hold_commas_and_unquoted_ones_get_a_hint(tmp_path):
+  names = ["a,b.mp4", "say \"hi\".mp4", "plain name.mp4"]
+  for i, name in enumerate(names):
+    fx.write_mp4(str(tmp_path / name), fx.index_video(10 + i, 32, 40))
+  list_path = tmp_path / "list.csv"
+  list_path.write_text('"a,b.mp4",0\n"say ""hi"".mp4" 1\nplain name.mp4 2\n')
+  out = str(tmp_path / "records")
+  summary = make_tfrecords.write_tfrecords(str(list_path), out, num_shards=1, short_side=32,
+                                          video_root=str(tmp_path), progress=False)
+  assert summary["converted"] == 3 and summary["skipped"] == {}
+  assert summary["frames"] == 10 + 11 + 12
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  names_read = [tf.train.SequenceExample.FromString(r.numpy()).context.feature[
+      "video/filename"].bytes_list.value[0].decode()
+                for r in tf.data.TFRecordDataset(make_tfrecords.shard_path(out, "train", 0, 1))]
+  assert names_read == [str(tmp_path / n) for n in names]
+
+  unquoted = tmp_path / "bad.txt"
+  unquoted.write_text("a,b.mp4 0\n")
+  result = _cli("--list", str(unquoted), "--video_root", str(tmp_path), "--output_dir",
+                str(tmp_path / "bad"), "--num_shards", "1")
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [
+      f"error: {unquoted}:1: label 'b.mp4 0' is not an integer: quote a path that "
+      'contains a comma, CSV-style: "a,b.mp4",3']

@@ -1,7 +1,10 @@
 """Source "video_list": video files named in a VideoMAE-style list, decoded with PyAV.
 
-A list file has one video per line, `path label` or `path,label` (the label
-is the last field, so paths may contain spaces when commas separate).
+A list file has one video per line, `path label` or `path,label`. The label
+is the last field: after the last comma if the line has one, else after the
+last space, so `a b.mp4 3` and `a,b.mp4,3` both work. A path that contains a
+comma in a space-separated list, or a quote, is quoted CSV-style:
+`"a,b.mp4",3` or `"a,b.mp4" 3` (`""` for a quote inside).
 Relative paths are joined to `data.video_root`. Files are opened inside the
 pipeline through `tf.numpy_function`; a file that fails to open or decode is
 logged with the reason and its video is skipped.
@@ -33,21 +36,41 @@ def read_video_list(list_path: str, key: str, video_root: str = "") -> tuple:
       line = line.strip()
       if not line or line.startswith("#"):
         continue
-      separator = "," if "," in line else None
-      fields = line.rsplit(separator, 1)
-      if len(fields) != 2:
+      if line.startswith('"'):
+        fields = _split_quoted(line)
+      else:
+        fields = line.rsplit("," if "," in line else None, 1)
+      if fields is None or len(fields) != 2:
         raise ValueError(f"{list_path}:{line_number}: expected `path label`, got {line!r}")
       path, label = fields[0].strip(), fields[1].strip()
       try:
         labels.append(int(label))
       except ValueError:
+        hint = (": quote a path that contains a comma, CSV-style: \"a,b.mp4\",3"
+                if "," in line and not line.startswith('"') else "")
         raise ValueError(f"{list_path}:{line_number}: label {label!r} is not an "
-                         "integer") from None
+                         f"integer{hint}") from None
       paths.append(path if os.path.isabs(path) or not video_root
                    else os.path.join(video_root, path))
   if not paths:
     raise ValueError(f"data.{key}: list file {list_path!r} names no videos")
   return paths, labels
+
+
+def _split_quoted(line: str):
+  """`"pa""th",3` or `"path" 3` -> [path, label]; None if the quote never closes."""
+  path, i = [], 1
+  while i < len(line):
+    if line[i] == '"':
+      if line[i + 1:i + 2] == '"':
+        path.append('"')
+        i += 2
+        continue
+      rest = line[i + 1:].strip()
+      return ["".join(path), rest[1:] if rest.startswith(",") else rest]
+    path.append(line[i])
+    i += 1
+  return None
 
 
 class VideoListSource:
