@@ -127,17 +127,18 @@ def _check_options(options_path: str, options: dict, overwrite: bool, shards: Li
       for suffix in ("", ".summary.json"):
         if os.path.exists(path + suffix):
           os.remove(path + suffix)
-  elif os.path.exists(options_path):
+  elif os.path.exists(options_path) and any(os.path.exists(path) for path in shards):
     with open(options_path) as f:
       recorded = json.load(f)
     for key, value in options.items():
       if key in recorded and recorded[key] != value:
-        flag = "--label_names" if key == "label_names" else f"--{key}"
-        shown = "(other names)" if key == "label_names" else value
+        if key == "label_names":
+          change = "--label_names names other classes than those"
+        else:
+          change = f"--{key}={value} differs from {recorded[key]}"
         raise ConversionError(
-            f"{flag}={shown} differs from {recorded[key] if key != 'label_names' else '(names)'}"
-            f" recorded for the existing shards in {options_path}: pass the same value, "
-            "or --overwrite to redo the shards")
+            f"{change} recorded for the existing shards in {options_path}: pass the same "
+            "value, or --overwrite to redo the shards")
   with open(options_path + ".tmp", "w") as f:
     json.dump(options, f, indent=1)
   os.replace(options_path + ".tmp", options_path)
