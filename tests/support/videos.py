@@ -35,9 +35,11 @@ def frame_index(frame: np.ndarray) -> int:
 
 
 def write_video(path: str, num_frames: int = 40, height: int = 48, width: int = 64,
-                fps: int = 25) -> str:
-  """An H.264 (yuv420p) mp4 of `frame_pattern` frames."""
-  with av.open(path, "w") as container:
+                fps: int = 25, faststart: bool = False) -> str:
+  """An H.264 (yuv420p) mp4 of `frame_pattern` frames; `faststart` puts the
+  index (moov) before the frames, so a truncated copy still opens."""
+  options = {"movflags": "faststart"} if faststart else {}
+  with av.open(path, "w", options=options) as container:
     stream = container.add_stream("libx264", rate=fps)
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
     stream.options = {"crf": "10", "g": "12"}

@@ -105,8 +105,24 @@ def stored_tree(metadata) -> Any:
   return getattr(metadata, "tree", metadata)
 
 
+TRAIN_CHECKPOINTS_DIR = "checkpoints"  # WORKDIR/checkpoints of a training run
+TRAIN_MODEL_DIR = "model"  # WORKDIR/model: the model checkpoint a training run writes
+
+
 def load_model_config(directory: str) -> Dict[str, Any]:
-  """The `config.json` of a model checkpoint (FileNotFoundError naming the dir)."""
+  """The `config.json` of a model checkpoint (FileNotFoundError naming the dir).
+
+  A training workdir (`checkpoints/` and a training `config.json`, no
+  `params/`) is refused with a line naming `WORKDIR/model`, its model
+  checkpoint.
+  """
+  if (os.path.isdir(os.path.join(directory, TRAIN_CHECKPOINTS_DIR))
+      and not os.path.isdir(os.path.join(directory, PARAMS_DIR))):
+    model_dir = os.path.join(directory.rstrip(os.sep) or directory, TRAIN_MODEL_DIR)
+    found = ("" if os.path.exists(os.path.join(model_dir, CONFIG_FILE))
+             else " (not written yet: the run writes it when it finishes)")
+    raise FileNotFoundError(f"{directory} is a training workdir, not a model checkpoint: "
+                            f"pass {model_dir}{found}")
   path = os.path.join(directory, CONFIG_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{directory} is not a model checkpoint: no {CONFIG_FILE}")

@@ -24,7 +24,10 @@ preprocessed plus the jitted model call (compiled before the stream
 starts). Delay is from the newest frame entering the queue to its
 prediction. The summary (printed, and the last line of `--json-log`) gives
 predictions, latency and delay p50 / p99 in ms, frames per second taken
-by the model, and frames read and dropped.
+by the model, and frames read (of those the container announced) and
+dropped. A source that breaks off in a decode error (a truncated file, a
+dropped connection) still gets its summary, then one line `error: ...
+broke off after N of M frames ...` and exit status 1; a clean end is 0.
 """
 
 import argparse
@@ -61,6 +64,8 @@ class StreamSummary:
   elapsed_s: float
   window: int
   hop: int
+  frames_announced: Optional[int] = None  # What the container states; None if it does not.
+  source_error: Optional[str] = None  # Why the source broke off, None for a clean end.
 
   def to_json(self) -> Dict[str, Any]:
     return dataclasses.asdict(self)
@@ -192,11 +197,12 @@ def format_summary(summary: StreamSummary) -> str:
   def ms(value):
     return "n/a" if value is None else f"{value:.1f} ms"
   source = f" (source {summary.source_fps:.1f} fps)" if summary.source_fps else ""
+  of = f" of {summary.frames_announced} announced" if summary.frames_announced else ""
   return "\n".join([
       f"predictions      {summary.predictions} (window {summary.window} frames, hop {summary.hop})",
       f"latency p50/p99  {ms(summary.latency_p50_ms)} / {ms(summary.latency_p99_ms)}",
       f"delay p50/p99    {ms(summary.delay_p50_ms)} / {ms(summary.delay_p99_ms)}",
-      f"frames           {summary.frames_processed} processed, {summary.frames_read} read, "
+      f"frames           {summary.frames_processed} processed, {summary.frames_read} read{of}, "
       f"{summary.frames_dropped} dropped",
       f"throughput       {summary.fps:.1f} fps{source} over {summary.elapsed_s:.1f} s"])
 
@@ -274,9 +280,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.hop, realtime=args.realtime and live.kind == "file",
         drop_when_full=args.realtime or live.kind != "file", queue_size=args.queue_size,
         max_seconds=args.max_seconds, on_prediction=on_prediction, source_fps=live.fps)
+    summary = dataclasses.replace(summary, frames_announced=live.frames_announced,
+                                  source_error=live.error)
     print(format_summary(summary))
     if log is not None:
       log.write(json.dumps({"summary": summary.to_json()}) + "\n")
+    if live.error is not None:
+      of = (f" of {live.frames_announced} frames the container announced"
+            if live.frames_announced else " frames")
+      print(f"error: source broke off after {summary.frames_read}{of} ({live.error}); "
+            f"the predictions above cover only those", file=sys.stderr)
+      return 1
   except video_io.VideoDecodeError as e:
     print(f"error: {e}", file=sys.stderr)
     return 1

@@ -118,7 +118,11 @@ class LiveSource:
   `index` counts decoded frames from 0; `seconds` is the frame's
   presentation time from the stream start (index / fps without timestamps).
   Attributes after opening: `fps` (None when the source does not say),
-  `kind` ("file", "url" or "device").
+  `kind` ("file", "url" or "device"), `frames_announced` (the frame count
+  the container states, None when it states none). After `frames()` ends:
+  `error`, the one-line reason when decoding broke off after some frames
+  (a truncated file, a dropped connection, a file that gives fewer frames
+  than it announces), else None.
   """
 
   def __init__(self, source: str, input_format: Optional[str] = None,
@@ -129,6 +133,8 @@ class LiveSource:
     self._container = None
     self._stream = None
     self.fps: Optional[float] = None
+    self.frames_announced: Optional[int] = None
+    self.error: Optional[str] = None
 
   def open(self) -> "LiveSource":
     if self.kind == "file":
@@ -147,6 +153,7 @@ class LiveSource:
       self.close()
       raise VideoDecodeError(_one_line(self.source, e)) from None
     self.fps = float(rate) if rate else None
+    self.frames_announced = int(self._stream.frames) or None
     return self
 
   def frames(self) -> Iterator[Tuple[int, float, np.ndarray]]:
@@ -169,9 +176,14 @@ class LiveSource:
       if index == 0:
         raise VideoDecodeError(_one_line(self.source, e)) from None
       # A stream that breaks off after some frames ends there (a truncated
-      # file, a dropped connection): what was decoded stands.
+      # file, a dropped connection): what was decoded stands, `error` says why.
+      self.error = _one_line(self.source, e)
     if index == 0:
       raise VideoDecodeError(f"{self.source}: decoded no frames")
+    if (self.error is None and self.kind == "file" and self.frames_announced
+        and index < self.frames_announced):
+      # Threaded decoding ends a broken-off file without an exception.
+      self.error = f"{self.source}: file ends early (truncated or damaged)"
 
   def close(self) -> None:
     if self._container is not None:

@@ -91,7 +91,10 @@ def validate(config) -> None:
     _fail("feature_weight", f"must be >= 0, got {d.feature_weight}")
   if config.model.get("class_splits", None):
     raise ValueError("model.class_splits: mode='distill' needs a single-head student")
-  meta = checkpoints.load_model_config(d.teacher)
+  try:
+    meta = checkpoints.load_model_config(d.teacher)
+  except FileNotFoundError as e:  # A training workdir: the message names its WORKDIR/model.
+    _fail("teacher", f"={d.teacher!r}: {e}")
   if registry.objective_of(meta["model"]) != "classification":
     _fail("teacher", f"={d.teacher!r} is not a classifier (objective "
           f"{registry.objective_of(meta['model'])!r})")

@@ -34,6 +34,7 @@ import numpy as np
 from vivit_jax import checkpoints as model_checkpoints
 from vivit_jax.checkpoints import init_from
 from vivit_jax.checkpoints import train as train_checkpoints
+from vivit_jax.checkpoints import workdir_lock
 from vivit_jax.models import build_model
 from vivit_jax.train import distill, experiment, objectives, partitioning
 from vivit_jax.train import metric_writer as train_logging
@@ -232,12 +233,19 @@ def evaluate_only(config, workdir: str) -> Dict[str, float]:
 
 
 def run(config, workdir: str) -> Dict[str, float]:
-  """Validates the config, writes `config.json`, runs the mode; returns metrics."""
+  """Validates the config, writes `config.json`, runs the mode; returns metrics.
+
+  Training holds `WORKDIR/run.lock` (`checkpoints/workdir_lock.py`) for the
+  whole run: a second run on the same workdir is refused with
+  `WorkdirLockedError` naming the holder's host and pid.
+  """
   experiment.validate(config)
   evaluating = objectives.run_mode(config) == "eval"
   os.makedirs(workdir, exist_ok=True)
-  train_logging.write_config_json(
-      workdir, config, "config_eval.json" if evaluating else train_logging.CONFIG_JSON)
-  if evaluating:
+  if evaluating:  # Reads checkpoints, writes only its own files: no lock needed.
+    train_logging.write_config_json(workdir, config, "config_eval.json")
     return evaluate_only(config, workdir)
-  return train_and_evaluate(config, workdir)
+  # Before config.json: a refused second run must not overwrite the first's.
+  with workdir_lock.hold(workdir, jax.process_index()):
+    train_logging.write_config_json(workdir, config, train_logging.CONFIG_JSON)
+    return train_and_evaluate(config, workdir)

@@ -1,5 +1,7 @@
 """`checkpoints.load_model`: the one build -> shapes -> restore sequence every reader uses."""
 
+import json
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -66,3 +68,16 @@ def test_target_shardings_are_used(saved):
       nn.unbox(target))
   _, loaded, _ = checkpoints.load_model(directory, target=target)
   assert all(x.sharding == sharding for x in jax.tree_util.tree_leaves(loaded))
+
+
+def test_load_model_of_a_training_workdir_names_its_model_dir(tmp_path):
+  from support import videos as fx
+  run = tmp_path / "run"
+  (run / "checkpoints" / "5").mkdir(parents=True)
+  (run / "config.json").write_text(json.dumps({"model": dict(fx.MODEL), "train": {}}))
+  fx.make_checkpoint(str(run / "model"))
+  with pytest.raises(FileNotFoundError,
+                     match=f"{run} is a training workdir, not a model checkpoint: pass {run}/model$"):
+    checkpoints.load_model(str(run))
+  _, params, meta = checkpoints.load_model(str(run / "model"))
+  assert meta["labels"] == fx.LABELS and params

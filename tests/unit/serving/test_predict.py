@@ -181,3 +181,33 @@ def test_cli_flags_reach_the_prediction(workdir, tmp_path, capsys):
   assert predict.main([f"--checkpoint={workdir['ckpt']}", video, "--image-size", "16"]) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and err[0].startswith("error:"), err
+
+
+def _training_workdir(root, with_model: bool) -> str:
+  """A workdir laid out as a training run leaves it: its training config.json
+  (written by the run's own writer), `checkpoints/<step>/`, and, once
+  finished, `model/`."""
+  from support import train_runs
+  from vivit_jax.train import metric_writer
+  run = str(root)
+  metric_writer.write_config_json(run, train_runs.load_config("demo_finetune.py", {}))
+  (root / "checkpoints" / "20").mkdir(parents=True)
+  if with_model:
+    fx.make_checkpoint(str(root / "model"))
+  return run
+
+
+def test_training_workdir_as_checkpoint_names_its_model_dir(workdir, tmp_path, capsys):
+  run = _training_workdir(tmp_path / "run", with_model=True)
+  video = workdir["videos"][1]
+  assert predict.main([f"--checkpoint={run}", video]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err == [f"error: {run} is a training workdir, not a model checkpoint: "
+                 f"pass {run}/model"]
+  assert predict.main([f"--checkpoint={run}/model", video]) == 0
+  assert video in capsys.readouterr().out
+
+  unfinished = _training_workdir(tmp_path / "unfinished", with_model=False)
+  assert predict.main([f"--checkpoint={unfinished}", video]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and f"pass {unfinished}/model (not written yet" in err[0]

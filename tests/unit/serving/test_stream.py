@@ -171,6 +171,33 @@ def test_cli_undecodable_source_is_one_error_line(workdir, capsys):
   assert len(err) == 1 and bad in err[0]
 
 
+def test_cli_source_that_breaks_off_counts_frames_and_exits_nonzero(workdir, capsys, tmp_path):
+  whole = fx.write_video(str(tmp_path / "whole.mp4"), num_frames=40, faststart=True)
+  with open(whole, "rb") as f:
+    data = f.read()
+  cut = str(tmp_path / "cut.mp4")
+  with open(cut, "wb") as f:
+    f.write(data[: int(len(data) * 0.8)])
+  log = str(tmp_path / "cut.jsonl")
+  assert stream.main([f"--checkpoint={workdir['ckpt']}", f"--source={cut}", "--quiet",
+                      f"--json-log={log}"]) == 1
+  out, err = capsys.readouterr()
+  with open(log) as f:
+    summary = json.loads(f.read().splitlines()[-1])["summary"]
+  read = summary["frames_read"]
+  assert 0 < read < 40 and summary["frames_announced"] == 40
+  assert cut in summary["source_error"]
+  assert f"{read} read of 40 announced" in out
+  err = err.strip().splitlines()
+  assert len(err) == 1
+  assert err[0].startswith(f"error: source broke off after {read} of 40 frames the container "
+                           f"announced ({cut}: ")
+
+  assert stream.main([f"--checkpoint={workdir['ckpt']}", f"--source={whole}", "--quiet"]) == 0
+  out, err = capsys.readouterr()
+  assert "40 read of 40 announced" in out and err == ""
+
+
 def test_source_kinds_and_open_options():
   assert video_io.source_kind("/dev/video0") == "device"
   assert video_io.source_kind("rtsp://cam/live") == "url"

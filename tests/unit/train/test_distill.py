@@ -226,6 +226,20 @@ def test_bad_distill_keys_fail_naming_the_key(teacher_dir, key, value, message):
     experiment.validate(make_config(teacher_dir, **{key: value}))
 
 
+def test_training_workdir_as_teacher_names_its_model_dir(teacher_dir):
+  workdir = teacher_dir.parent  # Holds model/; a run's config.json and checkpoints/ beside it.
+  (workdir / "checkpoints" / "3").mkdir(parents=True, exist_ok=True)
+  (workdir / "config.json").write_text((teacher_dir / "config.json").read_text())
+  try:
+    with pytest.raises(ValueError, match=r"^distill\.teacher=.*: .* is a training workdir, not a "
+                       rf"model checkpoint: pass {workdir}/model$"):
+      experiment.validate(make_config(workdir))
+  finally:
+    (workdir / "config.json").unlink()
+    (workdir / "checkpoints" / "3").rmdir()
+    (workdir / "checkpoints").rmdir()
+
+
 def test_missing_teacher_fails_naming_the_key(tmp_path):
   with pytest.raises(ValueError, match=r"^distill\.teacher=.* is not a model checkpoint"):
     experiment.validate(make_config(tmp_path / "nowhere"))
