@@ -32,6 +32,7 @@ import jax
 import numpy as np
 
 from vivit_jax import checkpoints as model_checkpoints
+from vivit_jax.checkpoints import model as model_checkpoint_files
 from vivit_jax.checkpoints import init_from
 from vivit_jax.checkpoints import train as train_checkpoints
 from vivit_jax.checkpoints import workdir_lock
@@ -46,7 +47,7 @@ from vivit_jax.train.mesh import create_mesh
 from vivit_jax.train.steps import check_finite, init_train_state, make_train_step
 
 TRAIN_KEYS = ("video", "label")
-MODEL_DIR = "model"  # WORKDIR/model: the finished classifier as a model checkpoint
+MODEL_DIR = model_checkpoint_files.TRAIN_MODEL_DIR  # WORKDIR/model: the finished classifier
 
 
 def initial_state(config, model, mesh, ckpt: train_checkpoints.TrainCheckpointer):
