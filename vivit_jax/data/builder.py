@@ -2,10 +2,12 @@
 
 Start-up checks fail fast, naming the config key or the file: a missing file
 list or pattern, an empty dataset or process shard, labels outside
-`num_classes` (all of a list file; the first `probe_videos` records
-otherwise, the rest as they stream), and a clip longer than every probed
-video. One clip is then decoded outside the error-skipping path, so a
-pipeline that cannot decode anything fails here instead of spinning.
+`num_classes` (all of a list file; the probed records otherwise, the rest
+as they stream), and a clip longer than every probed video. Videos are
+probed `probe_videos` at a time, each batch's clips decoded outside the
+error-skipping path, until one yields a clip: bad videos at the head of a
+list do not stop a run, and a pipeline that cannot decode anything fails
+here (naming how many videos were tried) instead of spinning.
 """
 
 from typing import Any, Optional
@@ -41,28 +43,22 @@ def _check_labels(source, config, probed, probed_ids):
                          f"[0, data.num_classes={config.num_classes})")
 
 
-def _check_lengths(source, config, probed, probed_ids) -> list:
-  """Returns the probed local ids with frames, for the smoke test."""
+def _check_lengths(source, config, probed, probed_ids) -> None:
   lengths = [found["num_frames"] for found in probed]
-  readable = [i for i, length in zip(probed_ids, lengths) if length > 0]
-  if not readable:
-    raise ValueError(f"{source.name}: none of the first {len(probed_ids)} videos has "
-                     f"readable frames: {[source.describe(i) for i in probed_ids[:5]]}")
   needed = (config.num_frames if config.sampling == "segment"
             else sampling.clip_span(config.num_frames, config.stride))
   longest = max(lengths)
-  if needed > longest:
+  if longest and needed > longest:
     where = source.describe(probed_ids[lengths.index(longest)])
     raise ValueError(
         f"data.num_frames={config.num_frames} x data.stride={config.stride} spans {needed} "
         f"frames, longer than every probed video of {source.name} (longest: {longest} "
         f"frames, {where})")
-  return readable
 
 
-def _smoke_test(source, row_fn, local_ids):
-  """Decodes one clip of the first of `local_ids` that decodes, errors visible."""
-  failures = []
+def _first_clip(source, row_fn, local_ids, failures: list) -> bool:
+  """Decodes one clip of each of `local_ids` in turn, errors visible; True
+  at the first that decodes. Appends "video: reason" for each that does not."""
   for local_id in local_ids:
     try:
       row = row_fn(tf.constant(0, tf.int64), tf.constant(local_id, tf.int64))
@@ -70,10 +66,34 @@ def _smoke_test(source, row_fn, local_ids):
       failures.append(f"{source.describe(local_id)}: {error.message.splitlines()[0]}")
       continue
     if bool(tf.reduce_all(row["ok"])):
+      return True
+    reason = iterator_lib.diagnose(source, local_id)[1]
+    failures.append(f"{source.describe(local_id)}: {reason}")
+  return False
+
+
+def _probe(source, config, row_fn) -> None:
+  """Probes `data.probe_videos` videos at a time until one yields a clip.
+
+  Every probed video's labels are checked; the clip length is checked
+  against the probed videos. Fails only when the whole shard was tried.
+  """
+  chunk = max(int(config.probe_videos or 1), 1)
+  probed_ids, probed, failures = [], [], []
+  for start in range(0, source.num_videos, chunk):
+    ids = list(range(start, min(start + chunk, source.num_videos)))
+    found = source.probe(ids)
+    _check_labels(source, config, found, ids)
+    probed_ids += ids
+    probed += found
+    readable = [i for i, video in zip(ids, found) if video["num_frames"] > 0]
+    failures += [f"{source.describe(i)}: no readable frames"
+                 for i, video in zip(ids, found) if video["num_frames"] <= 0]
+    _check_lengths(source, config, probed, probed_ids)
+    if _first_clip(source, row_fn, readable, failures):
       return
-    failures.append(f"{source.describe(local_id)}: undecodable (see log)")
-  raise ValueError(f"{source.name}: no clip of the first {len(local_ids)} readable videos "
-                   f"decodes: {failures[:3]}")
+  raise ValueError(f"{source.name}: none of the {len(probed_ids)} videos tried (all of this "
+                   f"process's videos) yields a clip, e.g. {failures[:3]}")
 
 
 def create_iterator(config: Any, train: bool, batch_size: int, seed: int = 0,
@@ -99,11 +119,7 @@ def create_iterator(config: Any, train: bool, batch_size: int, seed: int = 0,
   if source.num_videos == 0:
     raise ValueError(f"{source.name}: process {process_index} of {process_count} gets no "
                      f"videos ({source.num_videos_total} in total)")
-  probed_ids = list(range(min(config.probe_videos or 1, source.num_videos)))
-  probed = source.probe(probed_ids)
-  _check_labels(source, config, probed, probed_ids)
-  readable_ids = _check_lengths(source, config, probed, probed_ids)
   row_fn = pipeline.make_row_fn(source, config, train, seed, process_index)
-  _smoke_test(source, row_fn, readable_ids)
+  _probe(source, config, row_fn)
   return iterator_lib.VideoIterator(source, config, train, batch_size, seed, process_index,
                                     state=state, row_fn=row_fn)

@@ -93,7 +93,7 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.shuffle_buffer = 0
   c.num_parallel_calls = -1  # -1: tf.data.AUTOTUNE.
   c.prefetch_batches = 2  # 0: autotune.
-  c.probe_videos = 16  # Videos read at start to check labels and lengths.
+  c.probe_videos = 16  # Videos probed at a time at start (labels, lengths, one clip) until one decodes.
   c.lock()
   return c
 

@@ -1,10 +1,14 @@
 """`VideoIterator`: host-local numpy batches with a small, JSON-able position.
 
-State `{"next_index": g, "next_clip": k, "batches": n, "seed": s, "train": b}`
-says the next batch starts at clip k of train element (or eval video) g;
-`set_state` rebuilds the pipeline from there, decoding nothing twice.
-Rows of videos that failed to decode are missing from the stream; the gaps
-in "position" are counted as `skipped_corrupt` and logged with the file.
+State `{"next_index": g, "next_clip": k, "batches": n, "seed": s, "train": b,
+"skipped": {kind: count}}` says the next batch starts at clip k of train
+element (or eval video) g; `set_state` rebuilds the pipeline from there,
+decoding nothing twice. Rows of videos that yield no clip are missing from
+the stream; each gap in "position" is one skip, counted by the kind of damage
+the source's `diagnose` finds ("corrupt_record", "corrupt_frame",
+"unreadable"; their sum is `skipped_corrupt`). The counts are part of the
+state, so a resumed run goes on counting. Each skipped video is named with
+its reason in one warning per process run, then only counted.
 """
 
 import atexit
@@ -16,9 +20,13 @@ import numpy as np
 
 from vivit_jax.data import pipeline
 
-_STATE_KEYS = ("next_index", "next_clip", "batches", "seed", "train")
+_STATE_KEYS = ("next_index", "next_clip", "batches", "seed", "train", "skipped")
+SKIP_KINDS = ("corrupt_record", "corrupt_frame", "unreadable")
 _MAX_LOGGED_SKIPS = 20
 _LIVE_ITERATORS = weakref.WeakSet()
+# (source name, video) -> (kind, reason), for this process: a bad video is
+# diagnosed and warned about once per run, however many epochs meet it.
+_DIAGNOSED = {}
 
 
 @atexit.register
@@ -27,6 +35,15 @@ def _close_live_iterators():
   # its numpy_function calls use.
   for iterator in list(_LIVE_ITERATORS):
     iterator.close()
+
+
+def diagnose(source, local_id: int):
+  """`(kind, reason)` for a video that yielded no clip (kind in SKIP_KINDS)."""
+  find = getattr(source, "diagnose", None)
+  if find is None:
+    return "unreadable", "undecodable"
+  kind, reason = find(local_id)
+  return (kind if kind in SKIP_KINDS else "unreadable"), reason
 
 
 class VideoIterator:
@@ -51,8 +68,8 @@ class VideoIterator:
     # Eval: every process runs the same number of batches (the largest shard's).
     self.num_batches = (None if train else
                         -(-max(source.shard_sizes) * self.views_per_video // batch_size))
-    self._skipped = 0
-    self._skipped_examples = []
+    self._skipped = dict.fromkeys(SKIP_KINDS, 0)
+    self._skipped_examples = {}
     self._clips = 0
     self._order_cache = {}
     self._template = None  # Eval: an empty batch of the right structure.
@@ -65,7 +82,8 @@ class VideoIterator:
 
   def get_state(self) -> dict:
     return {"next_index": int(self._next_index), "next_clip": int(self._next_clip),
-            "batches": int(self._batches), "seed": int(self.seed), "train": bool(self.train)}
+            "batches": int(self._batches), "seed": int(self.seed), "train": bool(self.train),
+            "skipped": dict(self._skipped)}
 
   def set_state(self, state: dict):
     unknown = sorted(set(state) - set(_STATE_KEYS))
@@ -80,6 +98,8 @@ class VideoIterator:
     self._next_index = int(state["next_index"])
     self._next_clip = int(state.get("next_clip", 0))
     self._batches = int(state.get("batches", 0))
+    counts = state.get("skipped", {})
+    self._skipped = {kind: int(counts.get(kind, 0)) for kind in SKIP_KINDS}
     # The next video expected to start (clip 0); earlier ones are done.
     self._expected_video = self._next_index + (1 if self._next_clip else 0)
     dataset = pipeline.build_dataset(
@@ -93,9 +113,15 @@ class VideoIterator:
     self._iterator = None
 
   def stats(self) -> dict:
-    """Counters: skipped_corrupt videos, clips and batches emitted, source's own."""
-    out = {"skipped_corrupt": self._skipped, "clips": self._clips,
-           "batches": self._batches, "skipped_examples": list(self._skipped_examples)}
+    """Counters (since the start of training, across resumes): skipped_corrupt
+    videos and skipped_<kind> per kind, clips and batches emitted; the first
+    skipped videos' names ("skipped_examples") and {name: reason}
+    ("skipped_reasons") of this process run; the source's own counts."""
+    out = {"skipped_corrupt": sum(self._skipped.values()),
+           **{f"skipped_{kind}": count for kind, count in self._skipped.items()},
+           "clips": self._clips, "batches": self._batches,
+           "skipped_examples": list(self._skipped_examples),
+           "skipped_reasons": dict(self._skipped_examples)}
     out.update(self.source.stats())
     return out
 
@@ -111,11 +137,18 @@ class VideoIterator:
 
   def _note_skipped(self, up_to: int):
     for position in range(self._expected_video, up_to):
-      self._skipped += 1
-      what = self.source.describe(self._local_id(position))
+      local_id = self._local_id(position)
+      what = self.source.describe(local_id)
+      key = (self.source.name, what)
+      if key not in _DIAGNOSED:
+        kind, reason = diagnose(self.source, local_id)
+        _DIAGNOSED[key] = kind, reason
+        logging.warning("skipped %s: %s (a skipped video is named once per run, then "
+                        "counted in data/skipped_corrupt)", what, reason)
+      kind, reason = _DIAGNOSED[key]
+      self._skipped[kind] += 1
       if len(self._skipped_examples) < _MAX_LOGGED_SKIPS:
-        self._skipped_examples.append(what)
-        logging.warning("skipped an undecodable video (%d so far): %s", self._skipped, what)
+        self._skipped_examples.setdefault(what, reason)
 
   def _account(self, batch: dict):
     """Updates skip counts and the resume position from a batch's rows."""

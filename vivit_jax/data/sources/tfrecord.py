@@ -24,15 +24,17 @@ DMVR layout (scenic's ViViT): a record is a serialised `tf.train.SequenceExample
 import dataclasses
 import logging
 import os
+import re
 import struct
 import threading
 from concurrent import futures
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from vivit_jax.data import frame_decode
+from vivit_jax.data import integrity
 from vivit_jax.data.registry import register_source
 from vivit_jax.data.sources import shard_sizes
 
@@ -93,11 +95,18 @@ _FOOTER = 4  # uint32 crc of the data.
 
 @dataclasses.dataclass
 class FileIndex:
-  """Records of one TFRecord file: byte offsets of their data, and lengths."""
+  """Records of one TFRecord file: byte offsets of their data, and lengths.
+
+  `problem`: "" (intact), "empty" (0 bytes), "not_tfrecord" (the first
+  header fails its checksum: some other kind of file), "truncated" (the last
+  record is cut off) or "corrupt_header" (a later header fails its checksum;
+  the records before it are used).
+  """
   path: str
   offsets: np.ndarray  # (R,) int64, first byte of each record's data.
   lengths: np.ndarray  # (R,) int64, bytes of each record's data.
-  truncated_bytes: int = 0  # Bytes after the last complete record.
+  truncated_bytes: int = 0  # Bytes after the last usable record.
+  problem: str = ""
 
 
 def _open(path: str):
@@ -106,28 +115,62 @@ def _open(path: str):
   return open(path, "rb")
 
 
+_PROBLEM_WORDS = {"empty": "empty file", "not_tfrecord": "not a TFRecord file",
+                  "truncated": "truncated", "corrupt_header": "corrupt record header"}
+
+
+def _op_message(error) -> str:
+  """A TF op error's message, one line, without the `{{function_node ...}}` prefix."""
+  text = error.message.strip().splitlines()[0] if error.message.strip() else repr(error)
+  return re.sub(r"^\{\{[^}]*\}\}\s*", "", text)[:200]
+
+
 def scan_tfrecord(path: str) -> FileIndex:
-  """Indexes the records of one file by reading only their headers."""
+  """Indexes the records of one file by reading only their headers (each
+  header's length checksum is verified; the data's when a record is read)."""
   offsets, lengths = [], []
+  problem = ""
   with _open(path) as f:
     size = f.seek(0, os.SEEK_END) if "://" not in path else f.size()
     position = 0
-    while position + _HEADER <= size:
+    while position < size:
       f.seek(position)
       header = f.read(_HEADER)
+      if len(header) < _HEADER:
+        problem = "truncated" if offsets else "not_tfrecord"
+        break
       (length,) = struct.unpack("<Q", header[:8])
       end = position + _HEADER + length + _FOOTER
-      if end > size:
+      intact = integrity.header_intact(header)
+      if not (intact or offsets):
+        problem = "not_tfrecord"
+        break
+      if end > size:  # A record cut off (its header may be cut too).
+        problem = "truncated"
+        break
+      if not intact:
+        problem = "corrupt_header"
         break
       offsets.append(position + _HEADER)
       lengths.append(length)
       position = end
-  truncated = size - position
-  if truncated:
-    logging.warning("%s: %d trailing bytes do not form a complete record (truncated "
-                    "file); its %d complete records are used", path, truncated, len(offsets))
+  if size == 0:
+    problem = "empty"
+  rest = size - position
+  message = {
+      "empty": "empty file (0 bytes): no records",
+      "not_tfrecord": f"not a TFRecord file ({size} bytes, no valid record header at "
+                      "byte 0): ignored",
+      "truncated": f"truncated file: {rest} trailing bytes do not form a complete record; "
+                   f"its {len(offsets)} complete records are used",
+      "corrupt_header": f"corrupt record header at byte {position} (checksum mismatch): "
+                        f"the {rest} bytes from there are skipped, the {len(offsets)} "
+                        "records before it are used",
+  }.get(problem)
+  if message:
+    logging.warning("%s: %s", path, message)
   return FileIndex(path, np.asarray(offsets, np.int64), np.asarray(lengths, np.int64),
-                   truncated)
+                   rest, problem)
 
 
 def scan_tfrecords(paths: Sequence[str], num_threads: int = 16) -> list:
@@ -146,17 +189,35 @@ class RecordReader:
   def __init__(self, paths: Sequence[str]):
     self.paths = list(paths)
     self._fds = {}
+    self._failures = {}
     self._lock = threading.Lock()
     self._local = threading.local()
 
   def read(self, file_id, offset, length) -> bytes:
-    """The record's bytes; b"" (a video with no frames, skipped) on I/O errors."""
+    """The record's data after checking its checksums; b"" (a video with no
+    frames, skipped) on I/O errors or a checksum mismatch, whose reason
+    `failure(file_id, offset)` then gives."""
+    file_id, offset, length = int(file_id), int(offset), int(length)
     try:
-      return self._read(int(file_id), int(offset), int(length))
+      framed = self._read(file_id, offset - _HEADER, length + _HEADER + _FOOTER)
     except OSError as error:
-      logging.warning("cannot read %s at byte %d: %s", self.paths[int(file_id)],
-                      int(offset), error)
-      return b""
+      return self._failed(file_id, offset, f"cannot read: {error}")
+    if len(framed) != length + _HEADER + _FOOTER:
+      return self._failed(file_id, offset, "file shrank since it was indexed")
+    damage = integrity.record_damage(framed)
+    if damage:
+      return self._failed(file_id, offset, damage)
+    return framed[_HEADER:-_FOOTER]
+
+  def _failed(self, file_id: int, offset: int, reason: str) -> bytes:
+    with self._lock:
+      self._failures[(file_id, offset)] = reason
+    return b""
+
+  def failure(self, file_id, offset) -> Optional[str]:
+    """Why the record at (file id, data offset) read as b"", or None."""
+    with self._lock:
+      return self._failures.get((int(file_id), int(offset)))
 
   def _read(self, file_id: int, offset: int, length: int) -> bytes:
     path = self.paths[file_id]
@@ -212,6 +273,7 @@ class RecordSource:
     indexes = scan_tfrecords(sorted({s.path for s in selections}))
     by_path = {index.path: index for index in indexes}
     self.truncated_files = [index.path for index in indexes if index.truncated_bytes]
+    self.file_problems = {index.path: index.problem for index in indexes if index.problem}
     file_ids, offsets, lengths, local_positions = [], [], [], []
     paths = [s.path for s in selections]
     for file_id, selection in enumerate(selections):
@@ -225,7 +287,10 @@ class RecordSource:
       local_positions.append(np.arange(selection.skip, selection.skip + count))
     self.num_videos_total = int(sum(len(f) for f in file_ids))
     if self.num_videos_total == 0:
-      raise ValueError(f"{name}: no records in {paths[:3]}{'...' if len(paths) > 3 else ''}")
+      problems = "; ".join(f"{os.path.basename(path)}: {_PROBLEM_WORDS[kind]}"
+                           for path, kind in list(self.file_problems.items())[:3])
+      raise ValueError(f"{name}: no records in {paths[:3]}{'...' if len(paths) > 3 else ''}"
+                       + (f" ({problems})" if problems else ""))
     self.shard_sizes = shard_sizes(self.num_videos_total, process_count)
     self.first_video = sum(self.shard_sizes[:process_index])
     self.num_videos = self.shard_sizes[process_index]
@@ -243,7 +308,13 @@ class RecordSource:
             f"{self._record_in_file[local_id]}")
 
   def stats(self) -> dict:
-    return {"truncated_files": len(self.truncated_files)}
+    """Files of the split with a problem, by kind (`FileIndex.problem`);
+    "truncated_files" counts every file with unusable trailing bytes."""
+    kinds = list(self.file_problems.values())
+    return {"truncated_files": len(self.truncated_files),
+            "empty_files": kinds.count("empty"),
+            "not_tfrecord_files": kinds.count("not_tfrecord"),
+            "corrupt_header_files": kinds.count("corrupt_header")}
 
   def _read(self, local_id):
     location = [tf.gather(tf.constant(array), local_id)
@@ -267,12 +338,43 @@ class RecordSource:
     return frame_decode.frame_shape(video["frames"][0])
 
   def read_clips(self, video, indices, boxes=None) -> tuple:
-    """`(K, T)` frame indices -> (list of K `(T, h, w, 3)` uint8, ok)."""
+    """`(K, T)` frame indices -> (list of K `(T, h, w, 3)` uint8, ok); ok is
+    False when a sampled frame is a broken JPEG (`integrity.jpeg_damage`)."""
     clips = []
     for k in range(indices.shape[0]):
       encoded = tf.gather(video["frames"], indices[k])
       clips.append(frame_decode.decode_frames(encoded, None if boxes is None else boxes[k]))
-    return clips, tf.constant(True)
+    sampled = tf.gather(video["frames"], tf.reshape(indices, [-1]))
+    intact = tf.numpy_function(integrity.frames_intact, [sampled], tf.bool, stateful=False)
+    return clips, tf.ensure_shape(intact, [])
+
+  def diagnose(self, local_id: int) -> Tuple[str, str]:
+    """`(kind, reason)` why video `local_id` yields no clip, found eagerly:
+    kind "corrupt_record" (checksum, I/O), "corrupt_frame" (a frame that is
+    not an intact JPEG/PNG or fails to decode) or "unreadable" (no frames,
+    does not parse)."""
+    local_id = int(local_id)
+    location = (self._file_ids[local_id], self._offsets[local_id], self._lengths[local_id])
+    serialized = self._reader.read(*location)
+    failure = self._reader.failure(*location[:2])
+    if failure:
+      return "corrupt_record", failure
+    try:
+      frames = self._parse(tf.constant(serialized))["frames"].numpy()
+    except tf.errors.OpError as error:
+      return "unreadable", f"record does not parse: {_op_message(error)}"
+    if not len(frames):
+      return "unreadable", "record has no frames"
+    for i, encoded in enumerate(frames):
+      damage = integrity.jpeg_damage(encoded)
+      if damage is None:
+        try:
+          frame_decode.decode_frame(tf.constant(encoded))
+        except tf.errors.OpError as error:
+          damage = f"decode error: {_op_message(error)}"
+      if damage:
+        return "corrupt_frame", f"frame {i} of {len(frames)}: {damage}"
+    return "unreadable", "no clip decodes (every frame checks out one by one)"
 
   def probe(self, local_ids: Sequence[int]) -> List[dict]:
     """Eagerly reads videos: [{"label", "labels", "num_frames"}] per id."""

@@ -92,6 +92,7 @@ class VideoListSource:
     self.paths = paths[local]
     self.labels = np.asarray(labels[local], np.int32)
     self._failures = collections.Counter()
+    self._reasons = {}
     self._lock = threading.Lock()
 
   def describe(self, local_id: int) -> str:
@@ -102,9 +103,25 @@ class VideoListSource:
       return {"decode_failures": sum(self._failures.values())}
 
   def _fail(self, path: str, error: Exception):
+    # Named once per run by the iterator (`diagnose`), not at every attempt.
     with self._lock:
       self._failures[path] += 1
-    logging.warning("skipping video %s: %s: %s", path, type(error).__name__, error)
+      self._reasons[path] = f"{type(error).__name__}: {error}"
+    logging.debug("cannot decode video %s: %s: %s", path, type(error).__name__, error)
+
+  def diagnose(self, local_id: int):
+    """`("unreadable", reason)`: why video `local_id` yielded no clip."""
+    path = self.paths[int(local_id)]
+    with self._lock:
+      reason = self._reasons.get(path)
+    if reason is None:
+      try:
+        num_frames, _, _ = pyav_decode.probe(path)
+        pyav_decode.decode_frames(path, [0, num_frames - 1])
+        reason = "decoded on a second try (an intermittent read error?)"
+      except Exception as error:  # pylint: disable=broad-except
+        reason = f"{type(error).__name__}: {error}"
+    return "unreadable", reason
 
   def _probe(self, local_id):
     path = self.paths[int(local_id)]
