@@ -24,6 +24,7 @@ DATA = [
     "tensorflow-cpu>=2.18,<2.22",
     "tensorflow-datasets>=4.9.7,<5",
     "av>=12,<20",
+    "google-crc32c>=1.5,<2",  # TFRecord checksums (vivit_jax.data.integrity)
     "importlib_resources>=5",  # tensorflow-datasets imports it without declaring it
     "dm-pix>=0.4.3,<0.5",
 ]

@@ -24,7 +24,12 @@ folder -> `WORKDIR/eval`), from process 0:
   report.json           top1, top5, mean_class_accuracy, clip_top1, loss,
                         num_videos, num_views, views_per_video, per_class
                         [{index, name, num_videos, accuracy}], confusion_matrix
-                        (counts, row = true class), checkpoint, step, config.
+                        (counts, row = true class), checkpoint, step, config,
+                        and "input": {listed_videos, skipped_videos,
+                        skipped_by_kind, skipped [{name, reason}], bad-file
+                        counts}, the videos of the split that yielded no
+                        view and were left out of every metric (process 0's
+                        share on several hosts; docs/data.md).
   confusion_matrix.png  row-normalised, class names on the axes.
 and prints a summary table. A model with `model.class_splits` (several heads,
 e.g. Epic-Kitchens verb + noun) reports `top1` / `clip_top1` as action
@@ -124,7 +129,8 @@ def run_evaluation(config, checkpoint: str, output: Optional[str] = None,
       f"evaluating {path} (step {step}) on {num_classes} classes{heads}: batches of "
       f"{config.eval.batch_size} clips, {views} view(s) per video, "
       f"{jax.device_count()} device(s) on {jax.process_count()} process(es)")
-  result = evaluator.run(restored.state, use_ema=use_ema, progress=progress).classifier
+  outcome = evaluator.run(restored.state, use_ema=use_ema, progress=progress)
+  result = outcome.classifier
   if result.num_classes != outputs:
     raise ValueError(f"the model outputs {result.num_classes} classes, " + (
         f"sum(model.class_splits={splits})={outputs}" if splits
@@ -144,6 +150,7 @@ def run_evaluation(config, checkpoint: str, output: Optional[str] = None,
       "views_per_video": views, "temporal_views": int(config.data.eval_temporal_views),
       "spatial_views": int(config.data.eval_spatial_views),
       "shuffle_frames": bool(config.eval.shuffle_frames)})
+  report["input"] = input_report(outcome.data_stats)
   if splits:
     report["class_splits"] = list(splits)
     report["heads"] = [head_report(metrics, name, result.confusion(h), head_names[h])
@@ -170,6 +177,33 @@ def run_evaluation(config, checkpoint: str, output: Optional[str] = None,
     print(summary_table(report), flush=True)
     print(f"wrote {os.path.join(output, REPORT_FILE)} and {', '.join(written)}", flush=True)
   return report
+
+
+def input_report(stats: Dict[str, Any]) -> Dict[str, Any]:
+  """The eval input's skip counts and skipped videos, for report.json."""
+  return {"listed_videos": int(stats.get("num_videos", 0)),
+          "skipped_videos": int(stats.get("skipped_corrupt", 0)),
+          "skipped_by_kind": {name[len("skipped_"):]: int(value)
+                              for name, value in sorted(stats.items())
+                              if name.startswith("skipped_") and isinstance(value, int)
+                              and name != "skipped_corrupt" and value},
+          "skipped": [{"name": name, "reason": reason}
+                      for name, reason in stats.get("skipped_reasons", {}).items()],
+          **{name: int(value) for name, value in sorted(stats.items())
+             if name.endswith("_files") and isinstance(value, int)}}
+
+
+def skipped_line(report: Dict[str, Any]) -> str:
+  """"3 of 13 listed videos were skipped (unreadable 3): a.mp4: reason; ...", or ""."""
+  info = report.get("input") or {}
+  if not info.get("skipped_videos"):
+    return ""
+  kinds = ", ".join(f"{kind} {count}" for kind, count in info["skipped_by_kind"].items())
+  named = "; ".join(f"{entry['name']}: {entry['reason']}" for entry in info["skipped"][:5])
+  more = len(info["skipped"]) - 5
+  return (f"{info['skipped_videos']} of {info['listed_videos']} listed videos were skipped "
+          f"({kinds}), not in the metrics: {named}" + (f"; {more} more in report.json"
+                                                      if more > 0 else ""))
 
 
 def head_confusion_file(head: str) -> str:
@@ -215,6 +249,8 @@ def summary_table(report: Dict[str, Any]) -> str:
     lines.append(f"{name:<22}{report[key]:.4f}")
   lines.append(f"{'videos / views':<22}{report['num_videos']} / {report['num_views']} "
                f"({report['temporal_views']} temporal x {report['spatial_views']} spatial)")
+  if skipped_line(report):
+    lines.append(f"{'skipped':<22}{skipped_line(report)}")
   if not multi:
     return "\n".join(lines + _per_class_lines(report["per_class"]))
   for head in report["heads"]:

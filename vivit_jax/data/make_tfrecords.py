@@ -10,7 +10,12 @@ higher-resolution fine-tuning) and JPEG-encoded; one record per video (see
 written in parallel processes to `*.tmp` and renamed when complete, next to a
 `<shard>.summary.json`; a rerun skips complete shards, so an interrupted
 conversion resumes. Videos that cannot be decoded are skipped and reported
-with the reason in `<name>.summary.json` and on stdout. A progress bar (videos
+with the reason in `<name>.summary.json` and on stdout. One rule for short
+videos: a truncated file (it ends before the frames its header announces)
+or a damaged one (a decode error mid-file) keeps the frames decoded before
+that point if they are at least `--min_frames_fraction` (0.5) of the
+announced ones, else it is skipped; the summary counts each kind kept and
+skipped (docs/data.md). A progress bar (videos
 done, rate, ETA) goes to stderr; `--no_progress` turns it off.
 
 The run exits 2 with one `error:` line when fewer than
@@ -50,30 +55,82 @@ def shard_path(output_dir: str, name: str, shard: int, num_shards: int) -> str:
   return os.path.join(output_dir, f"{name}-{shard:05d}-of-{num_shards:05d}.tfrecord")
 
 
-def _resized_jpeg_frames(path: str, short_side: int, quality: int) -> List[bytes]:
-  frames = []
+# A header may overstate the frame count by a frame or two (see pyav_decode).
+_FRAME_COUNT_SLACK = 2
+
+
+class ShortVideoError(ValueError):
+  """A truncated or damaged video with too few readable frames to keep."""
+
+
+class TruncatedVideoError(ShortVideoError):
+  """The file ends before the frames its header announces."""
+
+
+class DamagedVideoError(ShortVideoError):
+  """A decode error mid-file, the data after it still there."""
+
+
+def _resized_jpeg_frames(path: str, short_side: int, quality: int,
+                         min_frames_fraction: float = 0.5) -> Tuple[List[bytes], str, str]:
+  """`(frames, kind, detail)`: JPEG frames decoded up to the end or the first
+  error; kind "" (complete), "truncated" (the file ends before the frames
+  its header announces) or "damaged" (a decode error with the data still
+  there). Raises ShortVideoError when fewer than `min_frames_fraction` of
+  the announced frames (or none) decode."""
+  frames, error, packets = [], None, 0
   with av.open(path) as container:
     if not container.streams.video:
       kinds = sorted({stream.type for stream in container.streams}) or ["none"]
       raise NoVideoStreamError(f"no video stream (streams: {', '.join(kinds)})")
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
+    announced = int(stream.frames or 0)
     height, width = stream.codec_context.height, stream.codec_context.width
     scale = short_side / min(height, width)
     size = (max(short_side, round(width * scale)), max(short_side, round(height * scale)))
-    for frame in container.decode(stream):
-      image = frame.reformat(width=size[0], height=size[1], format="rgb24").to_image()
-      buffer = io.BytesIO()
-      image.save(buffer, format="JPEG", quality=quality)
-      frames.append(buffer.getvalue())
-  if not frames:
-    raise ValueError("no frames decoded")
-  return frames
+    demuxed = container.demux(stream)
+    while True:
+      try:
+        packet = next(demuxed)
+      except StopIteration:
+        break
+      except av.FFmpegError as demux_error:  # The file ends mid-packet.
+        error = error or demux_error
+        break
+      packets += 1 if packet.size else 0
+      if error is not None:
+        continue  # Only count what the file still holds.
+      try:
+        decoded = packet.decode()
+      except av.FFmpegError as decode_error:
+        error = decode_error
+        continue
+      for frame in decoded:
+        image = frame.reformat(width=size[0], height=size[1], format="rgb24").to_image()
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=quality)
+        frames.append(buffer.getvalue())
+  short = announced and len(frames) < announced - _FRAME_COUNT_SLACK
+  if error is None and not short:
+    if not frames:
+      raise ValueError("no frames decoded")
+    return frames, "", ""
+  kind = "truncated" if packets < announced - _FRAME_COUNT_SLACK else "damaged"
+  detail = (f"{len(frames)} of {announced or '?'} frames readable"
+            + (f" ({type(error).__name__}: {error})" if error is not None else ""))
+  if not frames or len(frames) < min_frames_fraction * announced:
+    error_class = TruncatedVideoError if kind == "truncated" else DamagedVideoError
+    raise error_class(f"{kind}: {detail}, fewer than --min_frames_fraction="
+                      f"{min_frames_fraction:g} of them")
+  return frames, kind, detail
 
 
 def convert_shard(videos: Sequence[Tuple[str, int]], output_path: str, short_side: int,
-                  quality: int, label_names: Sequence[str] = (), progress=None) -> dict:
-  """Writes one shard; returns its summary {"converted", "skipped": {path: reason}}.
+                  quality: int, label_names: Sequence[str] = (),
+                  min_frames_fraction: float = 0.5, progress=None) -> dict:
+  """Writes one shard; returns its summary {"converted", "skipped": {path: reason},
+  "truncated" / "damaged": {path: detail} of the videos kept short}.
 
   `progress`: called with 1 after each video (converted or skipped), or a
   queue that gets a 1 put for each (from a worker process); None: silent.
@@ -82,15 +139,18 @@ def convert_shard(videos: Sequence[Tuple[str, int]], output_path: str, short_sid
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from vivit_jax.data.sources import tfrecord  # pylint: disable=import-outside-toplevel
   summary = {"shard": os.path.basename(output_path), "converted": 0, "frames": 0,
-             "skipped": {}}
+             "skipped": {}, "truncated": {}, "damaged": {}}
   with tf.io.TFRecordWriter(output_path + ".tmp") as writer:
     for path, label in videos:
       try:
-        frames = _resized_jpeg_frames(path, short_side, quality)
+        frames, kind, detail = _resized_jpeg_frames(path, short_side, quality,
+                                                    min_frames_fraction)
       except Exception as error:  # pylint: disable=broad-except
         summary["skipped"][path] = f"{type(error).__name__}: {error}"
         tick(1)
         continue
+      if kind:
+        summary[kind][path] = detail
       text = label_names[label] if label < len(label_names) else ""
       writer.write(tfrecord.make_sequence_example(frames, [label], text, path))
       summary["converted"] += 1
@@ -164,8 +224,13 @@ def write_tfrecords(list_path: str, output_dir: str, name: str = "train",
                     num_shards: int = 16, short_side: int = 256, workers: int = 0,
                     video_root: str = "", jpeg_quality: int = 90,
                     label_names_path: str = "", progress: bool = True,
-                    overwrite: bool = False) -> dict:
+                    overwrite: bool = False, min_frames_fraction: float = 0.5) -> dict:
   """Converts every video of `list_path`; returns the overall summary.
+
+  A truncated or mid-file damaged video keeps the frames decoded before the
+  end or the first error if they are at least `min_frames_fraction` of the
+  frames its header announces, else it is skipped; both outcomes are
+  counted per kind ("truncated_kept", "damaged_skipped", ...).
 
   `workers` processes write shards in parallel (0: in this process);
   `progress` shows a tqdm bar over the videos still to convert. The options
@@ -182,7 +247,8 @@ def write_tfrecords(list_path: str, output_dir: str, name: str = "train",
   os.makedirs(output_dir, exist_ok=True)
   _check_options(os.path.join(output_dir, f"{name}.options.json"),
                  {"short_side": short_side, "jpeg_quality": jpeg_quality,
-                  "label_names": label_names}, overwrite,
+                  "label_names": label_names, "min_frames_fraction": min_frames_fraction},
+                 overwrite,
                  [shard_path(output_dir, name, s, num_shards) for s in range(num_shards)])
   videos = list(zip(paths, labels))
   jobs, resumed = {}, []
@@ -192,7 +258,8 @@ def write_tfrecords(list_path: str, output_dir: str, name: str = "train",
       resumed.append(output_path)
       continue
     chunk = videos[shard * len(videos) // num_shards:(shard + 1) * len(videos) // num_shards]
-    jobs[output_path] = (chunk, output_path, short_side, jpeg_quality, label_names)
+    jobs[output_path] = (chunk, output_path, short_side, jpeg_quality, label_names,
+                         min_frames_fraction)
   with tqdm.tqdm(total=sum(len(job[0]) for job in jobs.values()), desc=f"{name} videos",
                  unit="video", dynamic_ncols=True, disable=not progress) as bar:
     if workers > 0 and len(jobs) > 1:
@@ -204,10 +271,16 @@ def write_tfrecords(list_path: str, output_dir: str, name: str = "train",
   for shard in range(num_shards):
     with open(shard_path(output_dir, name, shard, num_shards) + ".summary.json") as f:
       shard_summaries.append(json.load(f))
-  skipped = {}
+  skipped, short = {}, {"truncated": {}, "damaged": {}}
   for summary in shard_summaries:
     skipped.update(summary["skipped"])
+    for kind, kept in short.items():
+      kept.update(summary.get(kind, {}))
   reasons = collections.Counter(reason.split(":")[0] for reason in skipped.values())
+  for kind, error_class in (("truncated", TruncatedVideoError),
+                            ("damaged", DamagedVideoError)):
+    short[f"{kind}_kept"] = len(short[kind])
+    short[f"{kind}_skipped"] = reasons.get(error_class.__name__, 0)
   total = {"videos": len(videos), "converted": sum(s["converted"] for s in shard_summaries),
            "frames": sum(s["frames"] for s in shard_summaries), "skipped": skipped,
            "skipped_by_reason": dict(reasons), "shards": num_shards,
@@ -215,7 +288,8 @@ def write_tfrecords(list_path: str, output_dir: str, name: str = "train",
            "pattern": os.path.join(output_dir, f"{name}-*-of-{num_shards:05d}.tfrecord"),
            "short_side": short_side, "jpeg_quality": jpeg_quality,
            "video_root": video_root,
-           "shards_incomplete": sum(not s.get("complete", True) for s in shard_summaries)}
+           "shards_incomplete": sum(not s.get("complete", True) for s in shard_summaries),
+           "min_frames_fraction": min_frames_fraction, **short}
   with open(os.path.join(output_dir, f"{name}.summary.json"), "w") as f:
     json.dump(total, f, indent=1)
   return total
@@ -236,6 +310,9 @@ def main(argv=None):
   parser.add_argument("--no_progress", action="store_true", help="no progress bar")
   parser.add_argument("--min_converted_fraction", type=float, default=0.5,
                       help="exit 2 when fewer of the listed videos convert (0: never)")
+  parser.add_argument("--min_frames_fraction", type=float, default=0.5,
+                      help="a truncated or damaged video keeps its readable frames if "
+                      "they are at least this fraction of those announced, else is skipped")
   parser.add_argument("--overwrite", action="store_true",
                       help="redo every shard, e.g. after changing --short_side")
   args = parser.parse_args(argv)
@@ -243,7 +320,8 @@ def main(argv=None):
     summary = write_tfrecords(args.list, args.output_dir, args.name, args.num_shards,
                               args.short_side, args.workers, args.video_root,
                               args.jpeg_quality, args.label_names,
-                              progress=not args.no_progress, overwrite=args.overwrite)
+                              progress=not args.no_progress, overwrite=args.overwrite,
+                              min_frames_fraction=args.min_frames_fraction)
   except (ConversionError, FileNotFoundError, ValueError) as error:
     print(f"error: {error}", file=sys.stderr)
     return 2
@@ -255,6 +333,15 @@ def main(argv=None):
     print(f"skipped {len(summary['skipped'])} videos: {summary['skipped_by_reason']}")
     for path, reason in sorted(summary["skipped"].items()):
       print(f"  {path}: {reason}")
+  if any(summary[f"{kind}_{outcome}"] for kind in ("truncated", "damaged")
+         for outcome in ("kept", "skipped")):
+    print(f"truncated videos: {summary['truncated_kept']} kept short, "
+          f"{summary['truncated_skipped']} skipped; damaged mid-file: "
+          f"{summary['damaged_kept']} kept short, {summary['damaged_skipped']} skipped "
+          f"(--min_frames_fraction={summary['min_frames_fraction']:g})")
+    for kind in ("truncated", "damaged"):
+      for path, detail in sorted(summary[kind].items()):
+        print(f"  kept {kind} {path}: {detail}")
   fraction = summary["converted"] / summary["videos"]
   if fraction < args.min_converted_fraction:
     print(f"error: {_low_yield_reason(summary, args.min_converted_fraction)}",

@@ -48,10 +48,13 @@ class EvalResult:
       head) or "reconstruction" (original / masked / reconstructed rows);
       empty when there is none.
     classifier: the classification pass (per-video scores, confusion), or None.
+    data_stats: the eval input's `stats()` after the pass (skip counts,
+      "skipped_reasons", "num_videos" listed on this process; docs/data.md).
   """
   metrics: Dict[str, float]
   images: List[Tuple[str, np.ndarray]]
   classifier: Optional[evaluation.ClassifierPass] = None
+  data_stats: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
   @property
   def image(self) -> Optional[Tuple[str, np.ndarray]]:
@@ -120,6 +123,13 @@ def reconstruction_picture(images) -> np.ndarray:
     grid = np.concatenate([grid, np.full((4,) + grid.shape[1:], 255, np.uint8),
                            plots.reconstruction_grid(*(c[i] for c in images))])
   return grid
+
+
+def _input_stats(batches) -> Dict[str, Any]:
+  stats = dict(batches.stats()) if hasattr(batches, "stats") else {}
+  if hasattr(batches, "num_videos"):
+    stats["num_videos"] = int(batches.num_videos)
+  return stats
 
 
 class Evaluator:
@@ -228,13 +238,14 @@ class Evaluator:
             int(config.eval.num_images), int(config.eval.num_batches))
         pictures = [] if images is None else [("reconstruction",
                                                 reconstruction_picture(images))]
-        return EvalResult(metrics, pictures)
+        return EvalResult(metrics, pictures, data_stats=_input_stats(batches))
       result = evaluation.classifier_pass(
           eval_step, state, stream, self.mesh, shuffle_frames=shuffle, seed=int(config.seed),
           max_batches=int(config.eval.num_batches), class_splits=self.class_splits)
       # data.class_names name the combined labels; a head's classes have none.
       names = None if self.class_splits else inputs.class_names(config)
-      return EvalResult(result.metrics(), confusion_pictures(result, names), result)
+      return EvalResult(result.metrics(), confusion_pictures(result, names), result,
+                        _input_stats(batches))
     finally:
       if stream is not batches:
         stream.close()

@@ -5,6 +5,7 @@
   input_spec(config)       the serving `"input"` block matching the eval path.
   create_iterator(config, train)   this process's shard of the data pipeline
                            (imported lazily: it needs TensorFlow).
+  data_counters(iterator)  its skip and bad-file counts as `data/<name>` scalars.
 """
 
 from typing import Any, Dict, List, Optional, Tuple
@@ -51,3 +52,13 @@ def create_iterator(config, train: bool, state=None):
       batch_size=local_batch_size(batch, "train.batch_size" if train else "eval.batch_size"),
       seed=int(config.seed), process_index=jax.process_index(),
       process_count=jax.process_count(), **kwargs)
+
+
+def data_counters(iterator) -> Dict[str, int]:
+  """`{"data/skipped_corrupt": n, "data/skipped_<kind>": n, "data/<kind>_files": n}`
+  of an iterator's `stats()` (docs/data.md); {} for one without stats."""
+  stats = getattr(iterator, "stats", None)
+  if stats is None:
+    return {}
+  return {f"data/{name}": int(value) for name, value in sorted(dict(stats()).items())
+          if isinstance(value, int) and (name.startswith("skipped_") or name.endswith("_files"))}

@@ -42,7 +42,8 @@ from vivit_jax.train import metric_writer as train_logging
 from vivit_jax.train import plots
 from vivit_jax.train.distributed import make_global_batch
 from vivit_jax.train.evaluator import Evaluator
-from vivit_jax.train.inputs import class_names, create_iterator, input_spec, video_shape
+from vivit_jax.train.inputs import (class_names, create_iterator, data_counters, input_spec,
+                                    video_shape)
 from vivit_jax.train.mesh import create_mesh
 from vivit_jax.train.steps import check_finite, init_train_state, make_train_step
 
@@ -177,7 +178,9 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
         continue
       train_metrics = buffer.flush()
       if do_log and train_metrics:
-        throughput = progress.report(step, train_metrics)
+        data_counts = data_counters(train_iter)
+        throughput = progress.report(step, train_metrics, data_counts)
+        writer.write_scalars(step, data_counts)
         writer.write_scalars(step, {f"train/{k}": v for k, v in train_metrics.items()})
         writer.write_scalars(step, throughput)
       if do_eval:

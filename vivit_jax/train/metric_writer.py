@@ -6,7 +6,7 @@ writer here is a no-op, so the training loop calls them unconditionally.
   MetricWriter       scalars and images as TensorBoard event files
                      (tensorboardX, no TensorFlow) under `WORKDIR/tensorboard`.
   Progress           one console line per logging interval: step, loss,
-                     learning rate, clips/s and ETA.
+                     learning rate, skipped videos (if any), clips/s and ETA.
   write_config_json  the resolved config, as `WORKDIR/config.json`.
 
 Pictures (reconstruction grids as PNGs) are in `vivit_jax.train.plots`.
@@ -117,8 +117,13 @@ class Progress:
     self._last_time = time.perf_counter()
     self._steps_per_sec = None
 
-  def report(self, step: int, metrics: Mapping[str, float]) -> Dict[str, float]:
-    """Prints a progress line for `step`; returns the throughput scalars."""
+  def report(self, step: int, metrics: Mapping[str, float],
+             data_counts: Optional[Mapping[str, int]] = None) -> Dict[str, float]:
+    """Prints a progress line for `step`; returns the throughput scalars.
+
+    `data_counts`: `inputs.data_counters` of the train input; the line says
+    "skipped N videos (kind n, ...)" once any was skipped.
+    """
     now = time.perf_counter()
     steps = step - self._last_step
     elapsed = max(now - self._last_time, 1e-9)
@@ -135,7 +140,22 @@ class Progress:
         value = float(metrics[name])
         parts.append(f"{'lr' if name == 'learning_rate' else name} "
                      + (f"{value:.3e}" if name == "learning_rate" else f"{value:.4f}"))
+    skipped = skipped_phrase(data_counts or {})
+    if skipped:
+      parts.append(skipped)
     parts.append(f"{clips_per_sec:7.1f} clips/s")
     parts.append(f"ETA {eta}")
     console(" | ".join(parts))
     return {"throughput/clips_per_sec": clips_per_sec, "throughput/steps_per_sec": rate}
+
+
+def skipped_phrase(data_counts: Mapping[str, int]) -> str:
+  """"skipped 3 videos (corrupt_frame 2, unreadable 1)", or "" if none."""
+  total = int(data_counts.get("data/skipped_corrupt", 0))
+  if not total:
+    return ""
+  kinds = ", ".join(f"{name[len('data/skipped_'):]} {count}"
+                    for name, count in sorted(data_counts.items())
+                    if name.startswith("data/skipped_") and name != "data/skipped_corrupt"
+                    and count)
+  return f"skipped {total} video{'s' if total != 1 else ''} ({kinds})"

@@ -272,7 +272,7 @@ class RecordSource:
     self.name = name
     indexes = scan_tfrecords(sorted({s.path for s in selections}))
     by_path = {index.path: index for index in indexes}
-    self.truncated_files = [index.path for index in indexes if index.truncated_bytes]
+    self.truncated_files = [index.path for index in indexes if index.problem == "truncated"]
     self.file_problems = {index.path: index.problem for index in indexes if index.problem}
     file_ids, offsets, lengths, local_positions = [], [], [], []
     paths = [s.path for s in selections]
@@ -308,8 +308,7 @@ class RecordSource:
             f"{self._record_in_file[local_id]}")
 
   def stats(self) -> dict:
-    """Files of the split with a problem, by kind (`FileIndex.problem`);
-    "truncated_files" counts every file with unusable trailing bytes."""
+    """Files of the split with a problem, by kind (`FileIndex.problem`)."""
     kinds = list(self.file_problems.values())
     return {"truncated_files": len(self.truncated_files),
             "empty_files": kinds.count("empty"),
