@@ -35,6 +35,8 @@ def _check_labels(source, config, probed, probed_ids):
       raise ValueError(f"{where}: video {position} has label {label}, outside "
                        f"[0, data.num_classes={config.num_classes})")
   for local_id, found in zip(probed_ids, probed):
+    if found["num_frames"] <= 0:
+      continue  # Unreadable: skipped and counted, its label unknown.
     if not found["labels"]:
       raise ValueError(f"{source.describe(local_id)}: no label (`clip/label/index` is empty)")
     for label in found["labels"]:

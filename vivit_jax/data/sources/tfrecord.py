@@ -379,7 +379,11 @@ class RecordSource:
     """Eagerly reads videos: [{"label", "labels", "num_frames"}] per id."""
     found = []
     for local_id in local_ids:
-      video = self.load(tf.constant(local_id, tf.int64))
+      try:
+        video = self.load(tf.constant(local_id, tf.int64))
+      except tf.errors.OpError:  # Damaged: the pipeline skips it; diagnose() says why.
+        found.append({"label": -1, "labels": [], "num_frames": 0})
+        continue
       found.append({"label": int(video["label"]), "labels": video["labels"].numpy().tolist(),
                     "num_frames": int(video["num_frames"])})
     return found
