@@ -17,6 +17,7 @@ Records written by `make_tfrecords` carry checksums, which catch any byte
 changed after writing. docs/data.md lists every kind of damage and its count.
 """
 
+import re
 import struct
 from typing import Optional
 
@@ -29,6 +30,9 @@ _PNG_MAGIC = b"\x89PNG"
 _EOI, _SOS = 0xD9, 0xDA
 # Markers that may sit between the scans of a progressive or multi-scan JPEG.
 _BETWEEN_SCANS = {0xC4, 0xCC, 0xDA, 0xDB, 0xDD, 0xFE} | set(range(0xE0, 0xF0))
+# In entropy-coded data 0xFF is followed by 0x00 (stuffing), 0xFF (fill) or
+# RST0-7 (0xD0-0xD7); anything else is the next marker.
+_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
 
 def masked_crc(data: bytes) -> int:
@@ -54,46 +58,39 @@ def record_damage(framed: bytes) -> Optional[str]:
 
 def jpeg_damage(encoded: bytes) -> Optional[str]:
   """None for a well-formed JPEG (or any PNG), else what is wrong, in words."""
-  encoded = bytes(encoded)
-  if encoded.startswith(_PNG_MAGIC):
+  data = bytes(encoded)
+  if data.startswith(_PNG_MAGIC):
     return None
-  if not encoded:
+  if not data:
     return "empty frame (0 bytes)"
-  if not encoded.startswith(_JPEG_MAGIC):
+  if not data.startswith(_JPEG_MAGIC):
     return "not JPEG or PNG data"
-  data = np.frombuffer(encoded, np.uint8)
   size, pos = len(data), 2
   in_scan = None  # After image data: the marker that ended it, as damage.
   while True:
-    if in_scan is not None and (pos + 4 > size or data[pos] != 0xFF):
-      return in_scan
-    if pos + 4 > size:
-      return f"Corrupt JPEG data: cut short at byte {size} (inside the header)"
-    if data[pos] != 0xFF:
+    if pos + 4 > size or data[pos] != 0xFF:
+      if in_scan:
+        return in_scan
+      if pos + 4 > size:
+        return f"Corrupt JPEG data: cut short at byte {size} (inside the header)"
       return f"Corrupt JPEG data: no marker at byte {pos}"
-    marker = int(data[pos + 1])
+    marker = data[pos + 1]
     if marker == 0xFF:  # Fill byte before a marker.
       pos += 1
       continue
     if marker == _EOI:
       return None if in_scan else "Corrupt JPEG data: end of image before any image data"
-    end = pos + 2 + (int(data[pos + 2]) << 8 | int(data[pos + 3]))
+    end = pos + 2 + (data[pos + 2] << 8 | data[pos + 3])
     if end > size:
       return in_scan or f"Corrupt JPEG data: cut short at byte {size} (inside the header)"
     if marker != _SOS:
       pos = end
       continue
-    # Entropy-coded data: 0xFF is followed by 0x00 (stuffing), 0xFF (fill)
-    # or RST0-7; anything else is the next marker.
-    ffs = np.flatnonzero(data[end:size - 1] == 0xFF) + end
-    following = data[ffs + 1]
-    is_marker = ((following != 0x00) & (following != 0xFF)
-                 & ~((following >= 0xD0) & (following <= 0xD7)))
-    markers = ffs[is_marker]
-    if not markers.size:
+    found = _SCAN_END.search(data, end)
+    if found is None:
       return f"Corrupt JPEG data: cut short at byte {size} (no end-of-image marker)"
-    pos = int(markers[0])
-    code = int(data[pos + 1])
+    pos = found.start()
+    code = data[pos + 1]
     if code == _EOI:
       return None
     in_scan = (f"Corrupt JPEG data: marker 0x{code:02x} inside the image data at byte "
