@@ -68,8 +68,14 @@ def translate(error: BaseException, argv: Sequence[str] = ()) -> Optional[UserEr
     text = text.replace("\\n", "\n").replace("\\'", "'")
     first, _, hint = text.strip("'\"").partition("\n")
     bad = first.strip("'\" ")
-    fix = hint.strip() or "see vivit_jax/train/experiment.py for every key"
-    return UserError(f"unknown config key {bad!r}", _config_key_in_argv(bad, argv), fix)
+    flag = _config_key_in_argv(bad, argv)
+    fix = "every key is listed in vivit_jax/train/experiment.py"
+    match = re.search(r'Did you mean "([^"]+)" instead of', hint)
+    if match:
+      parts = flag.split(".")
+      suggestion = ".".join(match.group(1) if p == bad else p for p in parts)
+      fix = f"did you mean {suggestion}? ({fix})"
+    return UserError(f"unknown config key {bad!r}", flag, fix)
   if isinstance(error, flags.UnrecognizedFlagError):
     return UserError(f"unknown flag --{error.flagname}", "command line",
                      "see --helpshort for the flags")
@@ -96,7 +102,8 @@ def translate(error: BaseException, argv: Sequence[str] = ()) -> Optional[UserEr
                      "check the path (and the working directory), then rerun")
   from vivit_jax.checkpoints.model import ParamMismatchError  # pylint: disable=import-outside-toplevel
   if isinstance(error, ParamMismatchError):
-    return UserError(f"checkpoint of another model: {error}", "the checkpoint",
+    flag = next((a for a in argv if a.startswith("--checkpoint=")), "the checkpoint")
+    return UserError(f"checkpoint of another model: {error}", flag,
                      "pass a checkpoint of this model, or make --config.model.* match it")
   from vivit_jax.checkpoints.workdir_lock import WorkdirLockedError  # pylint: disable=import-outside-toplevel
   if isinstance(error, WorkdirLockedError):

@@ -54,6 +54,7 @@ from vivit_jax.train.evaluator import Evaluator
 from vivit_jax.train.inputs import class_names, input_spec, video_shape
 from vivit_jax.train.mesh import create_mesh
 from vivit_jax.train.steps import check_finite, init_train_state, make_train_step
+from vivit_jax.user_errors import UserError
 
 TRAIN_KEYS = ("video", "label")
 MODEL_DIR = model_checkpoint_files.TRAIN_MODEL_DIR  # WORKDIR/model: the finished classifier
@@ -69,7 +70,14 @@ def initial_state(config, model, mesh, ckpt: train_checkpoints.TrainCheckpointer
     train_logging.console(f"restored checkpoint at step {step} from {ckpt.directory}")
     return state, shardings, step, data_state
   if config.init_from.kind:
-    state = init_from.initialise_state(config, state, video_shape(config))
+    try:
+      state = init_from.initialise_state(config, state, video_shape(config))
+    except (model_checkpoints.ParamMismatchError, FileNotFoundError) as error:
+      raise UserError(f"{config.init_from.kind} checkpoint does not fit: {error}",
+                      f"--config.init_from.path={config.init_from.path}",
+                      "start from a checkpoint of this model (or make --config.model.* "
+                      "match it), or set --config.init_from.kind= for random init"
+                      ) from error
     train_logging.console(f"initialised parameters from {config.init_from.kind} "
                           f"checkpoint {config.init_from.path}")
   return state, shardings, 0, None
