@@ -104,7 +104,8 @@ def convert(args) -> conversion_lib.Conversion:
 def main(argv=None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
   if args.verify and args.source != "huggingface":
-    raise SystemExit("--verify compares with transformers: only for --from huggingface")
+    raise user_errors.UserError("--verify compares with transformers", "--verify",
+                                "use it only with --from huggingface")
   conversion = convert(args)
   out = conversion_lib.save_converted(conversion, args.output, force=args.force)
   labels = len(conversion.labels) if conversion.labels else 0

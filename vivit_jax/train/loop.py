@@ -32,9 +32,9 @@ unchecked step. Only process 0 writes logs; every process checkpoints.
 """
 
 import json
+import math
 import os
 import signal
-import math
 from typing import Any, Dict, List, Optional, Tuple
 
 import jax
