@@ -96,7 +96,9 @@ def translate(error: BaseException, argv: Sequence[str] = ()) -> Optional[UserEr
                      "pass the path of a Python file with get_config(), e.g. "
                      "--config=configs/demo_finetune.py")
   if isinstance(error, FileNotFoundError):
-    where = error.filename or "a path given on the command line or in the config"
+    named = re.search(r"(--[\w.-]+)=|\b((?:data|init_from|distill)\.\w+)", str(error))
+    where = error.filename or (named and (named.group(1) or "--config." + named.group(2)))
+    where = where or "a path on the command line or in the config"
     what = error.strerror if error.filename else str(error)
     return UserError(what or "file not found", str(where),
                      "check the path (and the working directory), then rerun")

@@ -126,3 +126,12 @@ def test_module_imports_without_tensorflow_or_jax():
           "assert not {'tensorflow', 'jax'} & set(sys.modules), sorted(sys.modules)")
   subprocess.run([sys.executable, "-c", code], check=True, cwd=fx.REPO,
                  env=dict(os.environ))
+
+
+@pytest.mark.parametrize("message, where", [
+    ("--checkpoint=/x is neither a model checkpoint nor a training workdir", "--checkpoint"),
+    ("data.eval_files: '/x-*' matches no files", "--config.data.eval_files"),
+])
+def test_missing_file_without_a_filename_names_the_flag_or_key_in_its_message(message, where):
+  translated = user_errors.translate(FileNotFoundError(message))
+  assert translated.where == where and translated.what == message
