@@ -135,3 +135,26 @@ def test_module_imports_without_tensorflow_or_jax():
 def test_missing_file_without_a_filename_names_the_flag_or_key_in_its_message(message, where):
   translated = user_errors.translate(FileNotFoundError(message))
   assert translated.where == where and translated.what == message
+
+
+def _console_script_functions():
+  import ast  # pylint: disable=import-outside-toplevel
+  from support import REPO  # pylint: disable=import-outside-toplevel
+  setup = ast.parse(open(os.path.join(REPO, "setup.py")).read())
+  entries = next(ast.literal_eval(node.value) for node in setup.body
+                 if isinstance(node, ast.Assign) and node.targets[0].id == "CONSOLE_SCRIPTS")
+  for entry in entries:
+    module, function = entry.split("=")[1].strip().split(":")
+    path = os.path.join(REPO, *module.split(".")) + ".py"
+    tree = ast.parse(open(path).read())
+    yield entry, next(node for node in tree.body
+                      if isinstance(node, ast.FunctionDef) and node.name == function)
+
+
+@pytest.mark.parametrize("entry, function", list(_console_script_functions()),
+                         ids=lambda x: x.split("=")[0].strip() if isinstance(x, str) else "")
+def test_every_console_script_goes_through_the_one_line_wrapper(entry, function):
+  import ast  # pylint: disable=import-outside-toplevel
+  decorators = {ast.unparse(d) for d in function.decorator_list}
+  calls = {ast.unparse(n.func) for n in ast.walk(function) if isinstance(n, ast.Call)}
+  assert "user_errors.command" in decorators or "user_errors.run_absl" in calls, entry
