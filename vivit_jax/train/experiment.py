@@ -221,7 +221,7 @@ def validate(config) -> None:
   splits = tuple(config.model.get("class_splits", None) or ())
   if objective == "classification" and splits:
     if config.data.num_classes != math.prod(splits):
-      raise UserError(f"data.num_classes={config.data.num_classes} is not the product of "
+      raise UserError(f"data.num_classes={config.data.num_classes} must be the product of "
                       f"model.class_splits={splits}", "--config.data.num_classes",
                       f"set it to {math.prod(splits)} (labels combine the heads'; see "
                       "vivit_jax/train/multihead.py)")
