@@ -44,13 +44,14 @@ unusable checkpoint (missing, parameter mismatch) or config.
 
 import json
 import os
-import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+from vivit_jax import user_errors
 
 REPORT_FILE = "report.json"
 CONFUSION_FILE = "confusion_matrix.png"
@@ -275,15 +276,18 @@ def main(argv) -> None:
   try:
     run_evaluation(config, _CHECKPOINT.value, _OUTPUT.value, _EMA.value,
                    config_flags.get_config_filename(flags.FLAGS["config"]))
-  except (FileNotFoundError, ParamMismatchError, ValueError) as e:
-    print(f"ERROR: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
-    sys.exit(1)
+  except ValueError as e:  # The config does not fit the checkpoint; other kinds: run_absl.
+    if isinstance(e, (user_errors.UserError, ParamMismatchError)):
+      raise
+    raise user_errors.UserError(str(e), f"--checkpoint={_CHECKPOINT.value}",
+                                "pass a --config (and --config.* overrides) matching "
+                                "the checkpoint's model and data") from e
 
 
 def run() -> None:
   """The `vivit-evaluate` command (`python -m vivit_jax.evaluate`)."""
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  user_errors.run_absl(main)
 
 
 if __name__ == "__main__":

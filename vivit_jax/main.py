@@ -9,6 +9,14 @@ be overridden as `--config.<path>=<value>`, and a key that does not exist, or
 a value of the wrong type, fails at once naming it. Re-running the same
 command on the same workdir resumes from its newest checkpoint.
 
+A user mistake (a bad key or value, missing data, a batch or mesh that does
+not fit the devices, frames or image size that do not fit the model, a
+checkpoint of another model) is found at start-up, before anything is
+compiled or written, and ends in one line `error: <what> (<where>): <fix>`
+with exit status 2 (`vivit_jax/user_errors.py`; the traceback too with
+`--verbosity=1` or `VIVIT_TRACEBACK=1`). A training fault (a non-finite
+loss, too many skipped steps) ends in one `error:` line with status 1.
+
 Multi-host: run the same command on every host; `jax.distributed` is
 initialised from `--config.distributed.*` or the environment
 (`JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES`, `JAX_PROCESS_ID`; or
@@ -17,11 +25,14 @@ detection). Each process reads its shard of the data; process 0 writes logs.
 """
 
 import sys
+import traceback
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+from vivit_jax import user_errors
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (a Python file with get_config()).",
@@ -38,24 +49,21 @@ def main(argv) -> None:
   # Imported after flag parsing so `--help` and config errors come fast.
   from vivit_jax.train import distributed  # pylint: disable=g-import-not-at-top
   distributed.maybe_initialize_distributed(config)
-  from vivit_jax.checkpoints import ParamMismatchError  # pylint: disable=g-import-not-at-top
-  from vivit_jax.checkpoints.workdir_lock import WorkdirLockedError  # pylint: disable=g-import-not-at-top
   from vivit_jax.train import loop  # pylint: disable=g-import-not-at-top
   try:
     loop.run(config, _WORKDIR.value)
-  except (FloatingPointError, ParamMismatchError) as e:
-    # The message names the step or the parameters; a traceback adds nothing.
-    print(f"ERROR: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+  except FloatingPointError as e:
+    # The message names the step and the key to change; a traceback adds nothing.
+    if user_errors.traceback_wanted(sys.argv):
+      traceback.print_exc()
+    print(f"error: {user_errors.one_line(e)}", file=sys.stderr, flush=True)
     sys.exit(1)
-  except WorkdirLockedError as e:
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    sys.exit(2)
 
 
 def run() -> None:
   """The `vivit-train` command (`python -m vivit_jax.main`)."""
   flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+  user_errors.run_absl(main)
 
 
 if __name__ == "__main__":

@@ -18,13 +18,14 @@ import os
 import sys
 from typing import Dict
 
-from absl import app, flags
+from absl import flags
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from PIL import Image
 
+from vivit_jax import user_errors
 from vivit_jax.data.eval_views import view_indices
 from vivit_jax.serving import inference, video_io
 from vivit_jax.models import build_model, embedding, forecast_metrics, masking, videomae
@@ -119,7 +120,7 @@ def main(argv) -> None:
 
 def run() -> None:
   """The `vivit-forecast` console script."""
-  app.run(main)
+  user_errors.run_absl(main)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ Sections and keys (units in brackets):
   train.nan_policy             "stop" (caller raises via check_finite) or
                                "skip" (keep going); either way the step
                                leaves params/opt_state/EMA unchanged.
+  train.max_skipped_steps      "skip": stop (an `error:` line, exit 1) once
+                               more steps than this were skipped (default 10); None = no cap.
   train.norm_pix_loss          pretrain: targets normalised per tubelet.
   train.reconstruction_loss    pretrain: "l2" (squared) or "l1" (absolute error).
   data.mean, data.std          the input normalisation on the [0, 1] scale
@@ -98,6 +100,7 @@ def default_train_config() -> ml_collections.ConfigDict:
   c.train.cutmix_alpha = 0.0
   c.train.mix_prob = 1.0
   c.train.nan_policy = "stop"
+  c.train.max_skipped_steps = config_dict.FieldReference(10, field_type=int)
   c.train.norm_pix_loss = True
   c.train.reconstruction_loss = "l2"
 

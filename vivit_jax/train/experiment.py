@@ -54,6 +54,8 @@ locked: an override of a key that does not exist fails naming it.
   debug.*
     sigkill_after_step >0: once the checkpoint of this step is on disk the
                        process SIGKILLs itself (crash-recovery tests).
+    fail_eval_at_step  >0: the eval at this step raises (lost-work tests: the
+                       step's checkpoint is on disk all the same).
 """
 
 import importlib.util
@@ -66,8 +68,13 @@ import ml_collections
 from vivit_jax.data.config import default_data_config
 from vivit_jax.models import registry
 from vivit_jax.models.config_defaults import model_config_defaults
+from vivit_jax.models.embedding import INFLATION_METHODS
+from vivit_jax.models.videomae import LOSSES
 from vivit_jax.train import distill, objectives
 from vivit_jax.train.defaults import default_train_config
+from vivit_jax.train.optimizer import OPTIMIZERS
+from vivit_jax.train.steps import NAN_POLICIES
+from vivit_jax.user_errors import UserError
 
 INIT_KINDS = ("", "pretrain", "model", "image_vit")
 
@@ -119,6 +126,7 @@ def experiment_config(mode: str, model: dict) -> ml_collections.ConfigDict:
 
   c.debug = ml_collections.ConfigDict()
   c.debug.sigkill_after_step = 0
+  c.debug.fail_eval_at_step = 0
   return c
 
 
@@ -140,31 +148,89 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return config
 
 
+def _refuse(key: str, value, why: str, fix: str):
+  raise UserError(f"{key}={value!r} {why}", f"--config.{key}", fix)
+
+
+def _check_enum(config, key: str, choices) -> None:
+  section, name = key.split(".")
+  value = config[section][name]
+  if value not in choices:
+    _refuse(key, value, "is not a valid choice", f"use one of {', '.join(map(repr, choices))}")
+
+
+def check_values(config) -> None:
+  """Refuses (UserError) the values that cannot mean what the user wants."""
+  train, opt, ckpt = config.train, config.optimizer, config.checkpoint
+  if not isinstance(train.num_steps, int) or train.num_steps < 1:
+    _refuse("train.num_steps", train.num_steps, "trains nothing",
+            "set it to the number of steps to train, >= 1 (mode=eval evaluates only)")
+  for key in ("train.batch_size", "eval.batch_size", "train.grad_accum_steps"):
+    section, name = key.split(".")
+    if config[section][name] < 1:
+      _refuse(key, config[section][name], "must be >= 1", "set a positive integer")
+  if train.batch_size % train.grad_accum_steps:
+    _refuse("train.batch_size", train.batch_size,
+            f"is not divisible by train.grad_accum_steps={train.grad_accum_steps}",
+            "make the batch a multiple of the micro-batch count")
+  for key in ("learning_rate", "end_learning_rate"):
+    value = opt[key]
+    if not math.isfinite(float(value)) or value < 0:
+      _refuse(f"optimizer.{key}", value, "must be a finite number >= 0",
+              "a learning rate of this size is e.g. 1e-3 (adamw) or 0.1 (sgd)")
+  if opt.warmup_steps < 0:
+    _refuse("optimizer.warmup_steps", opt.warmup_steps, "must be >= 0", "set 0 for no warm-up")
+  if ckpt.keep < 1:
+    _refuse("checkpoint.keep", ckpt.keep, "would delete every checkpoint, the newest too",
+            "keep at least 1 (resuming needs the newest)")
+  if ckpt.keep_best < 0:
+    _refuse("checkpoint.keep_best", ckpt.keep_best, "must be >= 0", "set 0 to turn it off")
+  if train.max_skipped_steps is not None and train.max_skipped_steps < 0:
+    _refuse("train.max_skipped_steps", train.max_skipped_steps, "must be >= 0 or None",
+            "set the most non-finite steps to skip before stopping")
+  if not 0 <= train.label_smoothing < 1:
+    _refuse("train.label_smoothing", train.label_smoothing, "must lie in [0, 1)",
+            "e.g. 0.1, or 0 for none")
+  _check_enum(config, "train.nan_policy", NAN_POLICIES)
+  _check_enum(config, "optimizer.name", OPTIMIZERS)
+  _check_enum(config, "checkpoint.best_mode", ("max", "min"))
+  _check_enum(config, "init_from.kind", INIT_KINDS)
+  _check_enum(config, "init_from.inflation", INFLATION_METHODS)
+  if "reconstruction_loss" in train:
+    _check_enum(config, "train.reconstruction_loss", LOSSES)
+  for section in ("checkpoint", "eval", "log"):
+    if config[section].every_steps < 0:
+      _refuse(f"{section}.every_steps", config[section].every_steps, "must be >= 0",
+              "set 0 for only at the end" if section != "log" else "set a positive integer")
+  if config.log.every_steps == 0:
+    _refuse("log.every_steps", 0, "must be positive", "e.g. 50")
+  if config.eval.num_batches < 0:
+    _refuse("eval.num_batches", config.eval.num_batches, "must be >= 0",
+            "set 0 for the whole split")
+
+
 def validate(config) -> None:
-  """Raises ValueError naming the first inconsistent key."""
+  """Raises ValueError (a `UserError` for the checks here) naming the first bad key."""
+  check_values(config)
   objectives.check_mode(config, config.model)
-  if config.init_from.kind not in INIT_KINDS:
-    raise ValueError(f"init_from.kind must be one of {INIT_KINDS}, got "
-                     f"{config.init_from.kind!r}")
   if config.init_from.kind and not config.init_from.path:
-    raise ValueError(f"init_from.kind={config.init_from.kind!r} needs init_from.path")
+    raise UserError(f"init_from.kind={config.init_from.kind!r} needs a path",
+                    "--config.init_from.path", "pass the workdir or model checkpoint "
+                    "to start from, or set --config.init_from.kind= for random init")
   objective = registry.objective_of(config.model)
   splits = tuple(config.model.get("class_splits", None) or ())
   if objective == "classification" and splits:
     if config.data.num_classes != math.prod(splits):
-      raise ValueError(f"data.num_classes={config.data.num_classes} must be the product of "
-                       f"model.class_splits={splits} (labels combine the heads'; see "
-                       "vivit_jax/train/multihead.py)")
+      raise UserError(f"data.num_classes={config.data.num_classes} must be the product of "
+                      f"model.class_splits={splits}", "--config.data.num_classes",
+                      f"set it to {math.prod(splits)} (labels combine the heads'; see "
+                      "vivit_jax/train/multihead.py)")
   elif objective == "classification" and "num_classes" in config.model:
     if config.model.num_classes != config.data.num_classes:
-      raise ValueError(f"model.num_classes={config.model.num_classes} differs from "
-                       f"data.num_classes={config.data.num_classes}")
-  for section in ("checkpoint", "eval", "log"):
-    if config[section].every_steps < 0:
-      raise ValueError(f"{section}.every_steps must be >= 0, "
-                       f"got {config[section].every_steps}")
-  if config.log.every_steps == 0:
-    raise ValueError("log.every_steps must be positive")
+      raise UserError(f"model.num_classes={config.model.num_classes} differs from "
+                      f"data.num_classes={config.data.num_classes}",
+                      "--config.model.num_classes",
+                      "set both to the number of classes of the data")
   distill.validate(config)
 
 

@@ -17,6 +17,14 @@ Exact resumption: the train state (with its constant PRNG key; step `s` uses
 `fold_in(key, s)`) and the data iterator's position are saved together, so a
 resumed run computes bit for bit what an uninterrupted run computes.
 
+Before anything is written, `startup.check` refuses user mistakes (bad
+values, eval data, batches that do not split over the devices, ...) naming
+the key. A step that both checkpoints and evaluates saves first, so a failing
+eval loses no work (with `checkpoint.keep_best` the save waits for the eval's
+metrics, and happens without them if the eval fails). With
+`train.nan_policy="skip"`, more than `train.max_skipped_steps` skipped steps
+stop the run (FloatingPointError).
+
 Train metrics stay on device between log steps; they are fetched (and each
 step checked for non-finite loss, naming the step) before every console
 line, evaluation, checkpoint and stop, so no checkpoint follows an
@@ -24,9 +32,10 @@ unchecked step. Only process 0 writes logs; every process checkpoints.
 """
 
 import json
+import math
 import os
 import signal
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import jax
 import numpy as np
@@ -37,15 +46,15 @@ from vivit_jax.checkpoints import init_from
 from vivit_jax.checkpoints import train as train_checkpoints
 from vivit_jax.checkpoints import workdir_lock
 from vivit_jax.models import build_model
-from vivit_jax.train import distill, experiment, objectives, partitioning
+from vivit_jax.train import distill, objectives, partitioning, startup
 from vivit_jax.train import metric_writer as train_logging
 from vivit_jax.train import plots
 from vivit_jax.train.distributed import make_global_batch
 from vivit_jax.train.evaluator import Evaluator
-from vivit_jax.train.inputs import (class_names, create_iterator, data_counters, input_spec,
-                                    video_shape)
+from vivit_jax.train.inputs import class_names, data_counters, input_spec, video_shape
 from vivit_jax.train.mesh import create_mesh
 from vivit_jax.train.steps import check_finite, init_train_state, make_train_step
+from vivit_jax.user_errors import UserError
 
 TRAIN_KEYS = ("video", "label")
 MODEL_DIR = model_checkpoint_files.TRAIN_MODEL_DIR  # WORKDIR/model: the finished classifier
@@ -61,7 +70,14 @@ def initial_state(config, model, mesh, ckpt: train_checkpoints.TrainCheckpointer
     train_logging.console(f"restored checkpoint at step {step} from {ckpt.directory}")
     return state, shardings, step, data_state
   if config.init_from.kind:
-    state = init_from.initialise_state(config, state, video_shape(config))
+    try:
+      state = init_from.initialise_state(config, state, video_shape(config))
+    except (model_checkpoints.ParamMismatchError, FileNotFoundError) as error:
+      raise UserError(f"{config.init_from.kind} checkpoint does not fit: {error}",
+                      f"--config.init_from.path={config.init_from.path}",
+                      "start from a checkpoint of this model (or make --config.model.* "
+                      "match it), or set --config.init_from.kind= for random init"
+                      ) from error
     train_logging.console(f"initialised parameters from {config.init_from.kind} "
                           f"checkpoint {config.init_from.path}")
   return state, shardings, 0, None
@@ -70,8 +86,9 @@ def initial_state(config, model, mesh, ckpt: train_checkpoints.TrainCheckpointer
 class MetricBuffer:
   """Train metrics of the steps since the last flush, still on device."""
 
-  def __init__(self, nan_policy: str):
+  def __init__(self, nan_policy: str, max_skipped_steps: Optional[int] = None):
     self.nan_policy = nan_policy
+    self.max_skipped_steps = max_skipped_steps
     self._pending: List[Tuple[int, Dict[str, Any]]] = []
     self.skipped_steps = 0
 
@@ -90,6 +107,12 @@ class MetricBuffer:
         self.skipped_steps += 1
         train_logging.warn(f"step {step}: non-finite loss; update skipped "
                            "(train.nan_policy='skip')")
+        if self.max_skipped_steps is not None and self.skipped_steps > self.max_skipped_steps:
+          raise FloatingPointError(
+              f"{self.skipped_steps} steps skipped with a non-finite loss by step {step}, "
+              f"more than train.max_skipped_steps={self.max_skipped_steps} "
+              "(--config.train.max_skipped_steps): lower optimizer.learning_rate or set "
+              "optimizer.clip_grad_norm, then re-run to resume from the last checkpoint")
         continue
       finite += 1
       for name, value in metrics.items():
@@ -132,9 +155,15 @@ def save_model(config, workdir: str, mesh, state, step: int) -> str:
 
 
 def _write_json(path: str, payload: Dict[str, Any]) -> None:
+  """Writes `payload`; a non-finite number is written as null, with a warning."""
+  bad = sorted(k for k, v in payload.items() if isinstance(v, float) and not math.isfinite(v))
+  if bad:
+    train_logging.warn(f"{', '.join(f'{k}={payload[k]}' for k in bad)}: not finite; written "
+                       f"as null to {path}")
+    payload = {k: (None if k in bad else v) for k, v in payload.items()}
   if train_logging.is_writer():
     with open(path, "w") as f:
-      json.dump(payload, f, indent=2, sort_keys=True)
+      json.dump(payload, f, indent=2, sort_keys=True, allow_nan=False)
 
 
 def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
@@ -148,10 +177,10 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
   train_step = make_train_step(config, model, mesh, shardings, teacher=teacher)
   evaluator = Evaluator(config, model, mesh)
   train_input = distill.train_input_config(config) if teacher is not None else config
-  train_iter = create_iterator(train_input, train=True, state=data_state)
+  train_iter = startup.open_input(train_input, train=True, state=data_state)
   writer = train_logging.MetricWriter(workdir, purge_step=start_step + 1 if start_step else None)
   progress = train_logging.Progress(num_steps, config.train.batch_size, start_step)
-  buffer = MetricBuffer(config.train.nan_policy)
+  buffer = MetricBuffer(config.train.nan_policy, config.train.max_skipped_steps)
   stop = train_checkpoints.StopRequest()
   if config.checkpoint.save_on_sigterm:
     stop.install()
@@ -183,13 +212,26 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
         writer.write_scalars(step, data_counts)
         writer.write_scalars(step, {f"train/{k}": v for k, v in train_metrics.items()})
         writer.write_scalars(step, throughput)
+      # The step's checkpoint goes first (the eval may fail); keep_best wants
+      # the eval's metrics with it, so then it follows the eval, or its failure.
+      save_first = do_save and not (do_eval and config.checkpoint.keep_best)
+      if save_first:
+        ckpt.save(step, state, train_iter.get_state(), force=last or stopping)
       if do_eval:
-        result = evaluator.run(state)
+        try:
+          if config.debug.fail_eval_at_step == step:
+            raise RuntimeError(f"debug.fail_eval_at_step={step}: failing this eval")
+          result = evaluator.run(state)
+        except BaseException:
+          if do_save and not save_first:
+            ckpt.save(step, state, train_iter.get_state(), force=True)
+            ckpt.wait_until_finished()
+          raise
         eval_metrics = result.metrics
         _write_eval(writer, workdir, step, eval_metrics, result.images)
-      if do_save:
-        ckpt.save(step, state, train_iter.get_state(),
-                  metrics=eval_metrics if do_eval else None, force=last or stopping)
+      if do_save and not save_first:
+        ckpt.save(step, state, train_iter.get_state(), metrics=eval_metrics,
+                  force=last or stopping)
       if config.debug.sigkill_after_step == step:
         ckpt.wait_until_finished()
         train_logging.warn(f"debug.sigkill_after_step={step}: killing this process")
@@ -237,13 +279,14 @@ def evaluate_only(config, workdir: str) -> Dict[str, float]:
 
 
 def run(config, workdir: str) -> Dict[str, float]:
-  """Validates the config, writes `config.json`, runs the mode; returns metrics.
+  """Checks config and data (`startup.check`: a `UserError` naming the key),
+  writes `config.json`, runs the mode; returns metrics.
 
   Training holds `WORKDIR/run.lock` (`checkpoints/workdir_lock.py`) for the
   whole run: a second run on the same workdir is refused with
   `WorkdirLockedError` naming the holder's host and pid.
   """
-  experiment.validate(config)
+  startup.check(config, workdir)
   evaluating = objectives.run_mode(config) == "eval"
   os.makedirs(workdir, exist_ok=True)
   if evaluating:  # Reads checkpoints, writes only its own files: no lock needed.
