@@ -12,7 +12,6 @@ record's data checksum (`integrity.record_damage`).
 """
 
 import dataclasses
-import logging
 import os
 import struct
 import threading
@@ -42,6 +41,7 @@ class FileIndex:
   lengths: np.ndarray  # (R,) int64, bytes of each record's data.
   truncated_bytes: int = 0  # Bytes after the last usable record.
   problem: str = ""
+  message: str = ""  # What is wrong, for a warning ("" when intact).
 
 
 def _open(path: str):
@@ -95,11 +95,9 @@ def scan_tfrecord(path: str) -> FileIndex:
       "corrupt_header": f"corrupt record header at byte {position} (checksum mismatch): "
                         f"the {rest} bytes from there are skipped, the {len(offsets)} "
                         "records before it are used",
-  }.get(problem)
-  if message:
-    logging.warning("%s: %s", path, message)
+  }.get(problem, "")
   return FileIndex(path, np.asarray(offsets, np.int64), np.asarray(lengths, np.int64),
-                   rest, problem)
+                   rest, problem, message)
 
 
 def scan_tfrecords(paths: Sequence[str], num_threads: int = 16) -> list:

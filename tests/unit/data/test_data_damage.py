@@ -172,9 +172,12 @@ def test_cut_off_last_record_is_still_called_truncated(tmp_path, caplog):
     whole = f.read()
   with open(path, "wb") as f:
     f.write(whole[:len(whole) - 500])
-  caplog.set_level(logging.WARNING)
   index = dmvr.scan_tfrecord(path)
   assert index.problem == "truncated" and len(index.offsets) == 2
+  assert index.message.startswith("truncated file:")
+  caplog.set_level(logging.WARNING)
+  it = data.create_iterator(make_config(path), train=False, batch_size=2)
+  assert it.num_videos == 2
   assert skip_warnings(caplog, "truncated file:")
 
 

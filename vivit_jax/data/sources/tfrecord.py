@@ -17,6 +17,7 @@ DMVR layout (scenic's ViViT): a record is a serialised `tf.train.SequenceExample
 """
 
 import dataclasses
+import logging
 import os
 import re
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -129,6 +130,9 @@ class RecordSource:
                            for path, kind in list(self.file_problems.items())[:3])
       raise ValueError(f"{name}: no records in {paths[:3]}{'...' if len(paths) > 3 else ''}"
                        + (f" ({problems})" if problems else ""))
+    for index in indexes:  # Said once the split is usable (else the error above says it).
+      if index.message:
+        logging.warning("%s: %s", index.path, index.message)
     self.shard_sizes = shard_sizes(self.num_videos_total, process_count)
     self.first_video = sum(self.shard_sizes[:process_index])
     self.num_videos = self.shard_sizes[process_index]
