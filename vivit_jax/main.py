@@ -39,6 +39,7 @@ def main(argv) -> None:
   from vivit_jax.train import distributed  # pylint: disable=g-import-not-at-top
   distributed.maybe_initialize_distributed(config)
   from vivit_jax.checkpoints import ParamMismatchError  # pylint: disable=g-import-not-at-top
+  from vivit_jax.checkpoints.faults import CheckpointError  # pylint: disable=g-import-not-at-top
   from vivit_jax.checkpoints.workdir_lock import WorkdirLockedError  # pylint: disable=g-import-not-at-top
   from vivit_jax.train import loop  # pylint: disable=g-import-not-at-top
   try:
@@ -47,7 +48,7 @@ def main(argv) -> None:
     # The message names the step or the parameters; a traceback adds nothing.
     print(f"ERROR: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
     sys.exit(1)
-  except WorkdirLockedError as e:
+  except (WorkdirLockedError, CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(2)
 
