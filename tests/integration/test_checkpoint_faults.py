@@ -125,9 +125,10 @@ def test_resume_with_a_changed_batch_size_is_refused_naming_the_key(
   result = _relaunch(tiny_dataset, workdir, **{"train.batch_size": 16, "log.every_steps": 2})
 
   assert result.returncode == 2, result.stderr[-3000:]
-  assert ("resuming with 2 changed config key(s) (vs "
-          f"{workdir}/config.json): log.every_steps 1 -> 2, train.batch_size 8 -> 16"
-          ) in result.stdout
+  # debug.sigkill_after_step (the kill of the first run) differs too: printed, harmless.
+  assert ("resuming with 3 changed config key(s) (vs "
+          f"{workdir}/config.json): debug.sigkill_after_step 4 -> 0, log.every_steps 1 -> 2, "
+          "train.batch_size 8 -> 16") in result.stdout
   assert result.stderr.strip().splitlines()[-1] == (
       f"error: resuming with changed train.batch_size (8 -> 16) ({workdir}/config.json): pass "
       "--config.checkpoint.resume_with_changes=True to continue with the new values, or use a "
@@ -142,8 +143,8 @@ def test_resume_with_a_changed_cadence_is_printed_and_resumes(
   result = _relaunch(tiny_dataset, workdir, **{"log.every_steps": 2})
 
   assert result.returncode == 0, result.stderr[-3000:]
-  assert (f"resuming with 1 changed config key(s) (vs {workdir}/config.json): "
-          "log.every_steps 1 -> 2") in result.stdout
+  assert (f"resuming with 2 changed config key(s) (vs {workdir}/config.json): "
+          "debug.sigkill_after_step 4 -> 0, log.every_steps 1 -> 2") in result.stdout
   assert "restored checkpoint at step 4" in result.stdout
   assert _config_json(workdir)["log"]["every_steps"] == 2
 
@@ -158,7 +159,8 @@ def test_resume_with_another_optimizer_names_the_optimizer_state(
   assert 'optimizer.name "adamw" -> "sgd"' in result.stdout
   last = result.stderr.strip().splitlines()[-1]
   assert last.startswith("error: checkpoint step 4 does not fit this run: its opt_state differs "
-                         "(checkpoint: 1/count, 1/mu, 1/nu; this run: 1/trace), so optimizer.*")
+                         "(only in the checkpoint: 1/count, 1/mu, 1/nu; only in this run: "
+                         "1/trace), so optimizer.*")
   assert last.endswith(f"({workdir}/checkpoints/4): resume with the optimizer.* (e.g. "
                        "optimizer.name) values of the workdir's config.json, or train in a new "
                        "--workdir")

@@ -224,7 +224,7 @@ class TrainCheckpointer:
         continue
       raise faults.StateMismatchError(
           f"checkpoint step {step} does not fit this run: its {section} differs "
-          f"(checkpoint: {_summary(theirs)}; this run: {_summary(ours)}), so {keys} changed",
+          f"({_difference(theirs, ours)}), so {keys} changed",
           str(self.directory / str(step)),
           f"resume with the {keys} values of the workdir's config.json, or train in a new "
           "--workdir")
@@ -337,16 +337,34 @@ def _layout(tree) -> dict:
   return out
 
 
-def _summary(layout: dict) -> str:
-  """The first two name levels of a layout, e.g. "1/mu, 1/nu, 1/count" ("nothing" if empty)."""
-  if not layout:
-    return "nothing"
+def _heads(layout: dict) -> list:
+  """The first two name levels of a layout's paths, in order ("1/mu", "1/nu", ...)."""
   heads = []
   for name in layout:
     head = "/".join(name.split("/")[:2])
     if head not in heads:
       heads.append(head)
-  return ", ".join(heads[:4]) + (f" and {len(heads) - 4} more" if len(heads) > 4 else "")
+  return heads
+
+
+def _listed(names: list) -> str:
+  return ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+
+
+def _difference(theirs: dict, ours: dict) -> str:
+  """What differs between two layouts, short: the differing name groups, else shapes."""
+  if not theirs or not ours:
+    return ("the checkpoint has none, this run has " + _listed(_heads(ours)) if ours
+            else "the checkpoint has " + _listed(_heads(theirs)) + ", this run has none")
+  only_theirs = [h for h in _heads(theirs) if h not in _heads(ours)]
+  only_ours = [h for h in _heads(ours) if h not in _heads(theirs)]
+  if only_theirs or only_ours:
+    return (f"only in the checkpoint: {_listed(only_theirs) or 'nothing'}; "
+            f"only in this run: {_listed(only_ours) or 'nothing'}")
+  shapes = [f"{k} checkpoint {theirs.get(k)} vs run {ours.get(k)}"
+            for k in list(theirs) + [k for k in ours if k not in theirs]
+            if theirs.get(k) != ours.get(k)]
+  return _listed(shapes)
 
 
 class StopRequest:
