@@ -87,7 +87,7 @@ def test_damaged_newest_checkpoint_is_skipped_in_one_line_naming_the_file(
   assert len(warnings) == 1, result.stderr[-3000:]
   rel = os.path.relpath(bad, os.path.join(workdir, "checkpoints", "4"))
   assert warnings[0].startswith(
-      f"WARNING: skipped checkpoint step 4 ({workdir}/checkpoints/4): {rel} is {damage}")
+      f"WARNING: checkpoint step 4 cannot be restored ({workdir}/checkpoints/4): {rel} is {damage}")
   assert warnings[0].endswith(f"moved it to {workdir}/checkpoints_corrupt/4, resuming from step 2")
   assert "Traceback" not in result.stderr
   assert len(_lines(result)) < MAX_LINES, "\n".join(_lines(result))

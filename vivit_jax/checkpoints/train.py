@@ -126,6 +126,7 @@ class TrainCheckpointer:
     self._saving_step: Optional[int] = None  # The step of the save in flight, if any.
     self._failure: Optional[BaseException] = None  # A save that failed (reported once).
     self._closed = False
+    noise.install()  # Before any save: Orbax logs a failing write from its own threads.
     self._manager = ocp.CheckpointManager(
         self.directory,
         handler_registry=_handler_registry(),
@@ -288,8 +289,9 @@ class TrainCheckpointer:
         continue
       for bad_step, reason in failed:
         target = self._move_aside(bad_step)
-        train_logging.warn(f"skipped checkpoint step {bad_step} ({self.directory / str(bad_step)}):"
-                           f" {reason}; moved it to {target}, resuming from step {step}")
+        train_logging.warn(f"checkpoint step {bad_step} cannot be restored "
+                           f"({self.directory / str(bad_step)}): {reason}; moved it to {target}, "
+                           f"resuming from step {step}")
       return step, state, data_state
     if failed:
       reasons = "; ".join(f"step {s}: {r}" for s, r in failed)
