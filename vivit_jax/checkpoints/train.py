@@ -57,7 +57,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
 
-from vivit_jax.checkpoints import damage, faults, noise
+from vivit_jax.checkpoints import damage, faults, layout, noise
 from vivit_jax.checkpoints import model as model_checkpoints
 from vivit_jax.train import metric_writer as train_logging
 
@@ -218,14 +218,14 @@ class TrainCheckpointer:
         abstract_state.params, stored_params,
         f"training checkpoint {self.directory / str(step)}")
     for section, keys in _STATE_SECTIONS.items():
-      theirs = _layout(stored.get(section) if isinstance(stored, Mapping)
+      theirs = layout.layout(stored.get(section) if isinstance(stored, Mapping)
                        else getattr(stored, section))
-      ours = _layout(getattr(abstract_state, section))
+      ours = layout.layout(getattr(abstract_state, section))
       if theirs == ours:
         continue
       raise faults.StateMismatchError(
           f"checkpoint step {step} does not fit this run: its {section} differs "
-          f"({_difference(theirs, ours)}), so {keys} changed",
+          f"({layout.difference(theirs, ours)}), so {keys} changed",
           str(self.directory / str(step)),
           f"resume with the {keys} values of the workdir's config.json, or train in a new "
           "--workdir")
@@ -326,47 +326,6 @@ class TrainCheckpointer:
       except Exception:  # pylint: disable=broad-except
         if self._failure is None:
           raise
-
-
-def _layout(tree) -> dict:
-  """`{"a/b/0": shape}` of a state section (stored metadata or abstract arrays)."""
-  if tree is None:
-    return {}
-  out = {}
-  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-    names = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path]
-    out["/".join(names)] = tuple(getattr(leaf, "shape", ()) or ())
-  return out
-
-
-def _heads(layout: dict) -> list:
-  """The first two name levels of a layout's paths, in order ("1/mu", "1/nu", ...)."""
-  heads = []
-  for name in layout:
-    head = "/".join(name.split("/")[:2])
-    if head not in heads:
-      heads.append(head)
-  return heads
-
-
-def _listed(names: list) -> str:
-  return ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
-
-
-def _difference(theirs: dict, ours: dict) -> str:
-  """What differs between two layouts, short: the differing name groups, else shapes."""
-  if not theirs or not ours:
-    return ("the checkpoint has none, this run has " + _listed(_heads(ours)) if ours
-            else "the checkpoint has " + _listed(_heads(theirs)) + ", this run has none")
-  only_theirs = [h for h in _heads(theirs) if h not in _heads(ours)]
-  only_ours = [h for h in _heads(ours) if h not in _heads(theirs)]
-  if only_theirs or only_ours:
-    return (f"only in the checkpoint: {_listed(only_theirs) or 'nothing'}; "
-            f"only in this run: {_listed(only_ours) or 'nothing'}")
-  shapes = [f"{k} checkpoint {theirs.get(k)} vs run {ours.get(k)}"
-            for k in list(theirs) + [k for k in ours if k not in theirs]
-            if theirs.get(k) != ours.get(k)]
-  return _listed(shapes)
 
 
 class StopRequest:
