@@ -7,6 +7,12 @@
   train.py      a training workdir's `checkpoints/<step>/{state, data}`:
                 `TrainCheckpointer` (Orbax `CheckpointManager`), `StopRequest`.
   init_from.py  the starting weights of a fresh run (`config.init_from`).
+  damage.py     what is wrong with which file of an unreadable checkpoint.
+  faults.py     one-line checkpoint errors (`CheckpointError`: damaged,
+                mismatched, save failed, changed config on resume).
+  layout.py     train-state section layouts and their differences.
+  noise.py      filters for Orbax / TensorStore / asyncio aftermath.
+  resume_config.py  a resumed run's config vs the workdir's config.json.
 
 This package imports jax, flax and orbax only (never TensorFlow). The names
 below are the model-checkpoint API (`from vivit_jax import checkpoints`).

@@ -26,14 +26,26 @@ Policies use Orbax's `save_decision_policy` / `preservation_policy` API
 `AnyPreservationPolicy(LatestN, BestN)`), present in orbax 0.12.4 and 0.12.8.
 
 Restoring: `restore_latest` walks the steps newest first; a step that cannot
-be read (truncated, corrupted, half-deleted) is moved aside to
-`WORKDIR/checkpoints_corrupt/` with a warning and the previous one is tried.
-A checkpoint whose parameter names or shapes differ from the model's is NOT
-a corruption: it raises `ParamMismatchError` listing the differences. Arrays
-are restored with the shardings of the abstract state passed in, i.e. onto
-the current mesh, whatever mesh wrote them.
+be read (truncated, zeroed, half-deleted) is moved aside to
+`WORKDIR/checkpoints_corrupt/` with one warning line naming the step, the
+damaged file and the damage (`damage.py`), and the previous one is tried;
+when none is readable, `NoRestorableCheckpoint` says so in one line and
+nothing is moved. A checkpoint whose parameter names or shapes differ from
+the model's is NOT a corruption: it raises `ParamMismatchError` listing the
+differences; one whose optimizer state or EMA differs raises
+`StateMismatchError` naming that section (`faults.py`). Arrays are restored
+with the shardings of the abstract state passed in, i.e. onto the current
+mesh, whatever mesh wrote them.
+
+Saving: a failed save (no space left, ...) raises `CheckpointSaveError` once,
+at the first step boundary after it is known (`check_for_errors`, `save`,
+`close`), naming the step and the directory; the half-written step is
+removed and the previous checkpoint stays valid. Orbax's and TensorStore's
+own tracebacks of a failed read or write are kept off the console
+(`noise.py`).
 """
 
+import shutil
 import signal
 import threading
 from typing import Any, Mapping, Optional, Tuple
@@ -45,6 +57,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
 
+from vivit_jax.checkpoints import damage, faults, layout, noise
 from vivit_jax.checkpoints import model as model_checkpoints
 from vivit_jax.train import metric_writer as train_logging
 
@@ -52,6 +65,9 @@ STATE_ITEM = "state"
 DATA_ITEM = "data"
 CHECKPOINTS_DIR = "checkpoints"
 CORRUPT_DIR = "checkpoints_corrupt"
+# State sections besides params whose layout must match, and the keys that shape them.
+_STATE_SECTIONS = {"opt_state": "optimizer.* (e.g. optimizer.name)",
+                   "ema_params": "optimizer.ema_decay"}
 
 
 def checkpoint_manager_options(ckpt_config) -> ocp.CheckpointManagerOptions:
@@ -107,6 +123,10 @@ class TrainCheckpointer:
     self.directory = epath.Path(workdir) / CHECKPOINTS_DIR
     self.corrupt_directory = epath.Path(workdir) / CORRUPT_DIR
     self._config = ckpt_config
+    self._saving_step: Optional[int] = None  # The step of the save in flight, if any.
+    self._failure: Optional[BaseException] = None  # A save that failed (reported once).
+    self._closed = False
+    noise.install()  # Before any save: Orbax logs a failing write from its own threads.
     self._manager = ocp.CheckpointManager(
         self.directory,
         handler_registry=_handler_registry(),
@@ -132,7 +152,9 @@ class TrainCheckpointer:
     """Starts saving `state` at `step` if the policies (or `force`) say so.
 
     Refuses (FloatingPointError) a state with a non-finite float, so a NaN
-    never reaches disk. Returns whether a save started.
+    never reaches disk. Returns whether a save started. Raises
+    `CheckpointSaveError` (one line; "no space left on DIR" when the disk is
+    full) when this save or the previous, asynchronous one failed.
     """
     if not force and not self._manager.should_save(step):
       return False
@@ -141,40 +163,94 @@ class TrainCheckpointer:
     if not bool(_all_finite(state)):
       raise FloatingPointError(f"refusing to checkpoint step {step}: the train state "
                                "holds NaN or inf values")
+    self.wait_until_finished()  # Orbax would wait too; this way a failure names its step.
     metrics = None if metrics is None else {k: float(v) for k, v in metrics.items()}
-    return self._manager.save(
-        step, args=ocp.args.Composite(**{
-            STATE_ITEM: ocp.args.StandardSave(state),
-            DATA_ITEM: ocp.args.JsonSave(dict(data_state or {})),
-        }), metrics=metrics, force=True)
+    try:
+      started = self._manager.save(
+          step, args=ocp.args.Composite(**{
+              STATE_ITEM: ocp.args.StandardSave(state),
+              DATA_ITEM: ocp.args.JsonSave(dict(data_state or {})),
+          }), metrics=metrics, force=True)
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._save_failed(step, e) from None
+    if started:
+      self._saving_step = step
+    return started
 
-  def _check_names_and_shapes(self, step: int, abstract_state) -> None:
-    metadata = self._manager.item_metadata(step)[STATE_ITEM]
-    if metadata is None:
-      raise ValueError(f"step {step} has no readable '{STATE_ITEM}' metadata")
-    stored = model_checkpoints.stored_tree(metadata)
-    expected = abstract_state.params
+  def check_for_errors(self) -> None:
+    """Raises `CheckpointSaveError` at once if a background save has failed (no waiting)."""
+    if self._failure is not None or self._saving_step is None:
+      return
+    try:
+      self._manager.check_for_errors()
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._save_failed(self._saving_step, e) from None
+
+  def _save_failed(self, step: int, error: BaseException) -> faults.CheckpointSaveError:
+    """Quiets Orbax's aftermath, removes the half-written step; the error to raise."""
+    with noise.aftermath(keep=True):
+      self._failure = error
+      try:
+        self._manager.wait_until_finished()
+      except Exception:  # pylint: disable=broad-except
+        pass  # The same failure, seen again.
+      if jax.process_index() == 0:
+        for partial in self.directory.glob(f"{step}.orbax-checkpoint-tmp*"):
+          shutil.rmtree(str(partial), ignore_errors=True)
+    previous = [s for s in self._manager.all_steps() if s < step]
+    kept = (f"the checkpoint of step {max(previous)} is intact and a relaunch resumes "
+            "from it" if previous else "no earlier checkpoint exists")
+    if faults.is_out_of_space(error):
+      return faults.CheckpointSaveError(
+          f"checkpoint save failed at step {step}: no space left on {self.directory}",
+          f"{self.directory}/{step}",
+          f"free space there (or lower checkpoint.keep / checkpoint.keep_best), then re-run "
+          f"the same command; {kept}", step)
+    return faults.CheckpointSaveError(
+        f"checkpoint save failed at step {step}: {damage.root_cause(error)}",
+        f"{self.directory}/{step}", f"fix the cause, then re-run the same command; {kept}",
+        step)
+
+  def _check_structure(self, step: int, stored, abstract_state) -> None:
+    """ParamMismatchError / StateMismatchError if `stored` cannot fill `abstract_state`."""
     stored_params = stored["params"] if isinstance(stored, Mapping) else stored.params
     model_checkpoints.check_params_match(
-        expected, stored_params, f"training checkpoint {self.directory / str(step)}")
+        abstract_state.params, stored_params,
+        f"training checkpoint {self.directory / str(step)}")
+    for section, keys in _STATE_SECTIONS.items():
+      theirs = layout.layout(stored.get(section) if isinstance(stored, Mapping)
+                       else getattr(stored, section))
+      ours = layout.layout(getattr(abstract_state, section))
+      if theirs == ours:
+        continue
+      raise faults.StateMismatchError(
+          f"checkpoint step {step} does not fit this run: its {section} differs "
+          f"({layout.difference(theirs, ours)}), so {keys} changed",
+          str(self.directory / str(step)),
+          f"resume with the {keys} values of the workdir's config.json, or train in a new "
+          "--workdir")
 
-  def _move_aside(self, step: int) -> None:
-    """Moves an unreadable step directory out of the manager's sight."""
+  def _move_aside(self, step: int) -> epath.Path:
+    """Moves an unreadable step directory out of the manager's sight; returns where to."""
     multihost_utils.sync_global_devices(f"vivit_jax_corrupt_{step}_begin")
+    target = self.corrupt_directory / str(step)
+    suffix = 0
+    while target.exists():
+      suffix += 1
+      target = self.corrupt_directory / f"{step}.{suffix}"
     if jax.process_index() == 0:
       self.corrupt_directory.mkdir(parents=True, exist_ok=True)
-      target = self.corrupt_directory / str(step)
-      suffix = 0
-      while target.exists():
-        suffix += 1
-        target = self.corrupt_directory / f"{step}.{suffix}"
       (self.directory / str(step)).rename(target)
     multihost_utils.sync_global_devices(f"vivit_jax_corrupt_{step}_end")
     self._manager.reload()
+    return target
 
   def restore(self, step: int, abstract_state) -> Tuple[Any, dict]:
     """`(state, data_state)` at `step`, arrays placed as `abstract_state` says."""
-    self._check_names_and_shapes(step, abstract_state)
+    metadata = self._manager.item_metadata(step)[STATE_ITEM]
+    if metadata is None:
+      raise ValueError(f"step {step} has no readable '{STATE_ITEM}' metadata")
+    self._check_structure(step, model_checkpoints.stored_tree(metadata), abstract_state)
     restored = self._manager.restore(step, args=ocp.args.Composite(**{
         STATE_ITEM: ocp.args.StandardRestore(abstract_state),
         DATA_ITEM: ocp.args.JsonRestore(),
@@ -184,46 +260,72 @@ class TrainCheckpointer:
   def restore_latest(self, abstract_state) -> Optional[Tuple[int, Any, dict]]:
     """The newest readable checkpoint as `(step, state, data_state)`, or None.
 
+    Each damaged checkpoint skipped on the way is reported in one warning
+    line (step, file, what is wrong; `damage.describe`) and moved to
+    `WORKDIR/checkpoints_corrupt/`. Orbax's and TensorStore's aftermath of a
+    failed read is kept off the console (`noise`).
+
     Args:
       abstract_state: a `TrainState` of arrays or `jax.ShapeDtypeStruct`s with
         the target shardings (those of the current mesh).
 
     Raises:
-      ParamMismatchError: the newest readable checkpoint's parameters differ
-        from `abstract_state.params` (names and shapes listed).
+      ParamMismatchError: the newest checkpoint's parameters differ from
+        `abstract_state.params` (names and shapes listed).
+      StateMismatchError: its optimizer state / EMA / step layout differs.
+      NoRestorableCheckpoint: every checkpoint is damaged (nothing moved).
     """
+    noise.install()
     abstract_state = model_checkpoints.abstract_like(abstract_state)
     failed = []
     for step in reversed(self.all_steps()):
       try:
         state, data_state = self.restore(step, abstract_state)
-      except model_checkpoints.ParamMismatchError:
+      except (model_checkpoints.ParamMismatchError, faults.StateMismatchError):
         raise
       except Exception as e:  # pylint: disable=broad-except
-        reason = str(e).splitlines()[0][:300] if str(e) else ""
-        train_logging.warn(f"checkpoint at step {step} in {self.directory} cannot be "
-                           f"restored ({type(e).__name__}: {reason}); trying the previous one")
-        failed.append((step, e))
+        with noise.aftermath():
+          failed.append((step, damage.describe(str(self.directory / str(step)), e)))
         continue
-      for bad_step, _ in failed:
-        train_logging.warn(f"moving unreadable checkpoint {bad_step} to "
-                           f"{self.corrupt_directory}; resuming from step {step}")
-        self._move_aside(bad_step)
+      for bad_step, reason in failed:
+        target = self._move_aside(bad_step)
+        train_logging.warn(f"checkpoint step {bad_step} cannot be restored "
+                           f"({self.directory / str(bad_step)}): {reason}; moved it to {target}, "
+                           f"resuming from step {step}")
       return step, state, data_state
     if failed:
-      # Nothing restorable: more likely a wrong target than all-corrupt files.
-      # Leave the directory as it is and say why.
-      step, error = failed[0]
-      raise RuntimeError(f"no checkpoint in {self.directory} can be restored; the newest "
-                         f"(step {step}) failed with {type(error).__name__}: {error}") from error
+      reasons = "; ".join(f"step {s}: {r}" for s, r in failed)
+      damaged = any("no damaged file found" not in r for _, r in failed)
+      fix = (f"restore {self.directory} from a backup, or move it aside to train from scratch"
+             if damaged else "the files look intact: re-run with --verbosity=0 for Orbax's "
+             "log and report it")
+      raise faults.NoRestorableCheckpoint(
+          f"none of the {len(failed)} checkpoint(s) can be restored: {reasons}",
+          str(self.directory), fix)
     return None
 
   def wait_until_finished(self) -> None:
-    self._manager.wait_until_finished()
+    """Waits for a background save; raises `CheckpointSaveError` if it failed."""
+    if self._failure is not None:
+      return
+    try:
+      self._manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._save_failed(self._saving_step, e) from None
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+    """Finishes the background save (raising `CheckpointSaveError` if it failed) and closes."""
+    if self._closed:
+      return
+    self._closed = True
+    try:
+      self.wait_until_finished()
+    finally:
+      try:
+        self._manager.close()
+      except Exception:  # pylint: disable=broad-except
+        if self._failure is None:
+          raise
 
 
 class StopRequest:

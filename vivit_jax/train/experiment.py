@@ -20,6 +20,9 @@ locked: an override of a key that does not exist fails naming it.
     best_mode          "max" or "min".
     async_save         save in the background.
     save_on_sigterm    save at the next step boundary on SIGTERM/preemption.
+    resume_with_changes  resume although keys that change the run (model.*,
+                       optimizer.*, train.batch_size, ...) differ from the
+                       workdir's config.json (`checkpoints/resume_config.py`).
 
   eval.*
     every_steps        evaluate every N steps [steps]; 0 = only at the end.
@@ -106,6 +109,7 @@ def experiment_config(mode: str, model: dict) -> ml_collections.ConfigDict:
   c.checkpoint.best_mode = "min" if pretraining else "max"
   c.checkpoint.async_save = True
   c.checkpoint.save_on_sigterm = True
+  c.checkpoint.resume_with_changes = False
 
   c.eval = ml_collections.ConfigDict()
   c.eval.every_steps = 1000

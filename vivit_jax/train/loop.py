@@ -42,7 +42,7 @@ import numpy as np
 
 from vivit_jax import checkpoints as model_checkpoints
 from vivit_jax.checkpoints import model as model_checkpoint_files
-from vivit_jax.checkpoints import init_from
+from vivit_jax.checkpoints import init_from, resume_config
 from vivit_jax.checkpoints import train as train_checkpoints
 from vivit_jax.checkpoints import workdir_lock
 from vivit_jax.models import build_model
@@ -171,7 +171,11 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
   mesh = create_mesh(config.mesh)
   model = build_model(config.model)
   ckpt = train_checkpoints.TrainCheckpointer(workdir, config.checkpoint)
+  if ckpt.all_steps():  # Resuming: say what changed, refuse what changes the run.
+    resume_config.check(workdir, config, console=train_logging.console)
   state, shardings, start_step, data_state = initial_state(config, model, mesh, ckpt)
+  # Only now: a run that fails to restore must not overwrite its workdir's config.
+  train_logging.write_config_json(workdir, config, train_logging.CONFIG_JSON)
   num_steps = int(config.train.num_steps)
   teacher = distill.load_teacher(config, mesh) if distill.active(config) else None
   train_step = make_train_step(config, model, mesh, shardings, teacher=teacher)
@@ -196,6 +200,7 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
       batch = make_global_batch({k: local[k] for k in TRAIN_KEYS if k in local}, mesh)
       state, metrics = train_step(state, batch)
       buffer.add(step, metrics)
+      ckpt.check_for_errors()  # A failed background save stops the run at once.
 
       last = step == num_steps
       stopping = config.checkpoint.save_on_sigterm and (
@@ -282,6 +287,10 @@ def run(config, workdir: str) -> Dict[str, float]:
   """Checks config and data (`startup.check`: a `UserError` naming the key),
   writes `config.json`, runs the mode; returns metrics.
 
+  A resumed training run first compares its config with the workdir's
+  `config.json` (`checkpoints/resume_config.py`) and writes its own only once
+  the checkpoint is restored.
+
   Training holds `WORKDIR/run.lock` (`checkpoints/workdir_lock.py`) for the
   whole run: a second run on the same workdir is refused with
   `WorkdirLockedError` naming the holder's host and pid.
@@ -294,5 +303,4 @@ def run(config, workdir: str) -> Dict[str, float]:
     return evaluate_only(config, workdir)
   # Before config.json: a refused second run must not overwrite the first's.
   with workdir_lock.hold(workdir, jax.process_index()):
-    train_logging.write_config_json(workdir, config, train_logging.CONFIG_JSON)
-    return train_and_evaluate(config, workdir)
+    return train_and_evaluate(config, workdir)  # Writes config.json once restored.
