@@ -16,7 +16,9 @@ checkpointer reports as one line; this module hides the rest:
 
   install()          once per process (idempotent): drops exactly the
                      closed-loop `RuntimeError`s raised in asyncio's
-                     `call_soon_threadsafe` (nothing else can raise them),
+                     `call_soon_threadsafe` (nothing else can raise them)
+                     and the errors of abandoned Orbax / TensorStore
+                     coroutines finalised later (whenever they are collected),
                      asyncio's reports of abandoned tasks that wait on a
                      TensorStore future or run Orbax code, and, at absl verbosity WARNING or quieter (the main
                      job's default), Orbax's and TensorStore's own absl log
@@ -56,12 +58,20 @@ def _is_closed_loop_callback(exc_value, exc_traceback) -> bool:
   return "call_soon_threadsafe" in frame_names
 
 
+def _is_abandoned_orbax_coroutine(unraisable) -> bool:
+  """An Orbax / TensorStore coroutine finalised after its gather failed (it may
+  be collected long after the failure, when TensorStore's threads let go of it)."""
+  code = getattr(unraisable.object, "cr_code", None)
+  filename = (getattr(code, "co_filename", "") or "").replace("\\", "/")
+  return any(part in filename for part in _NOISY_PATHS)
+
+
 def _make_unraisable_hook(previous, state=_STATE):
   # Bound as default arguments: at interpreter shutdown module globals may be gone.
   def hook(unraisable):
     try:
-      if state["after_failure"] or _is_closed_loop_callback(unraisable.exc_value,
-                                                            unraisable.exc_traceback):
+      if (state["after_failure"] or _is_abandoned_orbax_coroutine(unraisable)
+          or _is_closed_loop_callback(unraisable.exc_value, unraisable.exc_traceback)):
         state["dropped"] += 1
         return
     except Exception:  # pylint: disable=broad-except
