@@ -29,8 +29,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Module (under vivit_jax/) -> the fast tests that cover it (pytest arguments).
 MODULES = {
-    "models/layers.py": "tests/unit/models/test_models.py",
-    "models/attention.py": "tests/unit/models/test_models.py -k 'factorised or attention or bfloat16'",
+    "models/layers.py": "tests/unit/models/test_layers_contracts.py",
+    "models/attention.py": "tests/unit/models/test_attention_contracts.py",
     "models/masking.py": "tests/unit/models/test_videomae.py -k 'masks or split_indices or mask_defaults'",
     "models/videomae.py": "tests/unit/models/test_videomae.py",
     "models/embedding.py": ("tests/unit/models/test_models.py tests/unit/models/test_videomae.py -k 'shapes or inflat or "
@@ -38,8 +38,7 @@ MODULES = {
     "train/steps.py": "tests/unit/train/test_train_steps.py",
     "train/objectives.py": "tests/unit/train/test_train_steps.py",
     "train/mixing.py": "tests/unit/train/test_train_mixing.py",
-    "data/sampling.py": ("tests/unit/data/test_data_tfrecord.py -k 'frames_in_order or segment or "
-                         "eval_views or resume'"),
+    "data/sampling.py": "tests/unit/data/test_sampling_contracts.py",
     "data/transforms.py": "tests/unit/data/test_data_tfrecord.py",
 }
 
