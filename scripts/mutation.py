@@ -32,9 +32,9 @@ MODULES = {
     "models/layers.py": "tests/unit/models/test_layers_contracts.py",
     "models/attention.py": "tests/unit/models/test_attention_contracts.py",
     "models/masking.py": "tests/unit/models/test_videomae.py -k 'masks or split_indices or mask_defaults'",
-    "models/videomae.py": "tests/unit/models/test_videomae.py",
-    "models/embedding.py": ("tests/unit/models/test_models.py tests/unit/models/test_videomae.py -k 'shapes or inflat or "
-                            "sinusoid or position or frame_stride or indivisible or patchify'"),
+    "models/videomae.py": ("tests/unit/models/test_videomae_contracts.py "
+                           "tests/unit/models/test_flops.py -k masked_autoencoder"),
+    "models/embedding.py": "tests/unit/models/test_embedding_contracts.py",
     "train/steps.py": "tests/unit/train/test_train_steps.py",
     "train/objectives.py": "tests/unit/train/test_train_steps.py",
     "train/mixing.py": "tests/unit/train/test_train_mixing.py",
