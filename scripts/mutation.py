@@ -35,11 +35,11 @@ MODULES = {
     "models/videomae.py": ("tests/unit/models/test_videomae_contracts.py "
                            "tests/unit/models/test_flops.py::test_masked_autoencoder_count_matches_xla"),
     "models/embedding.py": "tests/unit/models/test_embedding_contracts.py",
-    "train/steps.py": "tests/unit/train/test_train_steps.py",
+    "train/steps.py": "tests/unit/train/test_steps_contracts.py",
     "train/objectives.py": "tests/unit/train/test_objectives_contracts.py",
     "train/mixing.py": "tests/unit/train/test_train_mixing.py",
     "data/sampling.py": "tests/unit/data/test_sampling_contracts.py",
-    "data/transforms.py": "tests/unit/data/test_data_tfrecord.py",
+    "data/transforms.py": "tests/unit/data/test_transforms_contracts.py",
 }
 
 
