@@ -37,7 +37,7 @@ MODULES = {
     "models/embedding.py": "tests/unit/models/test_embedding_contracts.py",
     "train/steps.py": "tests/unit/train/test_steps_contracts.py",
     "train/objectives.py": "tests/unit/train/test_objectives_contracts.py",
-    "train/mixing.py": "tests/unit/train/test_train_mixing.py",
+    "train/mixing.py": "tests/unit/train/test_train_mixing.py tests/unit/train/test_mixing_contracts.py",
     "data/sampling.py": "tests/unit/data/test_sampling_contracts.py",
     "data/transforms.py": "tests/unit/data/test_transforms_contracts.py",
 }
