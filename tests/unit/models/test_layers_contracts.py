@@ -39,8 +39,7 @@ def _mlp(x, p):
 
 
 def _mha(x, p, cls=attention.MultiHeadAttention):
-  return np.asarray(cls(num_heads=HEADS).apply({"params": p}, jnp.asarray(x, jnp.float32)),
-                    np.float64)
+  return np.asarray(_apply(cls(num_heads=HEADS), p, jnp.asarray(x, jnp.float32)), np.float64)
 
 
 def _block(block_type, **kwargs):
@@ -112,7 +111,7 @@ def test_encoder_stacks_blocks_then_a_final_norm_with_its_own_epsilon():
     p = _params(enc, x)
     y = x
     for name in ("block_00", "block_01"):
-      y = _block("joint").apply({"params": p[name]}, y)
+      y = _apply(_block("joint"), p[name], y)
     ref = _ln(y, p["norm"], expected_eps)
     np.testing.assert_allclose(np.asarray(_apply(enc, p, x)), ref, atol=2e-4, rtol=2e-4)
   bare = layers.Encoder(1, HEADS, MLP, final_norm=False)
