@@ -82,7 +82,7 @@ def summarise(session: str) -> dict:
   from cosmic_ray.work_db import WorkDB, use_db  # pylint: disable=import-outside-toplevel
   with use_db(session, WorkDB.Mode.open) as db:
     total = db.num_work_items
-    killed, survivors, incompetent, skipped = 0, [], 0, 0
+    killed, survivors, incompetent, skipped, timeouts = 0, [], 0, 0, 0
     for item, result in db.completed_work_items:
       outcome = str(result.test_outcome.value if result.test_outcome else "")
       if str(result.worker_outcome.value) == "skipped":
@@ -95,8 +95,11 @@ def summarise(session: str) -> dict:
         incompetent += 1
       else:
         killed += 1
+        # cosmic-ray scores a run past --timeout as killed; on a loaded machine
+        # that may be a slow survivor, so the table shows how many.
+        timeouts += result.output == "timeout"
   done = killed + len(survivors)
-  return {"mutants": total, "sampled": total - skipped, "killed": killed,
+  return {"mutants": total, "sampled": total - skipped, "killed": killed, "timeouts": timeouts,
           "survived": len(survivors), "incompetent": incompetent,
           "pending": total - skipped - done - incompetent,
           "score": killed / done if done else None, "survivors": survivors}
@@ -168,12 +171,12 @@ def main():
                                 args.timeout, args.sample, args.seed))
       with open(args.out, "w") as f:
         json.dump(results, f, indent=1)
-  print(f"\n{'module':24} {'mutants':>7} {'sampled':>7} {'killed':>6} {'survived':>8} "
-        f"{'pending':>7} {'score':>6} {'minutes':>7}")
+  print(f"\n{'module':24} {'mutants':>7} {'sampled':>7} {'killed':>6} {'timeout':>7} "
+        f"{'survived':>8} {'pending':>7} {'score':>6} {'minutes':>7}")
   for r in results:
     score = "-" if r["score"] is None else f"{100 * r['score']:.0f}%"
     print(f"{r['module']:24} {r['mutants']:7d} {r['sampled']:7d} {r['killed']:6d} "
-          f"{r['survived']:8d} {r['pending']:7d} {score:>6} {r['minutes']:7.1f}")
+          f"{r['timeouts']:7d} {r['survived']:8d} {r['pending']:7d} {score:>6} {r['minutes']:7.1f}")
   print(f"wrote {args.out}")
 
 
