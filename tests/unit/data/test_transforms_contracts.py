@@ -165,3 +165,14 @@ def test_normalize_maps_pixels_to_standard_scores_in_the_asked_dtype():
   affine = transforms.per_channel_affine(tf.ones([2, 3, 3]), tf.constant([1.0, 2.0, 3.0]),
                                          tf.constant([0.0, -1.0, 1.0]))
   np.testing.assert_array_equal(affine.numpy()[1, 2], [1.0, 1.0, 4.0])
+
+
+def test_color_jitter_hue_shift_is_symmetric_within_a_quarter_of_the_amount():
+  # One pixel: contrast (around the image mean) and brightness leave its hue alone,
+  # saturation keeps hue, so the hue change is the drawn hue delta.
+  pixel = tf.constant([[[[0.55, 0.45, 0.5]]]])
+  hue = lambda x: tf.image.rgb_to_hsv(x).numpy()[0, 0, 0, 0]
+  deltas = np.array([(hue(transforms.color_jitter(s, pixel, 1.0, 1.0)) - hue(pixel) + 0.5)
+                     % 1.0 - 0.5 for s in _seeds(40, salt=3)])
+  assert np.abs(deltas).max() <= 0.1 + 1e-3  # 0.25 * 0.4 * strength
+  assert deltas.min() < -0.03 and deltas.max() > 0.03

@@ -152,3 +152,11 @@ def test_dummy_inputs_are_one_zero_clip_and_a_mask_of_the_configured_count():
   video, mask = videomae.dummy_inputs(model, SHAPE[1:], jax.random.PRNGKey(0))
   assert video.shape == (1,) + SHAPE[1:] and not np.any(np.asarray(video))
   assert mask.shape == (1, 8) and int(np.asarray(mask).sum()) == 4
+
+
+def test_defaults_are_the_published_videomae_base_architecture():
+  m = videomae.MaskedVideoAutoencoder()
+  assert (m.hidden_size, m.num_layers, m.num_heads, m.mlp_dim) == (768, 12, 12, 3072)
+  assert (m.decoder_hidden_size, m.decoder_layers, m.decoder_heads,
+          m.decoder_mlp_dim) == (384, 4, 6, 1536)
+  assert (m.patch_size, m.tubelet_size, m.mask_type, m.mask_ratio) == (16, 2, "tube", 0.9)
