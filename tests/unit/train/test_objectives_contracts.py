@@ -169,3 +169,20 @@ def test_pretrain_eval_is_padding_aware_and_returns_the_reconstruction_and_mask(
       targets, pred["visible_indices"])), rtol=1e-6)
   assert "reconstruction" not in jax.jit(objectives.make_eval_fn(config, model))(
       params, {"video": video}, rng)
+
+
+def test_a_model_with_class_splits_trains_and_evaluates_per_head():
+  config = _config()
+  config.model = ml_collections.ConfigDict(dict(TINY, name="vivit", num_classes=5,
+                                                class_splits=(2, 3), classifier="gap"))
+  model = build_model(config.model)
+  video, labels = _video(), np.array([0, 4, 5, 3], np.int32)  # label = y0 * 3 + y1
+  params = _params(model, video)
+  _, metrics = jax.jit(objectives.make_loss_fn(config, model))(
+      params, {"video": video, "label": labels}, jax.random.PRNGKey(0))
+  assert {"accuracy", "head_0_accuracy", "head_1_accuracy"} <= set(metrics)
+  out = jax.jit(objectives.make_eval_fn(config, model))(
+      params, {"video": video, "label": labels}, None)
+  log_probs = np.asarray(out["logits"])  # each head's log-softmax, side by side
+  np.testing.assert_allclose(np.exp(log_probs[:, :2]).sum(1), 1.0, rtol=1e-5)
+  np.testing.assert_allclose(np.exp(log_probs[:, 2:]).sum(1), 1.0, rtol=1e-5)
