@@ -135,6 +135,9 @@ def test_drop_path_keeps_or_drops_whole_examples_rescaled_and_only_in_training()
   np.testing.assert_array_equal(drop.apply({}, x, train=False), x)
   np.testing.assert_array_equal(layers.DropPath(0.0).apply({}, x, train=True, rngs=rng), x)
   out = np.asarray(drop.apply({}, x, train=True, rngs=rng))
+  assert out.shape == x.shape
+  # rate 0 draws nothing: no dropout rng needed
+  np.testing.assert_array_equal(layers.DropPath(0.0).apply({}, x, train=True), x)
   per_example = out.reshape(256, -1)
   assert np.all((per_example == 0).all(1) | np.isclose(per_example, 1 / 0.75).all(1))
   kept = np.isclose(per_example[:, 0], 1 / 0.75).mean()
@@ -164,3 +167,17 @@ def test_mlp_dropout_and_block_drop_path_act_only_in_training():
     plain = _apply(_block("joint"), p, x)
     np.testing.assert_allclose(_apply(block, p, x, rngs=rngs), plain, atol=1e-6)
     assert np.abs(np.asarray(_apply(block, p, x, train=True, rngs=rngs)) - plain).max() > 1e-3
+
+
+def test_mlp_block_is_deterministic_by_default_and_drops_only_with_a_rate():
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 3, D))
+  mlp = layers.MlpBlock(MLP)
+  p = _params(mlp, x)
+  ref = _mlp(x, p)
+  np.testing.assert_allclose(np.asarray(_apply(mlp, p, x)), ref, atol=1e-4, rtol=1e-4)
+  rngs = {"dropout": jax.random.PRNGKey(1)}
+  np.testing.assert_allclose(np.asarray(_apply(mlp, p, x, train=True, rngs=rngs)), ref,
+                             atol=1e-4, rtol=1e-4)  # default rate 0
+  dropping = layers.MlpBlock(MLP, dropout_rate=0.5)
+  np.testing.assert_allclose(np.asarray(_apply(dropping, p, x, rngs=rngs)), ref,
+                             atol=1e-4, rtol=1e-4)  # train defaults to False
