@@ -181,3 +181,13 @@ def test_mlp_block_is_deterministic_by_default_and_drops_only_with_a_rate():
   dropping = layers.MlpBlock(MLP, dropout_rate=0.5)
   np.testing.assert_allclose(np.asarray(_apply(dropping, p, x, rngs=rngs)), ref,
                              atol=1e-4, rtol=1e-4)  # train defaults to False
+
+
+def test_encoder_defaults_drop_nothing_in_training():
+  # VideoMAE builds its encoders without the dropout arguments: the defaults are its rates.
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 3, D))
+  enc = layers.Encoder(1, HEADS, MLP)
+  p = _params(enc, x)
+  np.testing.assert_allclose(_apply(enc, p, x, train=True,
+                                    rngs={"dropout": jax.random.PRNGKey(1)}),
+                             _apply(enc, p, x), atol=1e-6)
