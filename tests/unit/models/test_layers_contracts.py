@@ -71,7 +71,7 @@ def test_joint_block_is_pre_norm_attention_then_pre_norm_mlp():
 
 
 def test_factorised_self_attention_block_attends_within_frames_then_across_time():
-  b, t, s = 2, 3, 4
+  b, t, s = 2, 4, 3  # b * t, b + t, b - t, ... all differ
   x = jax.random.normal(jax.random.PRNGKey(0), (b, t, s, D))
   block = _block("factorised_self_attention")
   p = _params(block, x)
