@@ -7,7 +7,7 @@ Prints a table (module, mutants, killed, survived, pending, score) and writes
 each module even when the time cap stops it; do not edit the package while
 this runs. Needs the `mutation` extra: `pip install -e ".[test,mutation]"`.
 
-  python scripts/mutation.py                          # every module (about an hour on 2 cores)
+  python scripts/mutation.py                          # every module, every mutant (many hours on 2 cores)
   python scripts/mutation.py --modules models/masking.py train/mixing.py --sample 40
 
 `--sample N` tests a uniform random sample of N mutants per module (seeded);
