@@ -230,7 +230,7 @@ def test_init_and_eval_do_not_depend_on_the_mesh(runs):
 
 def test_pretrain_loss_grad_norms_and_final_state_match_across_meshes(runs):
   losses = runs["pretrain_losses"]
-  assert abs(losses["1x1x1"][-1] - losses["1x1x1"][0]) > 0.01, losses
+  assert abs(losses["1x1x1"][-1] - losses["1x1x1"][0]) > 5e-4, losses  # 50x the rtol
   assert runs["pretrain_param_change"] > 1e-3
   np.testing.assert_allclose(losses["2x2x2"], losses["1x1x1"], rtol=1e-5)
   np.testing.assert_allclose(runs["pretrain_grad_norms"]["2x2x2"],
