@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from support import REPO
 
@@ -20,16 +21,34 @@ def _load(name):
 
 
 @pytest.mark.parametrize("preset", ["tiny", "tiny_pretrain"])
-def test_benchmark_tiny_preset_reports_a_full_row(preset, tmp_path):
+def test_benchmark_tiny_preset_reports_a_full_row(preset, tmp_path, capsys):
+  """The README's columns (clips/s, step time, model TFLOP/s, MFU, peak
+  memory, compile time), printed and in the JSON, consistent with each other
+  and with the analytic FLOPs of the preset's model (3x forward for training)."""
+  from vivit_jax.models import build_model, flops  # pylint: disable=import-outside-toplevel
+  module = _load("benchmark")
   output = tmp_path / "bench.json"
-  _load("benchmark").main(["--preset", preset, "--steps", "2", "--warmup", "1",
-                           "--peak-tflops", "1.0", "--output", str(output)])
+  module.main(["--preset", preset, "--steps", "2", "--warmup", "1",
+               "--peak-tflops", "1.0", "--output", str(output)])
   result = json.loads(output.read_text())
-  assert result["mode"] in ("train", "pretrain")
+  spec = module.PRESETS[preset]
+  assert result["mode"] == spec["mode"] and result["batch_size"] == spec["batch_size"]
+  assert result["clip"] == list(spec["clip"]) and result["name"] == preset
   assert result["clips_per_s"] > 0 and result["step_s"] > 0 and result["compile_s"] > 0
-  assert result["model_tflops_per_s"] > 0
+  assert result["clips_per_s"] == pytest.approx(result["batch_size"] / result["step_s"])
+  per_clip = 3 * 2 * flops.forward_macs(build_model(spec["model"]), tuple(spec["clip"]))
+  assert result["model_tflops_per_s"] == pytest.approx(
+      per_clip * result["clips_per_s"] / 1e12, rel=1e-6)
   assert result["mfu"] == pytest.approx(result["model_tflops_per_s"] / 1.0)
-  assert result["loss"] is not None and result["loss"] == result["loss"]  # finite, not NaN
+  assert result["peak_tflops"] == 1.0
+  assert result["loss"] is not None and np.isfinite(result["loss"])
+  header, row = capsys.readouterr().out.splitlines()[:2]
+  assert header.split() == ["workload", "device", "batch", "clips/s", "step", "ms", "TFLOP/s",
+                            "MFU", "mem", "GiB", "compile", "s"]
+  cells = row.split()
+  assert cells[0] == preset and int(cells[2]) == result["batch_size"]
+  assert float(cells[3]) == pytest.approx(result["clips_per_s"], abs=0.01)
+  assert float(cells[4]) == pytest.approx(1e3 * result["step_s"], abs=0.1)
 
 
 def test_benchmark_presets_cover_the_issue_workloads():

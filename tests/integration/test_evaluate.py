@@ -173,3 +173,33 @@ def test_evaluate_command_line_and_mismatch(dataset, trained, tmp_path):
   assert result.returncode == 2  # a user mistake: one `error:` line (vivit_jax/user_errors.py)
   line = result.stderr.strip().splitlines()[-1]
   assert line.startswith("error: checkpoint of another model") and "32)" in line and "48)" in line
+
+
+@pytest.mark.slow
+def test_evaluate_ema_uses_the_ema_params(dataset, tmp_path):
+  """`--ema` on a training workdir evaluates `state.ema_params` (other numbers
+  than the params); a model
+  checkpoint has no EMA, so there it evaluates the params."""
+  workdir = str(tmp_path / "ema_run")
+  overrides = _overrides(dataset, **{"optimizer.ema_decay": 0.5,
+                                     "optimizer.learning_rate": 1e-2,
+                                     "optimizer.warmup_steps": 0})
+  loop.run(fx.load_config("demo_finetune.py", overrides), workdir)
+  config = fx.load_config("demo_finetune.py", dict(overrides, **{"eval.num_batches": 0}))
+  checkpoint = os.path.join(workdir, "checkpoints")
+  plain = evaluate.run_evaluation(config, checkpoint, str(tmp_path / "p"), progress=False)
+  ema = evaluate.run_evaluation(config, checkpoint, str(tmp_path / "e"), use_ema=True,
+                                progress=False)
+  assert plain["params"] == "params" and ema["params"] == "ema"
+  assert abs(ema["loss"] - plain["loss"]) > 1e-4, (ema["loss"], plain["loss"])
+
+  # The checkpoint's EMA differs from its params (else the losses could not).
+  state = fx.read_checkpoint_state(workdir, NUM_STEPS)
+  ema_params, params = state["ema_params"], state["params"]
+  assert any(np.any(a != b) for a, b in zip(jax.tree_util.tree_leaves(ema_params),
+                                            jax.tree_util.tree_leaves(params)))
+  model_dir = os.path.join(workdir, loop.MODEL_DIR)
+  from_model = evaluate.run_evaluation(config, model_dir, str(tmp_path / "m"), use_ema=True,
+                                       progress=False)
+  assert from_model["params"] == "params"
+  assert from_model["loss"] == pytest.approx(plain["loss"], rel=1e-5)

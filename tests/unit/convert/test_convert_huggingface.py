@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -211,3 +212,28 @@ def test_fields_missing_from_config_take_transformers_defaults(tmp_path, arch, c
                use_mean_pooling=None)
   converted = convert_huggingface(folder).config
   assert {k: converted[k] for k in expected} == expected
+
+
+def test_cli_verify_prints_small_differences_and_force_overwrites(tmp_path, capsys):
+  from vivit_jax.convert import __main__ as convert_cli  # pylint: disable=import-outside-toplevel
+  _, folder = _save(tmp_path, "VivitForVideoClassification", num_labels=5, **VIVIT)
+  out = tmp_path / "ckpt"
+  args = ["--from", "huggingface", "--input", folder, "--output", str(out)]
+  assert convert_cli.main(args + ["--verify"]) == 0
+  lines = capsys.readouterr().out.strip().splitlines()
+  assert len(lines) == 2 and lines[0].startswith("converted VivitForVideoClassification")
+  assert lines[1].startswith("max abs difference vs transformers: "), lines
+  diffs = dict(re.findall(r"(\w+)=([-+.\deE]+)", lines[1]))
+  assert "logits" in diffs and all(0 <= float(v) < 1e-4 for v in diffs.values()), diffs
+
+  # An existing output is kept unless --force; with it, rewritten.
+  (out / "marker").write_text("old")
+  with pytest.raises(Exception, match="exist"):
+    convert_cli.main(args)
+  assert (out / "marker").exists()
+  assert convert_cli.main(args + ["--force"]) == 0
+  assert checkpoints.load_model_config(str(out))["labels"] is not None
+
+  with pytest.raises(SystemExit, match="only for --from huggingface"):
+    convert_cli.main(["--from", "scenic", "--input", folder, "--output", str(out),
+                      "--verify"])

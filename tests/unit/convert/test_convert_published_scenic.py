@@ -1,9 +1,14 @@
 """scenic ViViT trees (scenic's parameter names) -> our ViViT, by round trip.
 
-The test renames a random tree of ours into scenic's naming (written out
-here from scenic's module names), saves it as scenic does (a Flax msgpack
-train state, or a flat `.npz`), converts it back and expects identical
-logits.
+The test renames a random tree of ours into scenic's naming, saves it as
+scenic does (a Flax msgpack train state, or a flat `.npz`), converts it back
+and expects identical logits. The renamed tree must be exactly a golden list
+of the names and shapes scenic's modules create (`SCENIC_*` below, written
+from scenic/projects/vivit/model.py: `embedding` is a 3D `nn.Conv`, the
+encoder blocks are `nn.LayerNorm` + flax `MultiHeadDotProductAttention` +
+scenic's `attention_layers.MlpBlock` (two unnamed `nn.Dense`), `posembed_input`
+is vit's `AddPositionEmbs`, added after the class token is prepended), so
+the round trip cannot agree with itself on names scenic never writes.
 """
 
 import re
@@ -34,6 +39,60 @@ def _random_params(config, seed=0):
   params = jax.tree_util.tree_map(
       lambda s: (0.3 * rng.standard_normal(s.shape)).astype(np.float32), shapes["params"])
   return model, params
+
+
+def _golden_block(prefix, hidden=32, heads=4, mlp=64):
+  """scenic's `EncoderBlock` params: `{name: shape}`."""
+  head_dim = hidden // heads
+  out = {"LayerNorm_0/scale": (hidden,), "LayerNorm_0/bias": (hidden,),
+         "LayerNorm_1/scale": (hidden,), "LayerNorm_1/bias": (hidden,),
+         "MultiHeadDotProductAttention_0/out/kernel": (heads, head_dim, hidden),
+         "MultiHeadDotProductAttention_0/out/bias": (hidden,),
+         "MlpBlock_0/Dense_0/kernel": (hidden, mlp), "MlpBlock_0/Dense_0/bias": (mlp,),
+         "MlpBlock_0/Dense_1/kernel": (mlp, hidden), "MlpBlock_0/Dense_1/bias": (hidden,)}
+  for name in ("query", "key", "value"):
+    out[f"MultiHeadDotProductAttention_0/{name}/kernel"] = (hidden, heads, head_dim)
+    out[f"MultiHeadDotProductAttention_0/{name}/bias"] = (heads, head_dim)
+  return {f"{prefix}/{k}": v for k, v in out.items()}
+
+
+# Model 1, 8 frames of 32 x 32, tubelet 2 x 8 x 8: 4 x 16 = 64 tokens + cls.
+SCENIC_SPACETIME_TOKEN = {
+    "embedding/kernel": (2, 8, 8, 3, 32), "embedding/bias": (32,),
+    "cls": (1, 1, 32),
+    "Transformer/posembed_input/pos_embedding": (1, 65, 32),
+    **_golden_block("Transformer/encoderblock_0"),
+    **_golden_block("Transformer/encoderblock_1"),
+    "Transformer/encoder_norm/scale": (32,), "Transformer/encoder_norm/bias": (32,),
+    "output_projection/kernel": (32, 5), "output_projection/bias": (5,),
+}
+# Model 1 with global average pooling: no cls, no position for it.
+SCENIC_SPACETIME_GAP = {
+    **{k: v for k, v in SCENIC_SPACETIME_TOKEN.items() if k != "cls"},
+    "Transformer/posembed_input/pos_embedding": (1, 64, 32),
+}
+# Model 2 (`SpaceTimeViViT`): 16 spatial tokens + cls per frame, 4 time steps
+# + cls, one temporal layer, `representation_size=16`.
+SCENIC_FACTORISED_ENCODER = {
+    "embedding/kernel": (2, 8, 8, 3, 32), "embedding/bias": (32,),
+    "cls_SpatialTransformer": (1, 1, 32),
+    "SpatialTransformer/posembed_input/pos_embedding": (1, 17, 32),
+    **_golden_block("SpatialTransformer/encoderblock_0"),
+    **_golden_block("SpatialTransformer/encoderblock_1"),
+    "SpatialTransformer/encoder_norm/scale": (32,),
+    "SpatialTransformer/encoder_norm/bias": (32,),
+    "cls_TemporalTransformer": (1, 1, 32),
+    "TemporalTransformer/posembed_input/pos_embedding": (1, 5, 32),
+    **_golden_block("TemporalTransformer/encoderblock_0"),
+    "TemporalTransformer/encoder_norm/scale": (32,),
+    "TemporalTransformer/encoder_norm/bias": (32,),
+    "pre_logits/kernel": (32, 16), "pre_logits/bias": (16,),
+    "output_projection/kernel": (16, 5), "output_projection/bias": (5,),
+}
+
+
+def _shapes(flat):
+  return {k: tuple(np.shape(v)) for k, v in flat.items()}
 
 
 def _scenic_block(block):
@@ -85,8 +144,7 @@ def test_factorised_encoder_msgpack_train_state_round_trip(tmp_path):
                 representation_size=16)
   model, params = _random_params(config)
   flat = to_scenic(params, factorised=True)
-  assert "cls_TemporalTransformer" in flat and "pre_logits/kernel" in flat
-  assert "SpatialTransformer/encoderblock_1/MlpBlock_0/Dense_1/kernel" in flat
+  assert _shapes(flat) == SCENIC_FACTORISED_ENCODER
   state = {"global_step": np.int32(7), "params": checkpoints.unflatten_params(flat),
            "opt_state": {"mu": checkpoints.unflatten_params(flat)}}
   path = tmp_path / "checkpoint_7"
@@ -107,7 +165,10 @@ def test_spacetime_npz_round_trip(tmp_path, classifier):
   config = dict(BASE, variant="spatio_temporal", classifier=classifier)
   model, params = _random_params(config, seed=1)
   path = tmp_path / "vivit.npz"
-  np.savez(path, **to_scenic(params, factorised=False))
+  flat = to_scenic(params, factorised=False)
+  assert _shapes(flat) == {"token": SCENIC_SPACETIME_TOKEN,
+                           "gap": SCENIC_SPACETIME_GAP}[classifier]
+  np.savez(path, **flat)
   conversion = convert_scenic(str(path), num_frames=8)
   assert conversion.config["classifier"] == classifier
   assert conversion.source["image_size"] == [32, 32]
@@ -146,4 +207,42 @@ def test_unconvertible_trees_name_the_problem(tmp_path):
     convert_scenic(str(tmp_path / "m3.npz"), num_frames=8)
   np.savez(tmp_path / "extra.npz", **flat, **{"Transformer/extra/kernel": np.ones(3)})
   with pytest.raises(ValueError, match="Transformer/extra/kernel"):
+    convert_scenic(str(tmp_path / "extra.npz"), num_frames=8)
+
+
+@pytest.mark.parametrize("golden", ["spacetime_token", "spacetime_gap", "factorised_encoder"])
+def test_golden_scenic_tree_is_accepted_exactly(tmp_path, golden):
+  """A tree of scenic's names and shapes converts into every parameter of our
+  model; with a name missing, or one more, it is refused naming that name."""
+  tree = {"spacetime_token": SCENIC_SPACETIME_TOKEN, "spacetime_gap": SCENIC_SPACETIME_GAP,
+          "factorised_encoder": SCENIC_FACTORISED_ENCODER}[golden]
+  rng = np.random.default_rng(5)
+  flat = {k: rng.standard_normal(shape).astype(np.float32) for k, shape in tree.items()}
+  np.savez(tmp_path / "golden.npz", **flat)
+  conversion = convert_scenic(str(tmp_path / "golden.npz"), num_frames=8)
+  assert conversion.config["variant"] == ("factorised_encoder" if golden.startswith("fact")
+                                          else "spatio_temporal")
+  assert conversion.config["classifier"] == ("gap" if golden.endswith("gap") else "token")
+  assert conversion.source["image_size"] == [32, 32]
+  ours = flax.linen.unbox(jax.eval_shape(conversion.model.init, jax.random.PRNGKey(0),
+                                         np.zeros(VIDEO, np.float32)))["params"]
+  converted = checkpoints.flatten_params(conversion.params)
+  assert _shapes(converted) == {k: tuple(v.shape)
+                                for k, v in checkpoints.flatten_params(ours).items()}
+  # Every scenic value lands somewhere, unchanged up to a reshape.
+  assert sum(v.size for v in converted.values()) == sum(v.size for v in flat.values())
+  np.testing.assert_array_equal(conversion.params["head"]["kernel"],
+                                flat["output_projection/kernel"])
+  logits = _logits(conversion.model, conversion.params)
+  assert logits.shape == (VIDEO[0], 5) and np.all(np.isfinite(logits))
+
+  missing = dict(flat)
+  del missing["output_projection/bias"]
+  np.savez(tmp_path / "missing.npz", **missing)
+  with pytest.raises((KeyError, ValueError), match="output_projection/bias"):
+    convert_scenic(str(tmp_path / "missing.npz"), num_frames=8)
+  prefix = "SpatialTransformer" if golden.startswith("fact") else "Transformer"
+  extra = dict(flat, **{f"{prefix}/encoderblock_0/MlpBlock_0/Dense_2/kernel": np.ones((2, 2))})
+  np.savez(tmp_path / "extra.npz", **extra)
+  with pytest.raises(ValueError, match="Dense_2"):
     convert_scenic(str(tmp_path / "extra.npz"), num_frames=8)
