@@ -46,7 +46,7 @@ def write_demo_videos(out_dir: str = VIDEOS_DIR, num_videos: int = 3, fps: int =
       demo_common.NUM_CLASSES, seed=VIDEO_SEED)
   paths = []
   for index, (video, label) in enumerate(zip(videos, labels)):
-    path = os.path.join(out_dir, f"{index}_{synthetic.DIRECTIONS[label]}.mp4")
+    path = os.path.join(out_dir, f"{index}_{synthetic.class_names(demo_common.NUM_CLASSES)[label]}.mp4")
     with av.open(path, "w") as container:
       stream = container.add_stream("libx264", rate=fps)
       stream.width, stream.height, stream.pix_fmt = video.shape[2], video.shape[1], "yuv420p"
