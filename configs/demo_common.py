@@ -23,6 +23,12 @@ DEMO_DATA_DIR = os.path.join(REPO, "demo_workdir", "data")
 # a bouncing disc over drifting gratings); training reads every 2nd frame at 32 x 32.
 SOURCE_FRAMES, SOURCE_SIZE, NUM_TRAIN, NUM_EVAL = 16, 64, 4096, 256
 NUM_FRAMES, FRAME_STRIDE, IMAGE_SIZE, NUM_CLASSES = 8, 2, 32, 4
+# `make demo`'s scarce-label comparison: the labels of the first 5% of the
+# training clips (one TFRecord file), fine-tuned from the pretrained encoder
+# and from random init with the same recipe and SCARCE_STEPS steps.
+LABELLED_TRAIN = NUM_TRAIN // 20
+LABELLED_FILES = os.path.join(DEMO_DATA_DIR, f"labelled_{LABELLED_TRAIN}.tfrecord")
+SCARCE_STEPS = 300
 
 # Encoder geometry shared by the autoencoder and the classifier, so the
 # pretrained encoder loads into the classifier by name: 8 x 8 patches,

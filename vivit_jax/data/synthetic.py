@@ -219,6 +219,28 @@ def write_demo_dataset(out_dir: str, num_train: int = 1024, num_eval: int = 256,
   return result
 
 
+def write_label_subset(train_files: str, num_videos: int, out_path: str) -> str:
+  """Copies the first `num_videos` records of the `train_files` glob (shards
+  in name order) to one TFRecord file: a scarce-label training set drawn
+  from the same clips. A no-op when `out_path` exists; returns it."""
+  import glob  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  if os.path.exists(out_path):
+    return out_path
+  shards = sorted(glob.glob(train_files))
+  if not shards:
+    raise FileNotFoundError(f"no files match {train_files!r}; write the dataset first")
+  count = 0
+  with tf.io.TFRecordWriter(out_path + ".tmp") as writer:
+    for record in tf.data.TFRecordDataset(shards).take(num_videos):
+      writer.write(record.numpy())
+      count += 1
+  if count < num_videos:
+    raise ValueError(f"{train_files!r} holds {count} records, fewer than {num_videos}")
+  os.replace(out_path + ".tmp", out_path)
+  return out_path
+
+
 def demo_data_config(dataset: dict, **overrides) -> ml_collections.ConfigDict:
   """Data config for a `write_demo_dataset` result: whole frames, no flip
   (it would swap left and right), stride 1 over all frames."""
