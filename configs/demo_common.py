@@ -28,7 +28,7 @@ NUM_FRAMES, FRAME_STRIDE, IMAGE_SIZE, NUM_CLASSES = 8, 2, 32, 4
 # and from random init with the same recipe and SCARCE_STEPS steps.
 LABELLED_TRAIN = NUM_TRAIN // 20
 LABELLED_FILES = os.path.join(DEMO_DATA_DIR, f"labelled_{LABELLED_TRAIN}.tfrecord")
-SCARCE_STEPS = 300
+SCARCE_STEPS = 150
 
 # Encoder geometry shared by the autoencoder and the classifier, so the
 # pretrained encoder loads into the classifier by name: 8 x 8 patches,

@@ -42,16 +42,15 @@ import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
+from vivit_jax import checkpoints  # noqa: E402
 from vivit_jax.data import synthetic  # noqa: E402
-from vivit_jax.models import build_model, registry, transfer  # noqa: E402
-from vivit_jax.train import experiment, partitioning, steps  # noqa: E402
+from vivit_jax.models import build_model, embedding, registry, transfer  # noqa: E402
+from vivit_jax.train import device_preprocess, experiment, partitioning, steps  # noqa: E402
 from vivit_jax.train.mesh import create_mesh  # noqa: E402
 from vivit_jax.train.optimizer import make_optimizer  # noqa: E402
 
 import demo_common  # noqa: E402  pylint: disable=wrong-import-order
 
-jax.config.update("jax_compilation_cache_dir", os.path.join(REPO, "demo_workdir", "jax_cache"))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 TRAIN_SEED, EVAL_SEED = 1000, 1001  # not the TFRecords' seeds (0, 1)
 
 
@@ -102,6 +101,8 @@ class Trainer:
                                  train=False)["params"])
 
     self._init_params = jax.jit(init_params, out_shardings=self.shardings.params)
+    self.grid = embedding.token_grid(shape, config.model.patch_size, config.model.tubelet_size)
+    self.num_patch_tokens = int(np.prod(self.grid))
 
   def reset(self, seed: int, encoder=None) -> None:
     """A fresh state: params from `seed`, the encoder of `encoder` (MAE
@@ -113,6 +114,24 @@ class Trainer:
     self.state = self.state.replace(
         step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params),
         rng=jax.random.key_data(jax.random.fold_in(jax.random.key(seed), 1)))
+
+  def features(self, clips, batch_size: int = 64) -> np.ndarray:
+    """Frozen-encoder features of `clips[:, 0]`: `(N, (nt + 1) * D)` float32,
+    the mean of the final patch tokens overall and per time index."""
+    model = self.model
+
+    @jax.jit
+    def encode(params, video):
+      video = device_preprocess.prepare_batch({"video": video}, self.config)["video"]
+      _, state = model.apply({"params": params}, video, train=False, mutable=["intermediates"])
+      tokens = state["intermediates"]["tokens"][0]
+      tokens = tokens[:, tokens.shape[1] - self.num_patch_tokens:]
+      per_time = tokens.reshape(tokens.shape[0], self.grid[0], -1, tokens.shape[-1]).mean(2)
+      return jnp.concatenate([tokens.mean(1), per_time.reshape(tokens.shape[0], -1)], -1)
+
+    out = [np.asarray(encode(self.state.params, clips[i:i + batch_size, 0]))
+           for i in range(0, len(clips), batch_size)]
+    return np.concatenate(out)
 
   def put(self, batch):
     return jax.device_put(batch, self.sharding)
@@ -154,6 +173,66 @@ class Trainer:
     return {key: value / count for key, value in totals.items()}
 
 
+def softmax_regression(train_x, train_y, test_x, num_classes: int, steps_: int = 500,
+                       learning_rate: float = 0.5, l2: float = 1e-2) -> np.ndarray:
+  """Predicted classes of `test_x` by a linear softmax classifier fit by full-batch
+  gradient descent on standardised features (the linear probe)."""
+  mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+  train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
+  w, b = np.zeros((train_x.shape[1], num_classes)), np.zeros(num_classes)
+  onehot = np.eye(num_classes)[train_y]
+  for _ in range(steps_):
+    logits = train_x @ w + b
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    grad = (p - onehot) / len(train_x)
+    w -= learning_rate * (train_x.T @ grad + l2 * w)
+    b -= learning_rate * grad.sum(0)
+  return (test_x @ w + b).argmax(1)
+
+
+def linear_probe(args, encoder, train_clips, train_labels, eval_clips, eval_labels, log):
+  """Frozen encoders, a linear classifier on their features: random init vs pretrained."""
+  trainer = Trainer(load_config("demo_finetune", finetune_overrides(args, 1, "random")))
+  rng = np.random.default_rng(0)
+  shuffled_eval = eval_clips[:, :, rng.permutation(eval_clips.shape[2])]
+  runs = []
+  for seed in range(args.seeds):
+    for init in ("random", "pretrained"):
+      trainer.reset(seed, encoder if init == "pretrained" else None)
+      train_x = trainer.features(train_clips)
+      eval_x, shuffled_x = trainer.features(eval_clips), trainer.features(shuffled_eval)
+      for fraction in args.fractions:
+        count = max(demo_common.NUM_CLASSES, int(round(fraction * len(train_clips))))
+        pick = np.random.default_rng(seed).permutation(len(train_clips))[:count]
+        predict = lambda x: softmax_regression(train_x[pick], train_labels[pick], x,
+                                               demo_common.NUM_CLASSES)
+        top1 = float((predict(eval_x) == eval_labels).mean())
+        shuffled = float((predict(shuffled_x) == eval_labels).mean())
+        runs.append({"fraction": fraction, "labelled_clips": count, "seed": seed,
+                     "init": init, "top1": top1, "top1_shuffled": shuffled})
+        log(f"linear probe {100 * fraction:5.1f}% seed {seed} {init:10s}: top-1 "
+            f"{100 * top1:5.1f}% (frames shuffled {100 * shuffled:5.1f}%)")
+  return runs
+
+
+def table_rows(runs, fractions):
+  rows = []
+  for fraction in fractions if runs else ():
+    pick = lambda init, key: [r[key] for r in runs
+                              if r["fraction"] == fraction and r["init"] == init]
+    gain = 100 * (np.mean(pick("pretrained", "top1")) - np.mean(pick("random", "top1")))
+    rows.append({"fraction": fraction,
+                 "labelled_clips": [r for r in runs if r["fraction"] == fraction][0][
+                     "labelled_clips"],
+                 "random_top1": pick("random", "top1"),
+                 "pretrained_top1": pick("pretrained", "top1"),
+                 "random_shuffled_top1": pick("random", "top1_shuffled"),
+                 "pretrained_shuffled_top1": pick("pretrained", "top1_shuffled"),
+                 "gain_points": float(gain)})
+  return rows
+
+
 def pretrain_overrides(args, mask_type: str) -> dict:
   overrides = {"train.num_steps": args.pretrain_steps, "model.mask_type": mask_type,
                "optimizer.learning_rate": args.pretrain_lr,
@@ -188,7 +267,11 @@ def run(args) -> dict:
   log(f"{len(train_clips)} train / {len(eval_clips)} eval clips of {train_clips.shape[2:]}")
 
   pretraining, encoder = {}, None
-  for mask_type in args.mask_types.split(","):
+  if args.load_encoder:
+    with np.load(args.load_encoder) as stored:
+      encoder = checkpoints.unflatten_params({k: stored[k] for k in stored.files})
+    log(f"pretrained encoder from {args.load_encoder}")
+  for mask_type in args.mask_types.split(",") if not args.load_encoder else ():
     config = load_config("demo_pretrain", pretrain_overrides(args, mask_type))
     trainer = Trainer(config)
     losses = trainer.fit(train_clips, None, args.pretrain_steps, config.train.batch_size,
@@ -204,10 +287,12 @@ def run(args) -> dict:
            if "psnr" in result else ""))
     if encoder is None:
       encoder = jax.device_get(trainer.state.params)
+      if args.save_encoder:
+        np.savez(args.save_encoder, **checkpoints.flatten_params(encoder))
 
   runs = []
   trainers = {}
-  for fraction in args.fractions:
+  for fraction in args.fractions if args.finetune_steps else ():
     count = max(demo_common.NUM_CLASSES, int(round(fraction * len(train_clips))))
     for seed in range(args.seeds):
       for init in ("random", "pretrained"):
@@ -227,41 +312,46 @@ def run(args) -> dict:
             f" (frames shuffled {100 * shuffled:5.1f}%)")
 
   chance = 1.0 / demo_common.NUM_CLASSES
-  rows = []
-  for fraction in args.fractions:
-    pick = lambda init, key: [r[key] for r in runs
-                              if r["fraction"] == fraction and r["init"] == init]
-    gain = 100 * (np.mean(pick("pretrained", "top1")) - np.mean(pick("random", "top1")))
-    rows.append({"fraction": fraction,
-                 "labelled_clips": [r for r in runs if r["fraction"] == fraction][0][
-                     "labelled_clips"],
-                 "random_top1": pick("random", "top1"),
-                 "pretrained_top1": pick("pretrained", "top1"),
-                 "random_shuffled_top1": pick("random", "top1_shuffled"),
-                 "pretrained_shuffled_top1": pick("pretrained", "top1_shuffled"),
-                 "gain_points": float(gain)})
+  rows = table_rows(runs, args.fractions)
+  probe = []
+  if args.probe and encoder is not None and args.fractions:
+    probe = linear_probe(args, encoder, train_clips, train_labels, eval_clips, eval_labels,
+                         log)
   return {"args": vars(args), "chance": chance, "num_eval": len(eval_clips),
           "pretraining": pretraining, "rows": rows, "runs": runs,
+          "probe_rows": table_rows(probe, args.fractions) if probe else [], "probe_runs": probe,
           "seconds": time.perf_counter() - start}
 
 
-def print_table(payload: dict) -> None:
-  args = payload["args"]
-  print(f"\nfine-tuning top-1 on {payload['num_eval']} held-out clips, {args['seeds']} seeds, "
-        f"{args['finetune_steps']} steps each; encoder pretrained {args['pretrain_steps']} "
-        f"steps ({args['mask_types'].split(',')[0]} masking); chance "
-        f"{100 * payload['chance']:.1f}%")
+def _print_rows(title: str, rows) -> None:
+  print(title)
   print(f"{'labels':>12s} | {'random init':>14s} | {'pretrained':>14s} | {'gain':>6s} | "
         f"{'shuffled: random':>16s} | {'pretrained':>14s}")
-  for row in payload["rows"]:
+  for row in rows:
     print(f"{100 * row['fraction']:4.0f}% ({row['labelled_clips']:4d}) | "
           f"{mean_std(row['random_top1']):>14s} | {mean_std(row['pretrained_top1']):>14s} | "
           f"{row['gain_points']:+6.1f} | {mean_std(row['random_shuffled_top1']):>16s} | "
           f"{mean_std(row['pretrained_shuffled_top1']):>14s}")
+
+
+def print_table(payload: dict) -> None:
+  args = payload["args"]
+  print(f"\ntop-1 on {payload['num_eval']} held-out clips, {args['seeds']} seeds (mean +- std); "
+        f"encoder pretrained {args['pretrain_steps']} steps "
+        f"({args['mask_types'].split(',')[0]} masking); chance {100 * payload['chance']:.1f}%")
+  if payload["rows"]:
+    _print_rows(f"full fine-tuning, {args['finetune_steps']} steps, same recipe for both:",
+                payload["rows"])
+  if payload["probe_rows"]:
+    _print_rows("linear probe on the frozen encoder (random labelled subset per seed):",
+                payload["probe_rows"])
   for mask_type, result in payload["pretraining"].items():
     print(f"pretraining {mask_type:6s}: held-out normalised-pixel loss {result['loss']:.4f}; "
           f"pixel MSE {result['pixel_mse']:.5f} vs copy-the-mean "
-          f"{result['mean_baseline_pixel_mse']:.5f}")
+          f"{result['mean_baseline_pixel_mse']:.5f}"
+          + (f"; forecast PSNR {result['psnr']:.2f} dB vs copy-last "
+             f"{result['copy_last_psnr']:.2f}, per-patch mean {result['patch_mean_psnr']:.2f}"
+             if "psnr" in result else ""))
 
 
 def parse_args(argv=None):
@@ -279,10 +369,16 @@ def parse_args(argv=None):
   parser.add_argument("--pretrain_set", action="append", default=[],
                       help="KEY=JSON_VALUE override of every pretraining config, e.g. "
                            "train.norm_pix_loss=false (repeatable)")
-  parser.add_argument("--finetune_steps", type=int, default=200)
+  parser.add_argument("--finetune_steps", type=int, default=200, help="0: no fine-tuning")
   parser.add_argument("--finetune_lr", type=float, default=5e-4)
   parser.add_argument("--layer_decay", type=float, default=0.0,
                       help="layer-wise lr decay for the pretrained init; 0 = off")
+  parser.add_argument("--probe", type=int, default=1,
+                      help="1: also a linear probe on the frozen encoders (cheap)")
+  parser.add_argument("--save_encoder", default="",
+                      help=".npz to write the first pretraining run's params to")
+  parser.add_argument("--load_encoder", default="",
+                      help="a --save_encoder .npz: skip pretraining, fine-tune from it")
   parser.add_argument("--log_every", type=int, default=0)
   parser.add_argument("--out", default=os.path.join(REPO, "demo_workdir",
                                                     "pretraining_gain.json"))
