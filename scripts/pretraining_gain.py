@@ -280,7 +280,7 @@ def run(args) -> dict:
     result["train_loss_curve"] = [float(np.mean(losses[i:i + 50]))
                                   for i in range(0, len(losses), 50)]
     pretraining[mask_type] = result
-    log(f"pretrain {mask_type:6s}: held-out loss {result['loss']:.4f} (normalised pixels), "
+    log(f"pretrain {mask_type:6s}: held-out loss {result['loss']:.4f}, "
         f"pixel MSE {result['pixel_mse']:.5f} vs copy-the-mean "
         f"{result['mean_baseline_pixel_mse']:.5f}"
         + (f", forecast PSNR {result['psnr']:.2f} dB vs copy-last {result['copy_last_psnr']:.2f}"
@@ -346,7 +346,7 @@ def print_table(payload: dict) -> None:
     _print_rows("linear probe on the frozen encoder (random labelled subset per seed):",
                 payload["probe_rows"])
   for mask_type, result in payload["pretraining"].items():
-    print(f"pretraining {mask_type:6s}: held-out normalised-pixel loss {result['loss']:.4f}; "
+    print(f"pretraining {mask_type:6s}: held-out loss {result['loss']:.4f}; "
           f"pixel MSE {result['pixel_mse']:.5f} vs copy-the-mean "
           f"{result['mean_baseline_pixel_mse']:.5f}"
           + (f"; forecast PSNR {result['psnr']:.2f} dB vs copy-last "
