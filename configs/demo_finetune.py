@@ -25,7 +25,7 @@ def get_config():
   config = experiment_config("finetune", model)
   demo_common.set_demo_data(config.data)
   config.train.batch_size = 32
-  config.train.num_steps = 800
+  config.train.num_steps = 600
   config.train.label_smoothing = 0.0
   config.optimizer.name = "adamw"
   config.optimizer.learning_rate = 5e-4
@@ -35,7 +35,7 @@ def get_config():
   config.init_from.path = os.path.join(demo_common.REPO, "demo_workdir", "pretrain")
   config.checkpoint.every_steps = 200
   config.checkpoint.keep = 2
-  config.eval.every_steps = 400
+  config.eval.every_steps = 300
   config.eval.batch_size = 32
   config.log.every_steps = 25
   return finalize(config)

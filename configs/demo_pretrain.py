@@ -1,10 +1,13 @@
 r"""Demo, stage 1: masked pretraining of a small autoencoder on moving shapes.
 
 The dataset is `make demo`'s generated one (`scripts/demo.py` writes it to
-`demo_workdir/data`): a shape moving in one of 4 directions, read as 8
+`demo_workdir/data`): shapes moving in one of 4 directions, read as 8
 frames of 32 x 32. 8 x 8 patches, 2-frame tubelets (4 x 4 x 4 = 64 tokens),
 75% random (MAE-ST) masking, so hidden tubelets are predictable from the
-same place at other times and from the motion; 200 AdamW steps.
+same place at other times and from the motion; 500 AdamW steps (peak lr
+1.5e-3). `--config.model.mask_type=tube` / `future` train the other two
+objectives (`future` forecasts the last tubelet; with
+`--config.train.norm_pix_loss=False --config.train.reconstruction_loss=l1` on raw pixels).
 
     python -m vivit_jax.main --config=configs/demo_pretrain.py --workdir=demo_workdir/pretrain
 """
@@ -25,16 +28,16 @@ def get_config():
   config = experiment_config("pretrain", model)
   demo_common.set_demo_data(config.data)
   config.train.batch_size = 32
-  config.train.num_steps = 200
+  config.train.num_steps = 500
   config.train.norm_pix_loss = True
   config.optimizer.name = "adamw"
-  config.optimizer.learning_rate = 1e-3
+  config.optimizer.learning_rate = 1.5e-3
   config.optimizer.b2 = 0.95
-  config.optimizer.warmup_steps = 30
+  config.optimizer.warmup_steps = 25
   config.optimizer.weight_decay = 0.05
-  config.checkpoint.every_steps = 100
+  config.checkpoint.every_steps = 250
   config.checkpoint.keep = 2
-  config.eval.every_steps = 100
+  config.eval.every_steps = 250
   config.eval.batch_size = 32
   config.eval.num_batches = 2
   config.log.every_steps = 25

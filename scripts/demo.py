@@ -1,19 +1,23 @@
 """`make demo`: pretrain, fine-tune and evaluate a small video transformer on CPU.
 
 1. Generates the moving-shapes dataset once (`demo_workdir/data`: 16-frame
-   64 x 64 clips of a shape moving right / left / down / up over a textured,
-   noisy background; the class is the direction, so no single frame tells
-   it). Training reads 8 frames (every 2nd) at 32 x 32. A few held-out
-   videos are also written as mp4 files (`demo_workdir/videos/`) for
-   `vivit-predict` / `vivit-stream` (see docs/evaluate.md).
-2. Masked pretraining of a small VideoMAE (`configs/demo_pretrain.py`).
-3. Fine-tunes a ViViT from that encoder (`configs/demo_finetune.py`).
-4. Evaluates the classifier on the held-out clips, and again with every
-   clip's frames shuffled in time: a model that reads motion drops to chance.
+   64 x 64 clips of two shapes wrapping around the frame right / left / down
+   / up, each slow or fast, plus a bouncing disc, over drifting gratings; the
+   class is the direction, so no single frame tells it), and the labels of
+   its first 5% as one file. Training reads 8 frames (every 2nd) at 32 x 32.
+   A few held-out videos are also written as mp4 files
+   (`demo_workdir/videos/`) for `vivit-predict` / `vivit-stream`.
+2. Masked pretraining of a small VideoMAE on all clips, labels unused
+   (`configs/demo_pretrain.py`); a loss-curve PNG.
+3. Fine-tunes a ViViT from that encoder on all labels (`configs/demo_finetune.py`).
+4. Scarce labels: the same recipe on the 5% labelled clips, from the
+   pretrained encoder and from random init: what pretraining buys.
+5. Evaluates the classifiers again with every clip's frames shuffled in
+   time: a model that reads motion drops to chance.
 
 Each stage is the main job run in this process, exactly what
 `python -m vivit_jax.main --config=configs/<stage>.py --workdir=...` runs.
-The two training workdirs are started afresh on every run.
+The training workdirs are started afresh on every run.
 """
 
 import os
@@ -28,7 +32,7 @@ sys.path.insert(0, os.path.join(REPO, "configs"))  # demo_common, as the demo co
 from absl import logging as absl_logging  # noqa: E402
 
 from vivit_jax.data import synthetic  # noqa: E402
-from vivit_jax.train import experiment, loop  # noqa: E402
+from vivit_jax.train import curves, experiment, loop  # noqa: E402
 
 import demo_common  # noqa: E402  pylint: disable=wrong-import-order
 
@@ -46,7 +50,7 @@ def write_demo_videos(out_dir: str = VIDEOS_DIR, num_videos: int = 3, fps: int =
       demo_common.NUM_CLASSES, seed=VIDEO_SEED)
   paths = []
   for index, (video, label) in enumerate(zip(videos, labels)):
-    path = os.path.join(out_dir, f"{index}_{synthetic.DIRECTIONS[label]}.mp4")
+    path = os.path.join(out_dir, f"{index}_{synthetic.class_names(demo_common.NUM_CLASSES)[label]}.mp4")
     with av.open(path, "w") as container:
       stream = container.add_stream("libx264", rate=fps)
       stream.width, stream.height, stream.pix_fmt = video.shape[2], video.shape[1], "yuv420p"
@@ -72,49 +76,79 @@ def banner(text: str) -> None:
 def main() -> None:
   absl_logging.set_verbosity(absl_logging.WARNING)
   start = time.perf_counter()
-  banner("1/4 demo dataset")
+  since = lambda: f"({time.perf_counter() - start:.0f}s so far)"
+  banner("1/5 demo dataset")
   dataset = synthetic.write_demo_dataset(
       demo_common.DEMO_DATA_DIR, num_train=demo_common.NUM_TRAIN,
       num_eval=demo_common.NUM_EVAL, num_frames=demo_common.SOURCE_FRAMES,
       size=demo_common.SOURCE_SIZE, num_classes=demo_common.NUM_CLASSES,
       num_train_shards=8)
+  labelled = demo_common.LABELLED_TRAIN
+  synthetic.write_label_subset(dataset["train_files"], labelled, demo_common.LABELLED_FILES)
   print(f"{dataset['num_train']} train / {dataset['num_eval']} eval clips of "
         f"{dataset['num_frames']} x {dataset['size']}x{dataset['size']} in "
-        f"{demo_common.DEMO_DATA_DIR} ({time.perf_counter() - start:.0f}s so far)", flush=True)
+        f"{demo_common.DEMO_DATA_DIR}; the first {labelled} also as a scarce-label set "
+        f"{since()}", flush=True)
   videos = write_demo_videos()
   print(f"{len(videos)} example mp4s for predict / stream in {VIDEOS_DIR}", flush=True)
 
   pretrain_dir = os.path.join(WORKDIR, "pretrain")
   finetune_dir = os.path.join(WORKDIR, "finetune")
-  for path in (pretrain_dir, finetune_dir):
+  scarce_dirs = {init: os.path.join(WORKDIR, f"scarce_{init}")
+                 for init in ("pretrained", "scratch")}
+  for path in (pretrain_dir, finetune_dir, *scarce_dirs.values()):
     shutil.rmtree(path, ignore_errors=True)
 
-  banner("2/4 masked pretraining (python -m vivit_jax.main "
+  banner("2/5 masked pretraining on all clips, no labels (python -m vivit_jax.main "
          "--config=configs/demo_pretrain.py --workdir=demo_workdir/pretrain)")
   pretrain = loop.run(load_config("demo_pretrain"), pretrain_dir)
-  stage_end = time.perf_counter()
-  print(f"pretraining done: reconstruction loss {pretrain['eval/loss']:.4f} "
-        f"({stage_end - start:.0f}s so far)", flush=True)
+  curve = os.path.join(pretrain_dir, "images", "loss_curve.png")
+  os.makedirs(os.path.dirname(curve), exist_ok=True)
+  curves.save_loss_curve(pretrain_dir, curve, "pretraining: normalised-pixel MSE")
+  print(f"pretraining done: held-out loss {pretrain['eval/loss']:.4f}, loss curve {curve} "
+        f"{since()}", flush=True)
 
-  banner("3/4 fine-tuning from the pretrained encoder (configs/demo_finetune.py)")
+  banner("3/5 fine-tuning from the pretrained encoder on all labels "
+         "(configs/demo_finetune.py)")
   finetune = loop.run(load_config("demo_finetune", **{"init_from.path": pretrain_dir}),
                       finetune_dir)
-  print(f"fine-tuning done ({time.perf_counter() - start:.0f}s so far)", flush=True)
+  print(f"fine-tuning done {since()}", flush=True)
 
-  banner("4/4 control: the same classifier on clips with frames shuffled in time")
-  shuffled = loop.run(load_config("demo_finetune", **{"mode": "eval",
-                                                      "eval.shuffle_frames": True}),
-                      finetune_dir)
+  banner(f"4/5 scarce labels: {labelled} labelled clips, {demo_common.SCARCE_STEPS} steps, "
+         "from the pretrained encoder and from random init (same recipe)")
+  scarce = {}
+  for init, workdir in scarce_dirs.items():
+    overrides = {"data.train_files": demo_common.LABELLED_FILES,
+                 "train.num_steps": demo_common.SCARCE_STEPS,
+                 "eval.every_steps": demo_common.SCARCE_STEPS,
+                 "checkpoint.every_steps": demo_common.SCARCE_STEPS,
+                 "init_from.path": pretrain_dir if init == "pretrained" else "",
+                 "init_from.kind": "pretrain" if init == "pretrained" else ""}
+    scarce[init] = loop.run(load_config("demo_finetune", **overrides), workdir)
+    print(f"{init}: top-1 {100 * scarce[init]['eval/top1']:.1f}% {since()}", flush=True)
+
+  banner("5/5 control: the classifiers on clips with frames shuffled in time")
+  shuffle = {"mode": "eval", "eval.shuffle_frames": True}
+  shuffled = loop.run(load_config("demo_finetune", **shuffle), finetune_dir)
+  scarce_shuffled = loop.run(load_config("demo_finetune", **shuffle),
+                             scarce_dirs["pretrained"])
 
   chance = 1.0 / demo_common.NUM_CLASSES
   total = time.perf_counter() - start
+  pct = lambda metrics: f"{100 * metrics['eval/top1']:5.1f}%"
   banner("result")
-  print(f"eval clips:                    {int(finetune['eval/num_videos'])}")
-  print(f"top-1 (fine-tuned ViViT):      {100 * finetune['eval/top1']:5.1f}%")
-  print(f"chance ({demo_common.NUM_CLASSES} directions):        {100 * chance:5.1f}%")
-  print(f"top-1, frames shuffled:        {100 * shuffled['eval/top1']:5.1f}%")
-  print(f"pretraining reconstruction:    {pretrain['eval/loss']:.4f} (normalised-pixel MSE)")
-  print(f"total time:                    {total:.0f}s")
+  print(f"eval clips:                               {int(finetune['eval/num_videos'])}")
+  print(f"chance ({demo_common.NUM_CLASSES} directions):                   {100 * chance:5.1f}%")
+  print(f"pretraining held-out loss:                {pretrain['eval/loss']:.4f} "
+        "(normalised-pixel MSE; 1.0 = each tubelet's mean)")
+  print(f"pretraining plain-pixel MSE:              {pretrain['eval/pixel_mse']:.5f} "
+        f"(copy-the-mean: {pretrain['eval/mean_baseline_pixel_mse']:.5f})")
+  print(f"all {dataset['num_train']} labels, from pretrained:       {pct(finetune)}   "
+        f"frames shuffled: {pct(shuffled)}")
+  print(f"{labelled} labels, from pretrained:          {pct(scarce['pretrained'])}   "
+        f"frames shuffled: {pct(scarce_shuffled)}")
+  print(f"{labelled} labels, same recipe from scratch: {pct(scarce['scratch'])}")
+  print(f"total time:                               {total:.0f}s")
   print(f"TensorBoard event files under {WORKDIR} (to view: pip install tensorboard; "
         f"tensorboard --logdir {WORKDIR})")
   print(f"the classifier as a model checkpoint: {os.path.join(finetune_dir, loop.MODEL_DIR)} "

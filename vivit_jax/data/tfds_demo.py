@@ -29,10 +29,11 @@ class DemoMotionConfig(tfds.core.BuilderConfig):
 
 
 class VivitDemoMotion(tfds.core.GeneratorBasedBuilder):
-  """A shape moving over a textured background; the class is its direction."""
+  """Shapes moving over a smooth background; the class is their direction."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First version."}
+  VERSION = tfds.core.Version("2.0.0")
+  RELEASE_NOTES = {"1.0.0": "First version.",
+                   "2.0.0": "Several shapes in smooth motion over smooth backgrounds."}
   BUILDER_CONFIGS = [
       DemoMotionConfig(name="default", description="16 frames at 32x32, 4 directions."),
       DemoMotionConfig(name="small", description="8 frames at 32x32, for tests.",
@@ -57,7 +58,7 @@ class VivitDemoMotion(tfds.core.GeneratorBasedBuilder):
             "video": tfds.features.Video(
                 (config.num_frames, config.size, config.size, 3), encoding_format="jpeg"),
             "label": tfds.features.ClassLabel(
-                names=list(synthetic.DIRECTIONS[:config.num_classes])),
+                names=list(synthetic.class_names(config.num_classes))),
         }),
         supervised_keys=("video", "label"))
 

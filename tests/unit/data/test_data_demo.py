@@ -1,4 +1,5 @@
-"""The generated demo dataset: learnable from motion only, DMVR and TFDS forms."""
+"""The generated demo dataset in its DMVR and TFDS forms (the world itself:
+`test_demo_world.py`)."""
 
 import os
 
@@ -6,33 +7,6 @@ import numpy as np
 
 from vivit_jax import data
 from vivit_jax.data import synthetic
-
-
-def motion_direction(video):
-  """Direction of the shape's motion: centroid of |frame - temporal median|."""
-  video = video.astype(np.float32)
-  moving = np.abs(video - np.median(video, axis=0)).sum(-1)  # (T, H, W)
-  moving = np.where(moving > np.percentile(moving, 90), moving, 0)
-  grid = np.arange(video.shape[1], dtype=np.float32)
-  mass = moving.sum((1, 2)) + 1e-6
-  y = (moving.sum(2) * grid).sum(1) / mass
-  x = (moving.sum(1) * grid).sum(1) / mass
-  half = len(video) // 2
-  dy, dx = y[half:].mean() - y[:half].mean(), x[half:].mean() - x[:half].mean()
-  if abs(dx) > abs(dy):
-    return 0 if dx > 0 else 1  # right, left
-  return 2 if dy > 0 else 3  # down, up
-
-
-def test_generated_videos_encode_direction_in_motion_only():
-  videos, labels = synthetic.generate_videos(64, num_frames=16, size=32, seed=3)
-  assert videos.shape == (64, 16, 32, 32, 3) and videos.dtype == np.uint8
-  assert set(labels.tolist()) == {0, 1, 2, 3}
-  predicted = np.array([motion_direction(v) for v in videos])
-  assert (predicted == labels).mean() > 0.9
-  # A single frame says nothing: mean brightness per class is alike.
-  first_frame_means = [videos[labels == c, 0].mean() for c in range(4)]
-  assert np.ptp(first_frame_means) < 15
 
 
 def test_write_demo_dataset_is_idempotent_and_trainable_config(tmp_path):
