@@ -12,13 +12,14 @@ import pytest
 
 from support import datasets as data_fixtures
 from support import train_runs as fx
+from vivit_jax.train import inputs
 from vivit_jax.train import loop
 
 
 def _eval_labels(config):
   """Labels of the real (valid) rows of one eval epoch, sorted."""
   labels = []
-  for batch in loop.create_iterator(config, train=False):
+  for batch in inputs.create_iterator(config, train=False):
     labels.extend(np.asarray(batch["label"])[np.asarray(batch["valid"])].tolist())
   return sorted(labels)
 

@@ -234,6 +234,8 @@ def test_cli_verify_prints_small_differences_and_force_overwrites(tmp_path, caps
   assert convert_cli.main(args + ["--force"]) == 0
   assert checkpoints.load_model_config(str(out))["labels"] is not None
 
-  with pytest.raises(SystemExit, match="only for --from huggingface"):
-    convert_cli.main(["--from", "scenic", "--input", folder, "--output", str(out),
-                      "--verify"])
+  capsys.readouterr()
+  assert convert_cli.main(["--from", "scenic", "--input", folder, "--output", str(out),
+                           "--verify"]) == 2
+  line, = capsys.readouterr().err.strip().splitlines()
+  assert line.startswith("error: --verify compares with transformers (--verify)"), line
