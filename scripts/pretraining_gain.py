@@ -46,6 +46,7 @@ from vivit_jax import checkpoints  # noqa: E402
 from vivit_jax.data import synthetic  # noqa: E402
 from vivit_jax.models import build_model, embedding, registry, transfer  # noqa: E402
 from vivit_jax.train import device_preprocess, experiment, partitioning, steps  # noqa: E402
+from vivit_jax.train import linear_probe as linear_probe_lib  # noqa: E402
 from vivit_jax.train.mesh import create_mesh  # noqa: E402
 from vivit_jax.train.optimizer import make_optimizer  # noqa: E402
 
@@ -173,24 +174,6 @@ class Trainer:
     return {key: value / count for key, value in totals.items()}
 
 
-def softmax_regression(train_x, train_y, test_x, num_classes: int, steps_: int = 500,
-                       learning_rate: float = 0.5, l2: float = 1e-2) -> np.ndarray:
-  """Predicted classes of `test_x` by a linear softmax classifier fit by full-batch
-  gradient descent on standardised features (the linear probe)."""
-  mean, std = train_x.mean(0), train_x.std(0) + 1e-6
-  train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
-  w, b = np.zeros((train_x.shape[1], num_classes)), np.zeros(num_classes)
-  onehot = np.eye(num_classes)[train_y]
-  for _ in range(steps_):
-    logits = train_x @ w + b
-    p = np.exp(logits - logits.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    grad = (p - onehot) / len(train_x)
-    w -= learning_rate * (train_x.T @ grad + l2 * w)
-    b -= learning_rate * grad.sum(0)
-  return (test_x @ w + b).argmax(1)
-
-
 def linear_probe(args, encoder, train_clips, train_labels, eval_clips, eval_labels, log):
   """Frozen encoders, a linear classifier on their features: random init vs pretrained."""
   trainer = Trainer(load_config("demo_finetune", finetune_overrides(args, 1, "random")))
@@ -205,8 +188,8 @@ def linear_probe(args, encoder, train_clips, train_labels, eval_clips, eval_labe
       for fraction in args.fractions:
         count = max(demo_common.NUM_CLASSES, int(round(fraction * len(train_clips))))
         pick = np.random.default_rng(seed).permutation(len(train_clips))[:count]
-        predict = lambda x: softmax_regression(train_x[pick], train_labels[pick], x,
-                                               demo_common.NUM_CLASSES)
+        predict = lambda x: linear_probe_lib.softmax_regression(
+            train_x[pick], train_labels[pick], x, demo_common.NUM_CLASSES)
         top1 = float((predict(eval_x) == eval_labels).mean())
         shuffled = float((predict(shuffled_x) == eval_labels).mean())
         runs.append({"fraction": fraction, "labelled_clips": count, "seed": seed,

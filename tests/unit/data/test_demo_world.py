@@ -4,24 +4,14 @@ import numpy as np
 import pytest
 
 from vivit_jax.data import synthetic
+from vivit_jax.train import linear_probe
 
 
-def softmax_regression_accuracy(train_x, train_y, test_x, test_y, num_classes,
-                                steps=300, learning_rate=0.5, l2=1e-3):
-  """Test accuracy of a linear softmax classifier fit by gradient descent."""
-  mean, std = train_x.mean(0), train_x.std(0) + 1e-6
-  train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
-  w = np.zeros((train_x.shape[1], num_classes))
-  b = np.zeros(num_classes)
-  onehot = np.eye(num_classes)[train_y]
-  for _ in range(steps):
-    logits = train_x @ w + b
-    p = np.exp(logits - logits.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    grad = (p - onehot) / len(train_x)
-    w -= learning_rate * (train_x.T @ grad + l2 * w)
-    b -= learning_rate * grad.sum(0)
-  return float(((test_x @ w + b).argmax(1) == test_y).mean())
+def softmax_regression_accuracy(train_x, train_y, test_x, test_y, num_classes):
+  """Test accuracy of a linear softmax classifier (`linear_probe.softmax_regression`)."""
+  predicted = linear_probe.softmax_regression(train_x, train_y, test_x, num_classes, steps=300,
+                                              learning_rate=0.5, l2=1e-3)
+  return float((predicted == test_y).mean())
 
 
 def frame_features(videos, frame_index):

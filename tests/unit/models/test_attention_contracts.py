@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from support import random_params
 from vivit_jax.models import attention
 
 
@@ -33,16 +34,8 @@ def _out(o, p):
       p["bias"], np.float64)
 
 
-def _params(layer, *inputs, seed=1):
-  """Random N(0, 0.5^2) parameters of `layer`'s shapes (NumPy: no init compiles)."""
-  shapes = nn.unbox(jax.eval_shape(layer.init, jax.random.PRNGKey(0), *inputs)["params"])
-  rng = np.random.default_rng(seed)
-  return jax.tree_util.tree_map(
-      lambda a: jnp.asarray(0.5 * rng.standard_normal(a.shape), a.dtype), shapes)
-
-
-def _apply(layer, params, *inputs, **kwargs):
-  return jax.jit(lambda p, *a: layer.apply({"params": p}, *a, **kwargs))(params, *inputs)
+_params = random_params.random_params
+_apply = random_params.jit_apply
 
 
 @pytest.mark.parametrize("length,block", [(5, 2), (4, 4), (3, 128)])

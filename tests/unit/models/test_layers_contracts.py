@@ -8,21 +8,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from support import random_params
 from vivit_jax.models import attention, layers
 
 D, HEADS, MLP = 8, 2, 16
 EPS = 0.5  # large, so a wrong epsilon shows
 
 
-def _params(layer, *inputs, seed=1):
-  shapes = nn.unbox(jax.eval_shape(layer.init, jax.random.PRNGKey(0), *inputs)["params"])
-  rng = np.random.default_rng(seed)
-  return jax.tree_util.tree_map(
-      lambda a: jnp.asarray(0.5 * rng.standard_normal(a.shape), a.dtype), shapes)
-
-
-def _apply(layer, params, *inputs, **kwargs):
-  return jax.jit(lambda p, *a: layer.apply({"params": p}, *a, **kwargs))(params, *inputs)
+_params = random_params.random_params
+_apply = random_params.jit_apply
 
 
 def _ln(x, p, eps=EPS):
