@@ -169,6 +169,22 @@ def test_nan_loss_stops_naming_the_step_and_saves_only_the_steps_before_it(datas
   assert not os.path.exists(os.path.join(workdir, "model"))
 
 
+def test_nan_policy_skip_stops_in_one_line_past_max_skipped_steps(dataset, tmp_path):
+  """Every step after the first diverges (lr 1e30): with a cap of 1 the main
+  job stops at the second skipped step, in one `error:` line naming the key."""
+  overrides = fx.tiny_overrides(dataset, **{
+      "train.num_steps": 8, "optimizer.learning_rate": 1e30, "optimizer.warmup_steps": 0,
+      "train.nan_policy": "skip", "train.max_skipped_steps": 1,
+      "checkpoint.every_steps": 0, "checkpoint.async_save": False})
+  result = fx.run_main("demo_finetune.py", str(tmp_path / "capped"), overrides)
+  assert result.returncode == 1, result.stderr[-3000:]
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+  assert errors[0].startswith("error: 2 steps skipped with a non-finite loss by step "), errors
+  assert "train.max_skipped_steps=1 (--config.train.max_skipped_steps)" in errors[0]
+  assert not os.path.exists(os.path.join(tmp_path, "capped", loop.MODEL_DIR))
+
+
 def test_nan_policy_skip_runs_to_the_end_keeping_the_last_finite_params(dataset, tmp_path):
   workdir = str(tmp_path / "skip")
   config = fx.load_config("demo_finetune.py", fx.tiny_overrides(dataset, **{
