@@ -161,3 +161,14 @@ def test_failing_final_eval_keeps_the_final_checkpoint(tiny_dataset, tmp_path, k
   assert fx.checkpoint_steps(workdir) == [20]
   fx.read_checkpoint_state(workdir, 20)  # complete and readable
   assert not os.path.exists(os.path.join(workdir, "metrics.json"))
+
+
+def test_forecast_without_a_video_or_with_a_missing_checkpoint_is_one_line(tmp_path):
+  base = [sys.executable, "-m", "vivit_jax.serving.forecast"]
+  line = _the_line(subprocess.run(base, cwd=fx.REPO, capture_output=True, text=True,
+                                  timeout=120))
+  assert "(command line)" in line and "--checkpoint=WORKDIR VIDEO" in line
+  missing = str(tmp_path / "no_run")
+  line = _the_line(subprocess.run(base + [f"--checkpoint={missing}", "clip.mp4"], cwd=fx.REPO,
+                                  capture_output=True, text=True, timeout=120))
+  assert f"{missing}/config.json not found" in line and "pretraining workdir" in line

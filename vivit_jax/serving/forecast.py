@@ -101,13 +101,15 @@ def read_clip(config, path: str) -> np.ndarray:
 def main(argv) -> None:
   from vivit_jax.train import plots  # pylint: disable=import-outside-toplevel
   if len(argv) != 2 or not FLAGS.checkpoint:
-    sys.exit("usage: python -m vivit_jax.serving.forecast --checkpoint=WORKDIR VIDEO "
-             "[--output=strip.png]")
+    raise user_errors.UserError(
+        "one video and --checkpoint are needed", "command line",
+        "python -m vivit_jax.serving.forecast --checkpoint=WORKDIR VIDEO [--output=strip.png]")
   try:
     config, model, params = load_run(FLAGS.checkpoint)
     result = forecast_clip(config, model, params, read_clip(config, argv[1]))
   except (FileNotFoundError, ValueError, video_io.VideoDecodeError) as e:
-    sys.exit(f"error: {e}")
+    print(f"error: {user_errors.one_line(e)}", file=sys.stderr, flush=True)
+    sys.exit(2)
   output = FLAGS.output or os.path.splitext(argv[1])[0] + "_forecast.png"
   strip = plots.reconstruction_grid(result["truth"], result["masked"], result["forecast"])
   Image.fromarray(strip).save(output, format="PNG")
