@@ -31,8 +31,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULES = {
     "models/layers.py": "tests/unit/models/test_layers_contracts.py",
     "models/attention.py": "tests/unit/models/test_attention_contracts.py",
-    "models/masking.py": ("tests/unit/models/test_videomae.py -k 'masks or split_indices or mask_defaults' "
-                          "tests/unit/models/test_pretraining_objectives.py"),
+    "models/masking.py": ("tests/unit/models/test_videomae.py "
+                          "tests/unit/models/test_pretraining_objectives.py "
+                          "-k 'masks or split_indices or mask_defaults or running_cell "
+                          "or decoder_indices or decoder_keep_ratio or dual_masking'"),
     "models/videomae.py": ("tests/unit/models/test_videomae_contracts.py "
                            "tests/unit/models/test_flops.py::test_masked_autoencoder_count_matches_xla"),
     "models/embedding.py": "tests/unit/models/test_embedding_contracts.py",

@@ -107,3 +107,8 @@ def test_l1_and_l2_reconstruction_errors_match_hand_computed_values():
                              [(1 + 0 + 0 + 3) / 4])
   with pytest.raises(ValueError, match="'l1'"):
     videomae.reconstruction_loss(predictions, targets, indices, "huber")
+
+
+def test_a_tiny_decoder_keep_ratio_still_decodes_one_token():
+  assert masking.num_decoded_tokens(3, 0.1) == 1
+  assert masking.num_decoded_tokens(40, 0.5) == 20
