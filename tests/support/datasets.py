@@ -82,6 +82,16 @@ def write_dmvr_tfrecords(prefix: str, videos: Sequence[Tuple[np.ndarray, int]],
   return f"{prefix}-*-of-{num_shards:05d}"
 
 
+def tfrecord_data_config(files: str, num_classes: int = 3, **overrides) -> dict:
+  """A `data` config reading `files` (train and eval) as 4 frames (stride 2)
+  of 32 x 32, unnormalised pixels; `overrides` replace any key."""
+  config = dict(source="tfrecord", train_files=files, eval_files=files, num_classes=num_classes,
+                num_frames=4, stride=2, image_size=32, resize_short_side=40,
+                mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), probe_videos=4)
+  config.update(overrides)
+  return config
+
+
 def write_video_list(path: str, entries: Sequence[Tuple[str, int]], comma: bool = False):
   with open(path, "w") as f:
     for video_path, label in entries:

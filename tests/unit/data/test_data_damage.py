@@ -22,11 +22,7 @@ HEIGHT, WIDTH, FRAMES = 48, 64, 12
 
 
 def make_config(files, **overrides):
-  config = dict(source="tfrecord", train_files=files, eval_files=files, num_classes=2,
-                num_frames=4, stride=2, image_size=32, resize_short_side=40,
-                mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), probe_videos=4)
-  config.update(overrides)
-  return config
+  return fx.tfrecord_data_config(files, **dict(dict(num_classes=2), **overrides))
 
 
 def good_frames():
