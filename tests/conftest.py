@@ -5,10 +5,17 @@
   `from support import datasets, train_runs, videos` (see tests/support/).
 - Fixtures used across rooms: `tiny_dataset` (the demo's moving shapes at
   4 frames of 16 x 16, written once per session as TFRecords).
+- One JAX persistent compilation cache per session (a fresh temporary
+  directory, shared by the xdist workers and every subprocess they start
+  through the environment): the many `vivit_jax.main` runs of the same tiny
+  config compile their steps once. Set `JAX_COMPILATION_CACHE_DIR` yourself
+  to use another directory (it is then kept).
 """
 
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -16,9 +23,22 @@ TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 if TESTS_DIR not in sys.path:
   sys.path.insert(0, TESTS_DIR)
 
+# Set before anything imports jax (it reads these at import); xdist workers
+# and subprocesses inherit the controller's environment, so all share it.
+_OWN_CACHE = None
+if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+  _OWN_CACHE = tempfile.mkdtemp(prefix="vivit_jax_test_compile_cache_")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
 
 def pytest_configure(config):
   config.addinivalue_line("markers", "slow: takes over ~30 s on a 2-core CPU machine")
+
+
+def pytest_unconfigure(config):
+  if _OWN_CACHE is not None:
+    shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
