@@ -1,8 +1,12 @@
-"""Damaged checkpoints and changed configs on resume, with real `vivit_jax.main` runs.
+"""SIGKILL + restart, damaged checkpoints and changed configs on resume, with
+real `vivit_jax.main` runs.
 
 One tiny run is killed after its step-4 checkpoint (checkpoints 2 and 4 on
-disk); each test relaunches a copy of that workdir after damaging a file or
-changing a key.
+disk); each test relaunches a copy of that workdir: as it is (the result must
+match an uninterrupted run bit for bit), after damaging a file, or after
+changing a key. Every run compiles at XLA optimisation level 0
+(`fx.fast_compile_env`): these tests check plumbing and compare their runs
+only with each other.
 """
 
 import json
@@ -28,7 +32,8 @@ def killed_at_4(tiny_dataset, tmp_path_factory):
   """A workdir with checkpoints 2 and 4 of a 6-step run (SIGKILLed after step 4)."""
   workdir = str(tmp_path_factory.mktemp("killed") / "run")
   result = fx.run_main("demo_finetune.py", workdir,
-                       _overrides(tiny_dataset, **{"debug.sigkill_after_step": 4}))
+                       _overrides(tiny_dataset, **{"debug.sigkill_after_step": 4}),
+                       env=fx.fast_compile_env())
   assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
   assert fx.checkpoint_steps(workdir) == [2, 4]
   return workdir
@@ -64,12 +69,26 @@ def _lines(result):
 
 
 def _relaunch(dataset, workdir, **extra):
-  return fx.run_main("demo_finetune.py", workdir, _overrides(dataset, **extra))
+  return fx.run_main("demo_finetune.py", workdir, _overrides(dataset, **extra),
+                     env=fx.fast_compile_env())
 
 
 def _config_json(workdir):
   with open(os.path.join(workdir, "config.json")) as f:
     return json.load(f)
+
+
+def test_sigkill_then_restart_matches_straight_run(tiny_dataset, killed_at_4, tmp_path):
+  workdir = _copy(killed_at_4, tmp_path)
+  resumed = _relaunch(tiny_dataset, workdir)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert "restored checkpoint at step 4" in resumed.stdout
+
+  straight_dir = str(tmp_path / "straight")
+  straight = fx.run_main("demo_finetune.py", straight_dir, _overrides(tiny_dataset),
+                         env=fx.fast_compile_env())
+  assert straight.returncode == 0, straight.stderr[-3000:]
+  fx.assert_same_checkpoint(straight_dir, workdir, 6)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "zeroed"])

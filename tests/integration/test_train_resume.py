@@ -1,4 +1,8 @@
-"""Checkpoints resume exactly: SIGKILL + restart, SIGTERM, corruption, other meshes."""
+"""Checkpoints resume exactly: SIGKILL + restart, SIGTERM, corruption, other meshes.
+
+(A SIGKILL + restart of fine-tuning: tests/integration/test_checkpoint_faults.py, which
+shares its killed run; of masked pretraining: tests/integration/test_pretrain_resume.py.)
+"""
 
 import os
 import signal
@@ -35,52 +39,6 @@ def _state(value: float) -> TrainState:
   return TrainState(step=jnp.int32(0 if np.isnan(value) else value), params={"dense": {"kernel": jnp.full((3, 4), value)}},
                     opt_state=(jnp.zeros(2),), ema_params=None,
                     rng=jax.random.key_data(jax.random.key(0)))
-
-
-@pytest.mark.slow
-def test_sigkill_then_restart_matches_straight_run(dataset, tmp_path):
-  overrides = fx.tiny_overrides(dataset, **{"train.num_steps": 6, "checkpoint.every_steps": 3,
-                                            "eval.every_steps": 0})
-  straight = fx.run_main("demo_finetune.py", str(tmp_path / "straight"), overrides)
-  assert straight.returncode == 0, straight.stderr[-3000:]
-
-  workdir = str(tmp_path / "killed")
-  killed = fx.run_main("demo_finetune.py", workdir,
-                       dict(overrides, **{"debug.sigkill_after_step": 3}))
-  assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-  assert fx.checkpoint_steps(workdir)[-1] == 3
-  resumed = fx.run_main("demo_finetune.py", workdir, overrides)
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert "restored checkpoint at step 3" in resumed.stdout
-
-  fx.assert_same_checkpoint(str(tmp_path / "straight"), workdir, 6)
-
-
-@pytest.mark.slow
-def test_pretraining_sigkill_then_restart_matches_straight_run(dataset, tmp_path):
-  """Masked pretraining resumes bit for bit too: masks, decoder and the data
-  position come back with the checkpoint."""
-  overrides = fx.tiny_overrides(dataset, pretrain=True, **{
-      "train.num_steps": 4, "checkpoint.every_steps": 2, "eval.every_steps": 0})
-  straight = fx.run_main("demo_pretrain.py", str(tmp_path / "straight"), overrides)
-  assert straight.returncode == 0, straight.stderr[-3000:]
-
-  workdir = str(tmp_path / "killed")
-  killed = fx.run_main("demo_pretrain.py", workdir,
-                       dict(overrides, **{"debug.sigkill_after_step": 2}))
-  assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-  assert fx.checkpoint_steps(workdir) == [2]
-  resumed = fx.run_main("demo_pretrain.py", workdir, overrides)
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert "restored checkpoint at step 2" in resumed.stdout
-
-  state = fx.assert_same_checkpoint(str(tmp_path / "straight"), workdir, 4)
-  assert any("decoder" in jax.tree_util.keystr(p)
-             for p, _ in jax.tree_util.tree_leaves_with_path(state["params"]))
-  # The resumed steps trained: step 4's params are not step 2's.
-  early = fx.read_checkpoint_state(str(tmp_path / "straight"), 2)
-  assert any(np.any(a != b) for a, b in zip(jax.tree_util.tree_leaves(early["params"]),
-                                            jax.tree_util.tree_leaves(state["params"])))
 
 
 @pytest.mark.slow

@@ -5,8 +5,10 @@ models have 8 tokens (patch 8, tubelet 2) and one 32-wide layer.
 """
 
 import os
+import signal
 import subprocess
 import sys
+import types
 
 import ml_collections
 import numpy as np
@@ -44,6 +46,14 @@ def tiny_overrides(dataset: dict, pretrain: bool = False, **extra) -> dict:
   return out
 
 
+def fast_compile_env() -> dict:
+  """Environment for a `run_main` whose test checks plumbing, not numerics: XLA's
+  CPU backend at optimisation level 0 (about 2x quicker first compiles, the
+  same program; the runs a test compares must all use it)."""
+  flags = os.environ.get("XLA_FLAGS", "")
+  return {"XLA_FLAGS": f"{flags} --xla_backend_optimization_level=0".strip()}
+
+
 def main_command(config_name: str, workdir: str, overrides: dict) -> list:
   args = [sys.executable, "-m", "vivit_jax.main",
           f"--config={os.path.join(REPO, 'configs', config_name)}", f"--workdir={workdir}"]
@@ -55,6 +65,35 @@ def run_main(config_name: str, workdir: str, overrides: dict, env=None,
   return subprocess.run(main_command(config_name, workdir, overrides), cwd=REPO,
                         capture_output=True, text=True, timeout=timeout,
                         env=dict(os.environ, **(env or {})))
+
+
+def straight_killed_resumed(config_name: str, root: str, overrides: dict, kill_step: int):
+  """The SIGKILL + resume pattern: three real `vivit_jax.main` runs of `overrides`.
+
+  ROOT/straight trains uninterrupted; ROOT/killed is SIGKILLed right after its
+  step-`kill_step` checkpoint (`debug.sigkill_after_step`), then relaunched
+  with the same command. All three compile alike (`fast_compile_env`; the
+  session's compilation cache serves the second and third). Asserts every
+  exit status, that the kill left `kill_step` as the newest checkpoint and
+  that the relaunch restored it.
+  Returns a namespace: `straight_dir`, `killed_dir`, `killed_steps` (the
+  checkpoints the kill left), `straight` and `resumed` (`CompletedProcess`);
+  compare the two workdirs with `assert_same_checkpoint`.
+  """
+  straight_dir, killed_dir = os.path.join(root, "straight"), os.path.join(root, "killed")
+  env = fast_compile_env()
+  straight = run_main(config_name, straight_dir, overrides, env=env)
+  assert straight.returncode == 0, straight.stderr[-3000:]
+  killed = run_main(config_name, killed_dir,
+                    dict(overrides, **{"debug.sigkill_after_step": kill_step}), env=env)
+  assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+  killed_steps = checkpoint_steps(killed_dir)
+  assert killed_steps[-1] == kill_step, killed_steps
+  resumed = run_main(config_name, killed_dir, overrides, env=env)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert f"restored checkpoint at step {kill_step}" in resumed.stdout
+  return types.SimpleNamespace(straight_dir=straight_dir, killed_dir=killed_dir,
+                               killed_steps=killed_steps, straight=straight, resumed=resumed)
 
 
 def load_config(config_name: str, overrides: dict) -> ml_collections.ConfigDict:
