@@ -1,7 +1,6 @@
 """mode="distill": the distillation loss, the frozen teacher, frames, and the main job."""
 
 import os
-import signal
 
 import flax.linen as nn
 import jax
@@ -248,8 +247,8 @@ def test_missing_teacher_fails_naming_the_key(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-  return fx.write_tiny_dataset(str(tmp_path_factory.mktemp("tiny_data")))
+def dataset(tiny_dataset):
+  return tiny_dataset  # conftest.py: written once per test session
 
 
 @pytest.mark.slow
@@ -261,18 +260,11 @@ def test_main_job_resumes_bit_for_bit_after_sigkill_and_writes_the_student(
       "train.num_steps": 4, "checkpoint.every_steps": 2, "eval.every_steps": 0,
       "data.num_frames": fx.FRAMES // 2, "data.stride": 2, "distill.teacher": str(teacher),
       "distill.kind": "logits+features", "model.num_heads": 4})
-  straight = fx.run_main("demo_distill.py", str(tmp_path / "straight"), overrides)
-  assert straight.returncode == 0, straight.stderr[-3000:]
+  runs = fx.straight_killed_resumed("demo_distill.py", str(tmp_path / "runs"), overrides,
+                                    kill_step=2)
+  workdir = runs.killed_dir
 
-  workdir = str(tmp_path / "killed")
-  killed = fx.run_main("demo_distill.py", workdir,
-                       dict(overrides, **{"debug.sigkill_after_step": 2}))
-  assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-  resumed = fx.run_main("demo_distill.py", workdir, overrides)
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert "restored checkpoint at step 2" in resumed.stdout
-
-  want = fx.assert_same_checkpoint(str(tmp_path / "straight"), workdir, 4)
+  want = fx.assert_same_checkpoint(runs.straight_dir, workdir, 4)
   assert distill.PROJECTION in want["params"]
   # Nothing teacher-sized (width 48, MLP 96) outside the student's projection.
   teacher_sized = [jax.tree_util.keystr(p) for p, v in jax.tree_util.tree_leaves_with_path(want)
