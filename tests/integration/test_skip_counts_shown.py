@@ -10,7 +10,6 @@ import glob
 import json
 import os
 import re
-import signal
 
 import pytest
 import tensorflow as tf
@@ -65,9 +64,9 @@ def test_skip_counts_show_everywhere_and_survive_resume(damaged, tmp_path):
   # 48 good + 3 damaged train videos, 8 clips a step: 14 steps pass them twice or more.
   overrides = fx.tiny_overrides(damaged, **{"train.num_steps": 14, "checkpoint.every_steps": 7,
                                             "eval.every_steps": 0})
-  straight_dir = str(tmp_path / "straight")
-  straight = fx.run_main("demo_finetune.py", straight_dir, overrides)
-  assert straight.returncode == 0, straight.stderr[-3000:]
+  runs = fx.straight_killed_resumed("demo_finetune.py", str(tmp_path / "runs"), overrides,
+                                    kill_step=7)
+  straight_dir, straight, workdir = runs.straight_dir, runs.straight, runs.killed_dir
   with open(os.path.join(straight_dir, "metrics.json")) as f:
     metrics = json.load(f)
   count = metrics["data/skipped_corrupt_record"]
@@ -81,12 +80,6 @@ def test_skip_counts_show_everywhere_and_survive_resume(damaged, tmp_path):
                        r"checksum mismatch", straight.stderr)
     assert len(named) == 1, straight.stderr[-3000:]
 
-  workdir = str(tmp_path / "killed")
-  killed = fx.run_main("demo_finetune.py", workdir, dict(overrides, **{"debug.sigkill_after_step": 7}))
-  assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-  resumed = fx.run_main("demo_finetune.py", workdir, overrides)
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert "restored checkpoint at step 7" in resumed.stdout
   with open(os.path.join(workdir, "metrics.json")) as f:
     resumed_metrics = json.load(f)
   assert resumed_metrics["data/skipped_corrupt_record"] == count  # Not restarted at 0.
