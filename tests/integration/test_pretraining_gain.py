@@ -38,9 +38,10 @@ def test_gain_script_fine_tunes_and_probes_both_inits_and_writes_the_table(tmp_p
   assert {r["init"] for r in payload["runs"]} == {"random", "pretrained"}
   printed = capsys.readouterr().out
   assert "full fine-tuning, 3 steps" in printed and "linear probe" in printed
-  # The saved encoder is what a second run fine-tunes from, without pretraining.
+  # The saved encoder is what a second run fine-tunes from, without pretraining
+  # (the same fine-tuning steps as above: the session's compilation cache has them).
   load_script().main(["--num_train=32", "--num_eval=16", "--seeds=1", "--fractions=0.5",
-                      "--finetune_steps=2", "--probe=0", f"--load_encoder={encoder}",
+                      "--finetune_steps=3", "--probe=0", f"--load_encoder={encoder}",
                       f"--out={out}"])
   again = json.loads(out.read_text())
   assert again["pretraining"] == {} and len(again["rows"]) == 1 and again["probe_rows"] == []
