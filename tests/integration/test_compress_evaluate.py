@@ -11,8 +11,8 @@ from vivit_jax.train import loop
 
 
 @pytest.mark.slow
-def test_evaluate_int8_checkpoint_agrees_with_its_float_model(tmp_path):
-  dataset = fx.write_tiny_dataset(str(tmp_path / "data"))
+def test_evaluate_int8_checkpoint_agrees_with_its_float_model(tiny_dataset, tmp_path):
+  dataset = tiny_dataset  # conftest.py: written once per test session
   overrides = fx.tiny_overrides(dataset, **{"train.num_steps": 2, "eval.every_steps": 0,
                                             "checkpoint.async_save": False})
   workdir = str(tmp_path / "run")

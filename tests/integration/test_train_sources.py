@@ -46,8 +46,8 @@ def _record_labels(pattern):
           for r in tf.data.TFRecordDataset(files)]
 
 
-def test_main_job_reads_dmvr_tfrecords(tmp_path):
-  dataset = fx.write_tiny_dataset(str(tmp_path / "data"))
+def test_main_job_reads_dmvr_tfrecords(tiny_dataset, tmp_path):
+  dataset = tiny_dataset  # conftest.py: written once per test session
   labels = _record_labels(dataset["eval_files"])
   assert len(labels) == 16 and len(set(labels)) > 1
   _run("demo_tfrecord.py", str(tmp_path / "run"), {
