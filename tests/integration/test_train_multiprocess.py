@@ -86,8 +86,9 @@ def _free_port():
 
 
 def _env(devices):
+  # Optimisation level 0 compiles quicker; the job and the reference both use it.
   env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") +
+             XLA_FLAGS=(fx.fast_compile_env()["XLA_FLAGS"] +
                         f" --xla_force_host_platform_device_count={devices}").strip(),
              PYTHONPATH=os.pathsep.join(filter(None, [REPO, TESTS_DIR,
                                                       os.environ.get("PYTHONPATH")])))
