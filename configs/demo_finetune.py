@@ -20,8 +20,8 @@ import demo_common  # noqa: E402  pylint: disable=wrong-import-position
 
 def get_config():
   model = dict(name="vivit", variant="spatio_temporal", **demo_common.ENCODER,
-               num_classes=demo_common.NUM_CLASSES, classifier="token",
-               pos_embedding="learned")
+               num_classes=demo_common.NUM_CLASSES, classifier="gap",
+               pos_embedding="sinusoid")
   config = experiment_config("finetune", model)
   demo_common.set_demo_data(config.data)
   config.train.batch_size = 32
