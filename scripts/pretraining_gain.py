@@ -237,6 +237,9 @@ def finetune_overrides(args, num_steps: int, init: str) -> dict:
                "optimizer.warmup_steps": max(1, num_steps // 10)}
   if init == "pretrained" and args.layer_decay:
     overrides["optimizer.layer_decay"] = args.layer_decay
+  for setting in args.finetune_set:
+    key, _, value = setting.partition("=")
+    overrides[key] = json.loads(value)
   return overrides
 
 
@@ -358,6 +361,9 @@ def parse_args(argv=None):
   parser.add_argument("--pretrain_set", action="append", default=[],
                       help="KEY=JSON_VALUE override of every pretraining config, e.g. "
                            "train.norm_pix_loss=false (repeatable)")
+  parser.add_argument("--finetune_set", action="append", default=[],
+                      help="KEY=JSON_VALUE override of every fine-tuning (and probe) config, "
+                           "e.g. model.classifier='\"gap\"' (repeatable)")
   parser.add_argument("--finetune_steps", type=int, default=200, help="0: no fine-tuning")
   parser.add_argument("--finetune_lr", type=float, default=5e-4)
   parser.add_argument("--layer_decay", type=float, default=0.0,
