@@ -2,7 +2,9 @@ r"""Demo, stage 2: fine-tune the demo's pretrained encoder to classify motion.
 
 A `spatio_temporal` ViViT with the pretraining encoder's geometry (see
 `configs/demo_common.py`), initialised from the pretraining
-workdir's newest checkpoint (`init_from.kind="pretrain"`), trained with
+workdir's newest checkpoint (`init_from.kind="pretrain"`: the encoder
+blocks, and the learned position table starts as the encoder's sinusoid
+table; the CLS token and head are fresh), trained with
 AdamW and evaluated on the held-out generated videos (chance: 25%).
 
     python -m vivit_jax.main --config=configs/demo_finetune.py --workdir=demo_workdir/finetune \

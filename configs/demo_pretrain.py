@@ -10,6 +10,12 @@ objectives (`future` forecasts the last tubelet; with
 `--config.train.norm_pix_loss=False --config.train.reconstruction_loss=l1` on raw pixels).
 
     python -m vivit_jax.main --config=configs/demo_pretrain.py --workdir=demo_workdir/pretrain
+
+Variants (`--config=configs/demo_pretrain.py:NAME`):
+  forecast  next-frame prediction: `future` masking (the last tubelet, 2 of
+            8 frames, hidden), raw-pixel l2 targets (nothing borrowed from
+            the truth, so copy-last-frame is the baseline to beat), a
+            2-layer 128-wide decoder, 2000 steps at peak lr 1e-3.
 """
 
 import os
@@ -21,7 +27,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # configs/ sibli
 import demo_common  # noqa: E402  pylint: disable=wrong-import-position
 
 
-def get_config():
+VARIANTS = ("forecast",)
+
+
+def get_config(arg=None):
+  if arg is not None and arg not in VARIANTS:
+    raise ValueError(f"configs/demo_pretrain.py has variants {list(VARIANTS)}, got {arg!r}")
   model = dict(name="videomae", **demo_common.ENCODER, decoder_hidden_size=64,
                decoder_layers=1, decoder_heads=4, decoder_mlp_dim=128,
                pos_embedding="sinusoid", mask_type="random", mask_ratio=0.75)
@@ -41,4 +52,16 @@ def get_config():
   config.eval.batch_size = 32
   config.eval.num_batches = 2
   config.log.every_steps = 25
+  if arg == "forecast":
+    config.model.mask_type = "future"
+    config.model.decoder_hidden_size = 128
+    config.model.decoder_layers = 2
+    config.model.decoder_mlp_dim = 256
+    config.train.norm_pix_loss = False
+    config.train.reconstruction_loss = "l2"
+    config.train.num_steps = 2000
+    config.optimizer.learning_rate = 1e-3
+    config.optimizer.warmup_steps = 100
+    config.checkpoint.every_steps = 500
+    config.eval.every_steps = 500
   return finalize(config)

@@ -7,8 +7,10 @@
    its first 5% as one file. Training reads 8 frames (every 2nd) at 32 x 32.
    A few held-out videos are also written as mp4 files
    (`demo_workdir/videos/`) for `vivit-predict` / `vivit-stream`.
-2. Masked pretraining of a small VideoMAE on all clips, labels unused
-   (`configs/demo_pretrain.py`); a loss-curve PNG.
+2. Self-supervised pretraining of a small VideoMAE on all clips, labels
+   unused, by next-frame prediction: the last 2 of 8 frames hidden, raw
+   pixels (`configs/demo_pretrain.py:forecast`, PRETRAIN_STEPS steps); the
+   forecast's PSNR next to copying the last visible frame; a loss-curve PNG.
 3. Fine-tunes a ViViT from that encoder on all labels (`configs/demo_finetune.py`).
 4. Scarce labels: the same recipe on the 5% labelled clips, from the
    pretrained encoder and from random init: what pretraining buys.
@@ -39,6 +41,7 @@ import demo_common  # noqa: E402  pylint: disable=wrong-import-order
 WORKDIR = os.path.join(REPO, "demo_workdir")
 VIDEOS_DIR = os.path.join(WORKDIR, "videos")
 VIDEO_SEED = 12345  # not the train (0) or eval (1) seed of the TFRecords
+PRETRAIN_CONFIG, PRETRAIN_STEPS = "demo_pretrain.py:forecast", 1200
 
 
 def write_demo_videos(out_dir: str = VIDEOS_DIR, num_videos: int = 3, fps: int = 8) -> list:
@@ -65,8 +68,11 @@ def write_demo_videos(out_dir: str = VIDEOS_DIR, num_videos: int = 3, fps: int =
 
 
 def load_config(name: str, **overrides):
-  """`configs/<name>.py`'s `get_config()` with dotted-key overrides applied."""
-  return experiment.load_config_file(os.path.join(REPO, "configs", f"{name}.py"), overrides)
+  """`configs/<name>` (`x.py` or `x.py:VARIANT`; `x` alone means `x.py`) with
+  dotted-key overrides applied."""
+  if ".py" not in name:
+    name += ".py"
+  return experiment.load_config_file(os.path.join(REPO, "configs", name), overrides)
 
 
 def banner(text: str) -> None:
@@ -99,14 +105,18 @@ def main() -> None:
   for path in (pretrain_dir, finetune_dir, *scarce_dirs.values()):
     shutil.rmtree(path, ignore_errors=True)
 
-  banner("2/5 masked pretraining on all clips, no labels (python -m vivit_jax.main "
-         "--config=configs/demo_pretrain.py --workdir=demo_workdir/pretrain)")
-  pretrain = loop.run(load_config("demo_pretrain"), pretrain_dir)
+  every = {"train.num_steps": PRETRAIN_STEPS, "eval.every_steps": PRETRAIN_STEPS // 2,
+           "checkpoint.every_steps": PRETRAIN_STEPS // 2}
+  banner("2/5 next-frame pretraining on all clips, no labels (python -m vivit_jax.main "
+         f"--config=configs/{PRETRAIN_CONFIG} --workdir=demo_workdir/pretrain "
+         + " ".join(f"--config.{k}={v}" for k, v in every.items()) + ")")
+  pretrain = loop.run(load_config(PRETRAIN_CONFIG, **every), pretrain_dir)
   curve = os.path.join(pretrain_dir, "images", "loss_curve.png")
   os.makedirs(os.path.dirname(curve), exist_ok=True)
-  curves.save_loss_curve(pretrain_dir, curve, "pretraining: normalised-pixel MSE")
-  print(f"pretraining done: held-out loss {pretrain['eval/loss']:.4f}, loss curve {curve} "
-        f"{since()}", flush=True)
+  curves.save_loss_curve(pretrain_dir, curve, "pretraining: raw-pixel MSE of the hidden frames")
+  print(f"pretraining done: forecast PSNR {pretrain['eval/psnr']:.2f} dB (copy the last "
+        f"frame: {pretrain['eval/copy_last_psnr']:.2f} dB), loss curve {curve} {since()}",
+        flush=True)
 
   banner("3/5 fine-tuning from the pretrained encoder on all labels "
          "(configs/demo_finetune.py)")
@@ -139,10 +149,13 @@ def main() -> None:
   banner("result")
   print(f"eval clips:                               {int(finetune['eval/num_videos'])}")
   print(f"chance ({demo_common.NUM_CLASSES} directions):                   {100 * chance:5.1f}%")
-  print(f"pretraining held-out loss:                {pretrain['eval/loss']:.4f} "
-        "(normalised-pixel MSE; 1.0 = each tubelet's mean)")
+  print(f"pretraining held-out loss:                {pretrain['eval/loss']:.5f} "
+        "(raw-pixel MSE of the 2 hidden frames)")
   print(f"pretraining plain-pixel MSE:              {pretrain['eval/pixel_mse']:.5f} "
         f"(copy-the-mean: {pretrain['eval/mean_baseline_pixel_mse']:.5f})")
+  print(f"forecast PSNR / SSIM:                     {pretrain['eval/psnr']:.2f} dB / "
+        f"{pretrain['eval/ssim']:.3f} (copy the last frame: "
+        f"{pretrain['eval/copy_last_psnr']:.2f} dB / {pretrain['eval/copy_last_ssim']:.3f})")
   print(f"all {dataset['num_train']} labels, from pretrained:       {pct(finetune)}   "
         f"frames shuffled: {pct(shuffled)}")
   print(f"{labelled} labels, from pretrained:          {pct(scarce['pretrained'])}   "

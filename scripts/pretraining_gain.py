@@ -72,7 +72,10 @@ def make_clips(num_videos: int, seed: int, num_classes: int = demo_common.NUM_CL
 
 
 def load_config(name: str, overrides: dict):
-  return experiment.load_config_file(os.path.join(REPO, "configs", f"{name}.py"), overrides)
+  """`configs/<name>.py`'s config (`name` may end in `:VARIANT`) with overrides."""
+  name, _, variant = name.partition(":")
+  path = os.path.join(REPO, "configs", f"{name}.py") + (f":{variant}" if variant else "")
+  return experiment.load_config_file(path, overrides)
 
 
 class Trainer:
@@ -234,6 +237,9 @@ def finetune_overrides(args, num_steps: int, init: str) -> dict:
                "optimizer.warmup_steps": max(1, num_steps // 10)}
   if init == "pretrained" and args.layer_decay:
     overrides["optimizer.layer_decay"] = args.layer_decay
+  for setting in args.finetune_set:
+    key, _, value = setting.partition("=")
+    overrides[key] = json.loads(value)
   return overrides
 
 
@@ -255,7 +261,7 @@ def run(args) -> dict:
       encoder = checkpoints.unflatten_params({k: stored[k] for k in stored.files})
     log(f"pretrained encoder from {args.load_encoder}")
   for mask_type in args.mask_types.split(",") if not args.load_encoder else ():
-    config = load_config("demo_pretrain", pretrain_overrides(args, mask_type))
+    config = load_config(args.pretrain_config, pretrain_overrides(args, mask_type))
     trainer = Trainer(config)
     losses = trainer.fit(train_clips, None, args.pretrain_steps, config.train.batch_size,
                          seed=0, log_every=args.log_every)
@@ -349,9 +355,15 @@ def parse_args(argv=None):
   parser.add_argument("--mask_ratio", type=float, default=0.75)
   parser.add_argument("--pretrain_steps", type=int, default=600)
   parser.add_argument("--pretrain_lr", type=float, default=1e-3)
+  parser.add_argument("--pretrain_config", default="demo_pretrain",
+                      help="the pretraining config, e.g. demo_pretrain:forecast (raw-pixel "
+                           "targets, 2-layer 128-wide decoder)")
   parser.add_argument("--pretrain_set", action="append", default=[],
                       help="KEY=JSON_VALUE override of every pretraining config, e.g. "
                            "train.norm_pix_loss=false (repeatable)")
+  parser.add_argument("--finetune_set", action="append", default=[],
+                      help="KEY=JSON_VALUE override of every fine-tuning (and probe) config, "
+                           "e.g. model.classifier='\"gap\"' (repeatable)")
   parser.add_argument("--finetune_steps", type=int, default=200, help="0: no fine-tuning")
   parser.add_argument("--finetune_lr", type=float, default=5e-4)
   parser.add_argument("--layer_decay", type=float, default=0.0,

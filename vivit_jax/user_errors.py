@@ -85,6 +85,12 @@ def translate(error: BaseException, argv: Sequence[str] = ()) -> Optional[UserEr
     if match and "must have a value other than None" in text:
       return UserError(f"missing required flag {match.group(1)}", match.group(1),
                        f"pass {match.group(1)}=...")
+    if match and "Error whilst parsing config file" in text:
+      # The config file's get_config() raised: keep its last exception line.
+      causes = re.findall(r"\b(\w+(?:Error|Exception)): (.+?)(?= File \"|$)", match.group(3))
+      cause = f"{causes[-1][0]}: {causes[-1][1]}" if causes else match.group(3)
+      return UserError(f"{match.group(2)} does not load: {cause.removesuffix(' (--config)')}",
+                       match.group(1), "pass a variant the file lists, or fix its get_config()")
     if match:
       return UserError(f"bad value {match.group(2)!r}: {match.group(3)}", match.group(1),
                        "pass a value of the key's type (see vivit_jax/train/experiment.py)")

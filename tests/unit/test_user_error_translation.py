@@ -66,6 +66,20 @@ def test_absl_flag_errors_become_one_line(argv, line):
   assert user_errors.translate(info.value, argv).line == line
 
 
+def test_a_config_variant_that_get_config_refuses_is_one_line_without_the_traceback():
+  from ml_collections import config_flags  # pylint: disable=import-outside-toplevel
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", flag_values=values)
+  argv = ["prog", f"--config={fx.REPO}/configs/demo_pretrain.py:nope"]
+  with pytest.raises(flags.Error) as info:
+    values(argv)
+  translated = user_errors.translate(info.value, argv)
+  assert translated.line == (
+      f"error: {fx.REPO}/configs/demo_pretrain.py:nope does not load: ValueError: "
+      "configs/demo_pretrain.py has variants ['forecast'], got 'nope' (--config): "
+      "pass a variant the file lists, or fix its get_config()")
+
+
 def test_missing_file_names_the_path(tmp_path):
   missing = str(tmp_path / "nope.txt")
   with pytest.raises(FileNotFoundError) as info:

@@ -37,14 +37,16 @@ checkpointer reports as one line; this module hides the rest:
 import contextlib
 import gc
 import logging
+import re
 import sys
 import threading
 
 _LOCK = threading.Lock()
 _STATE = {"installed": False, "after_failure": False, "dropped": 0}
 _NOISY_PATHS = ("/orbax/", "/tensorstore/")
-_ASYNCIO_TASK_REPORTS = ("Task was destroyed but it is pending", "Task exception was never retrieved",
-                         "Future exception was never retrieved")
+# asyncio names the future's class first: "_GatheringFuture exception was never retrieved".
+_ASYNCIO_TASK_REPORTS = re.compile(r"\w*(Task was destroyed but it is pending"
+                                   r"|(Task|Future) exception was never retrieved)")
 
 
 def _is_closed_loop_callback(exc_value, exc_traceback) -> bool:
@@ -85,12 +87,24 @@ class _AsyncioTaskReports(logging.Filter):
 
   def filter(self, record: logging.LogRecord) -> bool:
     message = str(record.msg)
-    if not message.startswith(_ASYNCIO_TASK_REPORTS):
+    if not _ASYNCIO_TASK_REPORTS.match(message):
       return True
-    if _STATE["after_failure"] or "/orbax/" in message or "pybind11" in message:
+    if (_STATE["after_failure"] or "/orbax/" in message or "pybind11" in message
+        or _raised_in_orbax(record.exc_info)):
       _STATE["dropped"] += 1
       return False
     return True
+
+
+def _raised_in_orbax(exc_info) -> bool:
+  """Whether the traceback of a log record's `exc_info` passes through Orbax / TensorStore."""
+  tb = exc_info[2] if isinstance(exc_info, tuple) and len(exc_info) == 3 else None
+  while tb is not None:
+    filename = (tb.tb_frame.f_code.co_filename or "").replace("\\", "/")
+    if any(part in filename for part in _NOISY_PATHS):
+      return True
+    tb = tb.tb_next
+  return False
 
 
 class _OrbaxLogRecords(logging.Filter):

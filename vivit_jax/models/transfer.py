@@ -54,16 +54,32 @@ def encoder_to_classifier(classifier_params: Mapping, mae_params: Mapping) -> Pa
   """Loads a pretrained MAE encoder into a `spatio_temporal` ViViT classifier.
 
   Copies `embedding`, `pos_embedding` (when learned in both) and every
-  `encoder` block. The classifier's `head`, `fc_norm`, `pre_logits` and
-  `cls_token` keep their fresh values; so does `encoder/norm` when the
-  pretrained encoder had none (VideoMAE fine-tunes with `fc_norm` instead).
+  `encoder` block. A learned classifier table over a fixed-sinusoid encoder
+  starts as that sinusoid table (the positions the encoder was trained
+  with; a CLS row keeps its fresh value). The classifier's `head`,
+  `fc_norm`, `pre_logits` and `cls_token` keep their fresh values; so does
+  `encoder/norm` when the pretrained encoder had none (VideoMAE fine-tunes
+  with `fc_norm` instead).
   """
   classifier_params = nn.unbox(classifier_params)
   keep_fresh = ("head", "fc_norm", "pre_logits", "cls_token", "encoder/norm")
   if "pos_embedding" in classifier_params and "pos_embedding" not in mae_params:
     keep_fresh += ("pos_embedding",)
+    classifier_params = _with_sinusoid_positions(classifier_params)
   return _copy_matching(classifier_params, nn.unbox(mae_params), "pretrained encoder",
                         allow_missing=keep_fresh)
+
+
+def _with_sinusoid_positions(classifier_params: Mapping) -> Params:
+  """`classifier_params` with the patch rows of its learned
+  `pos_embedding/embedding` `(prefix + N, D)` set to `sinusoid_table(N, D)`."""
+  table = jnp.asarray(classifier_params["pos_embedding"]["embedding"])
+  prefix = 1 if "cls_token" in classifier_params else 0
+  sinusoid = emb.sinusoid_table(table.shape[0] - prefix, table.shape[1])
+  out = dict(classifier_params)
+  out["pos_embedding"] = dict(classifier_params["pos_embedding"],
+                              embedding=table.at[prefix:].set(jnp.asarray(sinusoid, table.dtype)))
+  return out
 
 
 def inflate_image_vit(classifier_params: Mapping, vit_params: Mapping,

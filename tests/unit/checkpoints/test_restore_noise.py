@@ -2,6 +2,7 @@
 reads: abandoned Orbax / TensorStore coroutines and closed-loop callbacks,
 and lets every other unraisable exception through."""
 
+import logging
 import sys
 import types
 
@@ -41,3 +42,27 @@ def test_everything_is_dropped_inside_a_failure_aftermath():
   with noise.aftermath():
     sys.unraisablehook(_unraisable(None, KeyError("anything")))
   assert noise.dropped() == before + 1
+
+
+def _error_raised_in(filename):
+  namespace = {}
+  exec(compile("def read():\n  raise ValueError('reading array index')\n", filename, "exec"),
+       namespace)
+  try:
+    namespace["read"]()
+  except ValueError:
+    return sys.exc_info()
+  raise AssertionError("read() did not raise")
+
+
+def test_asyncio_reports_of_orbax_futures_are_dropped_whatever_the_future_class():
+  report = "_GatheringFuture exception was never retrieved\nfuture: <_GatheringFuture finished>"
+  orbax = _error_raised_in("/site-packages/orbax/checkpoint/_src/serialization.py")
+  mine = _error_raised_in("/home/me/my_model.py")
+  record = lambda exc_info: logging.LogRecord("asyncio", logging.ERROR, "base_events.py", 1,
+                                              report, None, exc_info)
+  reports = noise._AsyncioTaskReports()
+  assert not reports.filter(record(orbax))
+  assert reports.filter(record(mine))
+  assert reports.filter(logging.LogRecord("asyncio", logging.ERROR, "x.py", 1,
+                                          "something else", None, orbax))

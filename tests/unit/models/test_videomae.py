@@ -10,6 +10,7 @@ import pytest
 from vivit_jax import checkpoints
 from vivit_jax.constants import IMAGENET_MEAN, IMAGENET_STD
 from vivit_jax.models import build_model, masking, transfer, videomae
+from vivit_jax.models import embedding as emb
 
 GRID = (4, 4, 4)  # (nt, nh, nw) for 8x32x32 video, patch 8, tubelet 2
 MAE = dict(name="videomae", hidden_size=32, num_layers=2, num_heads=4, mlp_dim=64,
@@ -174,6 +175,35 @@ def test_pretrained_encoder_loads_into_the_classifier():
   wrong_params = nn.unbox(wrong.init(jax.random.key(5), video)["params"])
   with pytest.raises(checkpoints.ParamMismatchError, match="encoder/block_00/mlp/fc1/kernel"):
     transfer.encoder_to_classifier(wrong_params, params)
+
+
+def test_a_learned_position_table_starts_from_the_encoders_sinusoid_table():
+  model, video, mask, params = _setup()
+  classifier = build_model(dict(name="vivit", hidden_size=32, num_layers=2, num_heads=4,
+                                mlp_dim=64, patch_size=8, tubelet_size=2, classifier="token",
+                                pos_embedding="learned", num_classes=3))
+  fresh = nn.unbox(classifier.init(jax.random.key(5), video)["params"])
+  loaded = transfer.encoder_to_classifier(fresh, params)
+  table = np.asarray(loaded["pos_embedding"]["embedding"])
+  assert table.shape == (65, 32)
+  np.testing.assert_allclose(table[1:], emb.sinusoid_table(64, 32), atol=1e-6)
+  np.testing.assert_array_equal(table[0], fresh["pos_embedding"]["embedding"][0])
+  # With nothing hidden and the CLS token dropped, the classifier computes
+  # exactly the sinusoid encoder's tokens.
+  sinusoid = build_model(dict(name="vivit", hidden_size=32, num_layers=2, num_heads=4,
+                              mlp_dim=64, patch_size=8, tubelet_size=2, classifier="gap",
+                              pos_embedding="sinusoid", num_classes=3))
+  gap = nn.unbox(sinusoid.init(jax.random.key(5), video)["params"])
+  _, want = sinusoid.apply({"params": transfer.encoder_to_classifier(gap, params)}, video,
+                           mutable=["intermediates"])
+  learned_gap = build_model(dict(name="vivit", hidden_size=32, num_layers=2, num_heads=4,
+                                 mlp_dim=64, patch_size=8, tubelet_size=2, classifier="gap",
+                                 pos_embedding="learned", num_classes=3))
+  fresh_gap = nn.unbox(learned_gap.init(jax.random.key(6), video)["params"])
+  _, got = learned_gap.apply({"params": transfer.encoder_to_classifier(fresh_gap, params)},
+                             video, mutable=["intermediates"])
+  np.testing.assert_allclose(got["intermediates"]["tokens"][0],
+                             want["intermediates"]["tokens"][0], atol=1e-5)
 
 
 @pytest.mark.parametrize("variant,classifier", [("spatio_temporal", "token"),
