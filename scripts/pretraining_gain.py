@@ -325,9 +325,11 @@ def _print_rows(title: str, rows) -> None:
 
 def print_table(payload: dict) -> None:
   args = payload["args"]
+  encoder = (f"encoder from {args['load_encoder']}" if args["load_encoder"] else
+             f"encoder pretrained {args['pretrain_steps']} steps "
+             f"({args['mask_types'].split(',')[0]} masking, {args['pretrain_config']})")
   print(f"\ntop-1 on {payload['num_eval']} held-out clips, {args['seeds']} seeds (mean +- std); "
-        f"encoder pretrained {args['pretrain_steps']} steps "
-        f"({args['mask_types'].split(',')[0]} masking); chance {100 * payload['chance']:.1f}%")
+        f"{encoder}; chance {100 * payload['chance']:.1f}%")
   if payload["rows"]:
     _print_rows(f"full fine-tuning, {args['finetune_steps']} steps, same recipe for both:",
                 payload["rows"])
