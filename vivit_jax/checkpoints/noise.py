@@ -29,7 +29,8 @@ checkpointer reports as one line; this module hides the rest:
                      failure's aftermath), and on leaving it a garbage
                      collection runs, so the abandoned coroutines are
                      finalised there instead of at some later point or at
-                     interpreter shutdown. `aftermath(keep=True)` (a failed
+                     interpreter shutdown; unawaited-coroutine warnings
+                     are ignored there. `aftermath(keep=True)` (a failed
                      save: the run is stopping) leaves the broad filter on.
   dropped()          how many reports were dropped (for tests and debugging).
 """
@@ -40,6 +41,7 @@ import logging
 import re
 import sys
 import threading
+import warnings
 
 _LOCK = threading.Lock()
 _STATE = {"installed": False, "after_failure": False, "dropped": 0}
@@ -132,16 +134,26 @@ def install() -> None:
     logging.getLogger("absl").addFilter(_OrbaxLogRecords())
 
 
+_UNAWAITED = r"coroutine '.*' was never awaited"
+
+
 @contextlib.contextmanager
 def aftermath(keep: bool = False):
-  """Drops every unraisable exception and asyncio task report inside; see module docstring."""
+  """Drops every unraisable exception, asyncio task report and "coroutine ...
+  was never awaited" warning inside; see module docstring."""
   install()
   previous = _STATE["after_failure"]
   _STATE["after_failure"] = True
+  if keep:  # The run is stopping: its abandoned coroutines are collected at exit.
+    warnings.filterwarnings("ignore", message=_UNAWAITED, category=RuntimeWarning)
   try:
-    yield
+    with warnings.catch_warnings():
+      warnings.filterwarnings("ignore", message=_UNAWAITED, category=RuntimeWarning)
+      try:
+        yield
+      finally:
+        gc.collect()
   finally:
-    gc.collect()
     if not keep:
       _STATE["after_failure"] = previous
 

@@ -2,9 +2,11 @@
 reads: abandoned Orbax / TensorStore coroutines and closed-loop callbacks,
 and lets every other unraisable exception through."""
 
+import gc
 import logging
 import sys
 import types
+import warnings
 
 from vivit_jax.checkpoints import noise
 
@@ -66,3 +68,15 @@ def test_asyncio_reports_of_orbax_futures_are_dropped_whatever_the_future_class(
   assert reports.filter(record(mine))
   assert reports.filter(logging.LogRecord("asyncio", logging.ERROR, "x.py", 1,
                                           "something else", None, orbax))
+
+
+def test_unawaited_coroutines_abandoned_inside_a_failure_aftermath_print_no_warning():
+  with warnings.catch_warnings(record=True) as seen:
+    warnings.simplefilter("always")
+    with noise.aftermath():
+      abandoned = _coroutine_from("/site-packages/orbax/checkpoint/serialization.py")
+      del abandoned
+    mine = _coroutine_from("/home/me/my_model.py")
+    del mine
+    gc.collect()
+  assert [str(w.message) for w in seen] == ["coroutine 'read' was never awaited"]

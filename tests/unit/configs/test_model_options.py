@@ -23,13 +23,19 @@ ROOT = REPO
 
 def _experiment_configs():
   """Every file with a `get_config` (configs/demo_common.py is a helper); a
-  file of rows (`get_config(arg)`, e.g. configs/vivit.py) as `path:FIRST_ROW`."""
+  file of rows (`get_config(arg)`, e.g. configs/vivit.py) as `path:FIRST_ROW`,
+  one with `VARIANTS` as itself and `path:FIRST_VARIANT`."""
   out = []
   for path in sorted(glob.glob(os.path.join(ROOT, "configs", "*.py"))):
     text = open(path).read()
+    rows = re.search(r"^ROWS = \{\s*\"([^\"]+)\"", text, re.M)
+    variants = re.search(r"^VARIANTS = \(\s*\"([^\"]+)\"", text, re.M)
     if "def get_config(arg" in text:
-      first_row = re.search(r"^ROWS = \{\s*\"([^\"]+)\"", text, re.M).group(1)
-      out.append(f"{path}:{first_row}")
+      assert rows or variants, f"{path}: get_config(arg) without ROWS or VARIANTS"
+      if rows:
+        out.append(f"{path}:{rows.group(1)}")
+      else:  # Variants of a config that also loads plainly.
+        out += [path, f"{path}:{variants.group(1)}"]
     elif "def get_config" in text:
       out.append(path)
   return out
