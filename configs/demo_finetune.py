@@ -27,7 +27,7 @@ def get_config():
   config = experiment_config("finetune", model)
   demo_common.set_demo_data(config.data)
   config.train.batch_size = 32
-  config.train.num_steps = 600
+  config.train.num_steps = 300
   config.train.label_smoothing = 0.0
   config.optimizer.name = "adamw"
   config.optimizer.learning_rate = 5e-4
