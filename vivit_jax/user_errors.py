@@ -186,11 +186,31 @@ def parse_absl_flags(argv: Sequence[str]):
   return flags.FLAGS(list(argv))
 
 
+HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
+
+
+def _show_command_help(main: Callable) -> None:
+  """absl's `--help` prints `__main__`'s docstring and flags; a console script's
+  `__main__` (`vivit-train`) has neither, so lend it those of `main`'s module."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  script = sys.modules["__main__"]
+  if script.__doc__ or main.__module__ == "__main__":
+    return
+  script.__doc__ = sys.modules[main.__module__].__doc__
+  for flag in flags.FLAGS.get_key_flags_for_module(main.__module__):
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
+
 def run_absl(main: Callable[[Sequence[str]], None]) -> None:
-  """`app.run(main)`, with user mistakes (also in flags) as one line and exit 2."""
+  """`app.run(main)`, with user mistakes (also in flags) as one line and exit 2;
+  `--help` shows the command's docstring and flags and exits 0 (absl: 1)."""
   from absl import app  # pylint: disable=import-outside-toplevel
+  _show_command_help(main)
   try:
     app.run(main, flags_parser=parse_absl_flags)
+  except SystemExit as exit_:
+    asked = any(arg in HELP_FLAGS for arg in sys.argv[1:])
+    sys.exit(0 if asked and exit_.code == 1 else exit_.code)
   except Exception as error:  # pylint: disable=broad-except
     status = report(error, sys.argv)
     if status is None:
