@@ -3,6 +3,8 @@
   datasets    real encoded videos (PyAV mp4s), DMVR TFRecords, list files, corrupt files
   train_runs  a tiny generated dataset and overrides for seconds-long main-job runs
   videos      a tiny classifier checkpoint and frame-numbered mp4s for predict / stream
+  wheels      the GPU image's wheels (scripts/gpu_wheels.txt) rebuilt from this venv
+  gpu_image/  a `sitecustomize` that simulates the GPU image (`gpu_image_env` below)
 
 `tests/conftest.py` puts `tests/` on `sys.path`, so a test imports them as
 `from support import datasets`.
