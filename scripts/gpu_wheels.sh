@@ -9,7 +9,7 @@ PYTHON="${PYTHON:-python3}"
 WHEEL_DIR="${WHEEL_DIR:-.whl}"
 mkdir -p "$WHEEL_DIR"
 rm -f "$WHEEL_DIR"/*.whl  # exactly the pinned set, no stale versions
-grep -v '^\s*\(#\|$\)' scripts/gpu_wheels.txt | while read -r requirement; do
+sed 's/#.*//' scripts/gpu_wheels.txt | awk NF | while read -r requirement; do
   "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: \
     --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
