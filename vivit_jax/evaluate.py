@@ -51,7 +51,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from vivit_jax import user_errors
+from vivit_jax.common import errors
 
 REPORT_FILE = "report.json"
 CONFUSION_FILE = "confusion_matrix.png"
@@ -98,7 +98,7 @@ def run_evaluation(config, checkpoint: str, output: Optional[str] = None,
   import jax  # pylint: disable=g-import-not-at-top
   from vivit_jax.train import confusion, experiment, inputs  # pylint: disable=g-import-not-at-top
   from vivit_jax.train import multihead  # pylint: disable=g-import-not-at-top
-  from vivit_jax.train import metric_writer as train_logging  # pylint: disable=g-import-not-at-top
+  from vivit_jax.common import console  # pylint: disable=g-import-not-at-top
   from vivit_jax.train.evaluator import Evaluator  # pylint: disable=g-import-not-at-top
 
   experiment.validate(config)
@@ -126,7 +126,7 @@ def run_evaluation(config, checkpoint: str, output: Optional[str] = None,
       raise ValueError(f"{len(names)} class names for data.num_classes={num_classes}")
   views = int(config.data.eval_temporal_views) * int(config.data.eval_spatial_views)
   heads = f" ({' + '.join(map(str, splits))} in {len(splits)} heads)" if splits else ""
-  train_logging.console(
+  console.console(
       f"evaluating {path} (step {step}) on {num_classes} classes{heads}: batches of "
       f"{config.eval.batch_size} clips, {views} view(s) per video, "
       f"{jax.device_count()} device(s) on {jax.process_count()} process(es)")
@@ -159,7 +159,7 @@ def run_evaluation(config, checkpoint: str, output: Optional[str] = None,
   else:
     report.update({"per_class": per_class_rows(matrix, names),
                    "confusion_matrix": matrix.tolist()})
-  if train_logging.is_writer():
+  if console.is_writer():
     os.makedirs(output, exist_ok=True)
     with open(os.path.join(output, REPORT_FILE), "w") as f:
       json.dump(report, f, indent=1)
@@ -277,9 +277,9 @@ def main(argv) -> None:
     run_evaluation(config, _CHECKPOINT.value, _OUTPUT.value, _EMA.value,
                    config_flags.get_config_filename(flags.FLAGS["config"]))
   except ValueError as e:  # The config does not fit the checkpoint; other kinds: run_absl.
-    if isinstance(e, (user_errors.UserError, ParamMismatchError)):
+    if isinstance(e, (errors.UserError, ParamMismatchError)):
       raise
-    raise user_errors.UserError(str(e), f"--checkpoint={_CHECKPOINT.value}",
+    raise errors.UserError(str(e), f"--checkpoint={_CHECKPOINT.value}",
                                 "pass a --config (and --config.* overrides) matching "
                                 "the checkpoint's model and data") from e
 
@@ -287,7 +287,7 @@ def main(argv) -> None:
 def run() -> None:
   """The `vivit-evaluate` command (`python -m vivit_jax.evaluate`)."""
   flags.mark_flags_as_required(["config"])
-  user_errors.run_absl(main)
+  errors.run_absl(main)
 
 
 if __name__ == "__main__":

@@ -170,7 +170,7 @@ def test_evaluate_command_line_and_mismatch(dataset, trained, tmp_path):
   result = subprocess.run(base + [f"--checkpoint={trained}/model"] + wider +
                           ["--config.model.hidden_size=48"], cwd=fx.REPO,
                           capture_output=True, text=True, timeout=300)
-  assert result.returncode == 2  # a user mistake: one `error:` line (vivit_jax/user_errors.py)
+  assert result.returncode == 2  # a user mistake: one `error:` line (vivit_jax/common/errors.py)
   line = result.stderr.strip().splitlines()[-1]
   assert line.startswith("error: checkpoint of another model") and "32)" in line and "48)" in line
 

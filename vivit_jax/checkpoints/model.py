@@ -11,8 +11,7 @@ Training checkpoints (`checkpoints/train.py`) hold the whole train state and
 are managed by an Orbax `CheckpointManager`; this module is the common
 ground: saving/loading params with their config, `load_model` (the one
 "build the model, take its parameter shapes, restore into them" sequence
-every reader uses), and saying precisely how a parameter tree differs from
-the one a model expects.
+every reader uses); comparing parameter trees is `vivit_jax.common.params`.
 
     model, params, meta = load_model("ckpt_dir", dtype="bfloat16")
     logits = model.apply({"params": params}, video)     # (B, T, H, W, C)
@@ -27,54 +26,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from vivit_jax.common.params import abstract_like, check_params_match, json_default
+
 CONFIG_FILE = "config.json"
 PARAMS_DIR = "params"
-
-
-class ParamMismatchError(ValueError):
-  """A parameter tree does not have the names and shapes a model expects."""
-
-
-def flatten_params(params: Mapping[str, Any]) -> Dict[str, Any]:
-  """`{"a/b/kernel": array}` from a nested dict (boxed values are unboxed)."""
-  flat = {}
-  for path, value in jax.tree_util.tree_flatten_with_path(nn.unbox(params))[0]:
-    flat["/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)] = value
-  return flat
-
-
-def unflatten_params(flat: Mapping[str, Any]) -> Dict[str, Any]:
-  """Inverse of `flatten_params`."""
-  tree: Dict[str, Any] = {}
-  for name, value in flat.items():
-    node = tree
-    *parents, leaf = name.split("/")
-    for part in parents:
-      node = node.setdefault(part, {})
-    node[leaf] = value
-  return tree
-
-
-def describe_mismatch(expected: Mapping[str, Any], actual: Mapping[str, Any],
-                      limit: int = 50) -> Optional[str]:
-  """None if both trees have the same names and shapes, else a readable list."""
-  want = {k: tuple(np.shape(v)) for k, v in flatten_params(expected).items()}
-  got = {k: tuple(np.shape(v)) for k, v in flatten_params(actual).items()}
-  lines = [f"  missing from checkpoint: {k} {want[k]}" for k in sorted(set(want) - set(got))]
-  lines += [f"  unexpected in checkpoint: {k} {got[k]}" for k in sorted(set(got) - set(want))]
-  lines += [f"  shape differs: {k} model {want[k]} vs checkpoint {got[k]}"
-            for k in sorted(set(want) & set(got)) if want[k] != got[k]]
-  if not lines:
-    return None
-  more = f"\n  ... and {len(lines) - limit} more" if len(lines) > limit else ""
-  return f"{len(lines)} parameter difference(s):\n" + "\n".join(lines[:limit]) + more
-
-
-def check_params_match(expected, actual, what: str = "checkpoint") -> None:
-  """Raises `ParamMismatchError` naming every differing parameter."""
-  problem = describe_mismatch(expected, actual)
-  if problem:
-    raise ParamMismatchError(f"{what} does not match the model: {problem}")
 
 
 def save_model_checkpoint(directory: str, params, config: Mapping[str, Any],
@@ -90,13 +45,6 @@ def save_model_checkpoint(directory: str, params, config: Mapping[str, Any],
     with open(os.path.join(directory, CONFIG_FILE), "w") as f:
       json.dump(dict(config), f, indent=2, sort_keys=True, default=json_default)
   return directory
-
-
-def abstract_like(tree) -> Any:
-  """`jax.ShapeDtypeStruct`s (with shardings, where the leaves have them) mirroring `tree`."""
-  return jax.tree_util.tree_map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
-      tree)
 
 
 def stored_tree(metadata) -> Any:
@@ -214,14 +162,3 @@ def read_labels(path: Optional[str], num_classes: Optional[int] = None) -> Optio
   if num_classes is not None and len(labels) != num_classes:
     raise ValueError(f"{path}: {len(labels)} labels, but the model has {num_classes} classes")
   return labels
-
-
-def json_default(value):
-  """`json.dump(default=...)` for numpy values, dtypes and callables (by name)."""
-  if isinstance(value, (np.integer, np.floating)):
-    return value.item()
-  if isinstance(value, np.ndarray):
-    return value.tolist()
-  if isinstance(value, type) or callable(value):
-    return getattr(value, "__name__", str(value))
-  return str(value)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from vivit_jax import user_errors
+from vivit_jax.common import errors
 from vivit_jax import checkpoints
 from vivit_jax.compress import quantize
 from vivit_jax.models import build_model
@@ -70,7 +70,7 @@ def compress_checkpoint(checkpoint: str, output: str, method: str, calibration: 
           "check_clips": check_clips, "max_abs_logit_diff": max_diff if check_clips else None}
 
 
-@user_errors.command
+@errors.command
 def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = argparse.ArgumentParser(
       prog="python -m vivit_jax.compress", description=__doc__.split("\n\n")[0])

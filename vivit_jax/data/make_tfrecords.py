@@ -40,7 +40,7 @@ from typing import List, Sequence, Tuple
 import av
 import tqdm
 
-from vivit_jax import user_errors
+from vivit_jax.common import errors
 from vivit_jax.data.sources import video_list
 
 
@@ -296,7 +296,7 @@ def write_tfrecords(list_path: str, output_dir: str, name: str = "train",
   return total
 
 
-@user_errors.command
+@errors.command
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--list", required=True, help="`path label` or `path,label` lines")

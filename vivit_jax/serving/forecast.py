@@ -25,7 +25,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from vivit_jax import user_errors
+from vivit_jax.common import errors
 from vivit_jax.data.eval_views import view_indices
 from vivit_jax.serving import inference, video_io
 from vivit_jax.models import build_model, embedding, forecast_metrics, masking, videomae
@@ -101,14 +101,14 @@ def read_clip(config, path: str) -> np.ndarray:
 def main(argv) -> None:
   from vivit_jax.train import plots  # pylint: disable=import-outside-toplevel
   if len(argv) != 2 or not FLAGS.checkpoint:
-    raise user_errors.UserError(
+    raise errors.UserError(
         "one video and --checkpoint are needed", "command line",
         "python -m vivit_jax.serving.forecast --checkpoint=WORKDIR VIDEO [--output=strip.png]")
   try:
     config, model, params = load_run(FLAGS.checkpoint)
     result = forecast_clip(config, model, params, read_clip(config, argv[1]))
   except (FileNotFoundError, ValueError, video_io.VideoDecodeError) as e:
-    print(f"error: {user_errors.one_line(e)}", file=sys.stderr, flush=True)
+    print(f"error: {errors.one_line(e)}", file=sys.stderr, flush=True)
     sys.exit(2)
   output = FLAGS.output or os.path.splitext(argv[1])[0] + "_forecast.png"
   strip = plots.reconstruction_grid(result["truth"], result["masked"], result["forecast"])
@@ -122,7 +122,7 @@ def main(argv) -> None:
 
 def run() -> None:
   """The `vivit-forecast` console script."""
-  user_errors.run_absl(main)
+  errors.run_absl(main)
 
 
 if __name__ == "__main__":

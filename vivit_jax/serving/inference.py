@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vivit_jax import checkpoints
-from vivit_jax.constants import IMAGENET_MEAN, IMAGENET_STD
+from vivit_jax.common.constants import IMAGENET_MEAN, IMAGENET_STD
 from vivit_jax.data.eval_views import clip_span
 from vivit_jax.models import registry
 

@@ -29,10 +29,10 @@ import numpy as np
 from vivit_jax import checkpoints
 from vivit_jax.checkpoints import init_from
 from vivit_jax.checkpoints import train as train_checkpoints
+from vivit_jax.common import console
 from vivit_jax.models import build_model
 from vivit_jax.train import (confusion, distill, evaluation, inputs, multihead, objectives,
                              steps)
-from vivit_jax.train import metric_writer as train_logging
 from vivit_jax.train import plots
 from vivit_jax.train.mesh import create_mesh
 
@@ -229,7 +229,7 @@ class Evaluator:
     if progress:
       from tqdm import tqdm  # pylint: disable=g-import-not-at-top
       stream = tqdm(batches, total=self.num_batches(batches), desc="eval", unit="batch",
-                    dynamic_ncols=True, disable=not train_logging.is_writer())
+                    dynamic_ncols=True, disable=not console.is_writer())
     try:
       if self.objective == "pretrain":
         mean, std = objectives.pixel_normalisation(config)

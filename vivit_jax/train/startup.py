@@ -23,7 +23,7 @@ from vivit_jax.models import build_model
 from vivit_jax.models import embedding
 from vivit_jax.train import experiment, objectives
 from vivit_jax.train.mesh import BATCH_AXES, MESH_AXES, resolve_mesh_shape
-from vivit_jax.user_errors import UserError
+from vivit_jax.common.errors import UserError
 
 _SECTIONS = ("data", "model", "train", "eval", "optimizer", "checkpoint", "log", "mesh",
              "init_from", "distill", "sharding", "distributed", "debug", "mode", "seed")
