@@ -44,7 +44,7 @@ unusable checkpoint (missing, parameter mismatch) or config.
 
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 from absl import app
 from absl import flags
@@ -65,12 +65,6 @@ _CHECKPOINT = flags.DEFINE_string(
     "workdir / its checkpoints/ folder.")
 _OUTPUT = flags.DEFINE_string("output", None, "Output directory (default CHECKPOINT/eval).")
 _EMA = flags.DEFINE_bool("ema", False, "Training checkpoints: evaluate the EMA params.")
-
-
-def resolve_checkpoint(path: str) -> Tuple[str, str]:
-  """`("model", dir)` or `("workdir", workdir)` (`evaluator.resolve_checkpoint`)."""
-  from vivit_jax.train import evaluator  # pylint: disable=g-import-not-at-top
-  return evaluator.resolve_checkpoint(path)
 
 
 def default_output(kind: str, path: str) -> str:

@@ -176,7 +176,7 @@ def test_predict_and_stream_rank_each_head_on_a_real_mp4(run, tmp_path, capsys):
   assert predict.main(["--checkpoint", model_dir, mp4, "--json", "--top-k", "2"]) == 0
   result = json.loads(capsys.readouterr().out)["results"][0]
 
-  spec = inference.resolve_input_spec(checkpoints.load_model_config(model_dir))
+  spec = checkpoints.input_spec.resolve_input_spec(checkpoints.load_model_config(model_dir))
   indices = predict.eval_views.view_indices(video_io.probe(mp4).num_frames, spec.num_frames,
                                             spec.stride_for(video_io.probe(mp4).num_frames))[0]
   frames = inference.preprocess(video_io.read_frames(mp4, indices), spec)

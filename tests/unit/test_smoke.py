@@ -17,7 +17,9 @@ TF_FREE_MODULES = [
 ]
 
 TF_FREE_MODULES += [
-    "vivit_jax.common", "vivit_jax.common.constants", "vivit_jax.models.axes", "vivit_jax.convert.conversion",
+    "vivit_jax.common", "vivit_jax.common.constants", "vivit_jax.common.errors",
+    "vivit_jax.common.params", "vivit_jax.common.console", "vivit_jax.models.axes",
+    "vivit_jax.convert.conversion", "vivit_jax.models.quantized", "vivit_jax.compress",
     "vivit_jax.train.metric_writer", "vivit_jax.train.plots",
     # The data registries list and validate names without TensorFlow.
     "vivit_jax.data.registry", "vivit_jax.data.sources", "vivit_jax.data.ops",

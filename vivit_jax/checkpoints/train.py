@@ -59,12 +59,12 @@ from orbax.checkpoint import checkpoint_managers as policies
 
 from vivit_jax.checkpoints import damage, faults, layout, noise
 from vivit_jax.checkpoints import model as model_checkpoints
+from vivit_jax.checkpoints.workdir import CHECKPOINTS_DIR
 from vivit_jax.common import console
 from vivit_jax.common import params as params_lib
 
 STATE_ITEM = "state"
 DATA_ITEM = "data"
-CHECKPOINTS_DIR = "checkpoints"
 CORRUPT_DIR = "checkpoints_corrupt"
 # State sections besides params whose layout must match, and the keys that shape them.
 _STATE_SECTIONS = {"opt_state": "optimizer.* (e.g. optimizer.name)",

@@ -7,6 +7,7 @@ its flat form names each leaf by its path, `"encoder/block_00/mlp/fc1/kernel"`.
   describe_mismatch / check_params_match   the names and shapes that differ
                      between two trees (`ParamMismatchError` lists them all).
   abstract_like      `jax.ShapeDtypeStruct`s (with shardings) mirroring a tree.
+  param_bytes        bytes of all parameter arrays.
   json_default       `json.dump(default=...)` for numpy values, dtypes, callables.
 
 Imports jax, flax and numpy only (nothing of the package).
@@ -71,6 +72,12 @@ def abstract_like(tree) -> Any:
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
       tree)
 
+
+
+def param_bytes(params) -> int:
+  """Bytes of all parameter arrays."""
+  return int(sum(np.dtype(x.dtype).itemsize * int(np.prod(x.shape))
+                 for x in jax.tree_util.tree_leaves(params)))
 
 
 def json_default(value):

@@ -10,7 +10,8 @@ pretraining model's reconstruction and its token mask for the PNG), and
 `restore` is the single checkpoint resolution:
 
   * a model checkpoint dir (`config.json` + `params/`): `checkpoints.load_model`
-    into a fresh train state;
+    into a fresh train state (an int8 one of `vivit-compress`: its params,
+    replicated, and its quantized model replaces the evaluator's);
   * a training workdir or its `checkpoints/` folder: the newest readable
     step (`TrainCheckpointer.restore_latest`); with `allow_init_from`, an
     empty workdir falls back to `config.init_from` (mode=eval).
@@ -20,7 +21,6 @@ Metric keys: `evaluation.py` (classification) and `eval/loss`,
 """
 
 import dataclasses
-import os
 from typing import Any, Dict, List, Optional, Tuple
 
 import jax
@@ -29,6 +29,7 @@ import numpy as np
 from vivit_jax import checkpoints
 from vivit_jax.checkpoints import init_from
 from vivit_jax.checkpoints import train as train_checkpoints
+from vivit_jax.checkpoints import workdir
 from vivit_jax.common import console
 from vivit_jax.models import build_model
 from vivit_jax.train import (confusion, distill, evaluation, inputs, multihead, objectives,
@@ -94,28 +95,6 @@ class Restored:
   labels: Optional[List[str]] = None
 
 
-def resolve_checkpoint(path: str, allow_empty_workdir: bool = False) -> Tuple[str, str]:
-  """`("model", dir)` for a model checkpoint, `("workdir", workdir)` for training ones.
-
-  Raises FileNotFoundError saying what was looked for (unless
-  `allow_empty_workdir`, where any directory is a workdir).
-  """
-  path = os.path.abspath(path)
-  if os.path.isfile(os.path.join(path, checkpoints.CONFIG_FILE)) and os.path.isdir(
-      os.path.join(path, checkpoints.PARAMS_DIR)):
-    return "model", path
-  ckpt_dir = train_checkpoints.CHECKPOINTS_DIR
-  if os.path.isdir(os.path.join(path, ckpt_dir)):
-    return "workdir", path
-  if os.path.basename(path) == ckpt_dir and os.path.isdir(path):
-    return "workdir", os.path.dirname(path)
-  if allow_empty_workdir:
-    return "workdir", path
-  raise FileNotFoundError(
-      f"--checkpoint={path} is neither a model checkpoint ({checkpoints.CONFIG_FILE} + "
-      f"{checkpoints.PARAMS_DIR}/) nor a training workdir (with {ckpt_dir}/)")
-
-
 def reconstruction_picture(images) -> np.ndarray:
   """Stacks `(original, masked, reconstructed)` grids of every clip vertically."""
   grid = plots.reconstruction_grid(*(clip[0] for clip in images))
@@ -163,13 +142,10 @@ class Evaluator:
     """The state to evaluate from `checkpoint` (module docstring); raises
     FileNotFoundError when there is none, `ParamMismatchError` on a mismatch."""
     config, seed = self.config, int(self.config.seed)
-    kind, path = resolve_checkpoint(checkpoint, allow_empty_workdir=allow_init_from)
-    if kind == "model" and checkpoints.load_model_config(path).get("quantization"):
-      from vivit_jax.compress import quantize  # pylint: disable=g-import-not-at-top
-      self.model, state, shardings, step, labels = quantize.eval_state(
-          config, self.model, self.mesh, path)
-      self._steps = {}  # the eval step applies the quantized model
-      return Restored(state, shardings, step, kind, path, labels)
+    kind, path = workdir.resolve_checkpoint(checkpoint, allow_empty_workdir=allow_init_from)
+    stored = checkpoints.load_model_config(path) if kind == "model" else {}
+    if stored.get("quantization"):  # an int8 checkpoint of `vivit-compress`
+      return self._restore_quantized(path, stored)
     if kind == "model":
       state, shardings = steps.init_train_state(config, self.model, self.mesh, seed,
                                                 self.video_shape)
@@ -202,6 +178,22 @@ class Evaluator:
     raise FileNotFoundError(f"nothing to evaluate: {ckpt.directory} holds no training "
                             "checkpoint" + (" and init_from.kind is empty"
                                             if allow_init_from else ""))
+
+  def _restore_quantized(self, path: str, stored) -> Restored:
+    """A fresh train state whose `params` are the int8 checkpoint's (replicated
+    over the mesh); the evaluator then applies the quantized model."""
+    state, shardings = steps.init_train_state(self.config, self.model, self.mesh,
+                                              int(self.config.seed), self.video_shape)
+    qmodel, params = checkpoints.load_quantized(path, self.model, self.video_shape, stored)
+    replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+    params = jax.device_put(params, replicated)
+    params_shardings = jax.tree_util.tree_map(lambda _: replicated, params)
+    state = state.replace(params=params, ema_params=None)
+    shardings = shardings.replace(params=params_shardings, ema_params=None)
+    self.model, self._steps = qmodel, {}  # the eval step applies the quantized model
+    step = (stored.get("source") or {}).get("step")
+    return Restored(state, shardings, None if step is None else int(step), "model", path,
+                    stored.get("labels"))
 
   def num_batches(self, batches) -> Optional[int]:
     """Batches one pass reads (None if the iterator does not say)."""

@@ -41,9 +41,9 @@ import jax
 import numpy as np
 
 from vivit_jax import checkpoints as model_checkpoints
-from vivit_jax.checkpoints import model as model_checkpoint_files
 from vivit_jax.checkpoints import init_from, resume_config
 from vivit_jax.checkpoints import train as train_checkpoints
+from vivit_jax.checkpoints import workdir as workdir_names
 from vivit_jax.checkpoints import workdir_lock
 from vivit_jax.common import console
 from vivit_jax.models import build_model
@@ -58,7 +58,7 @@ from vivit_jax.train.steps import check_finite, init_train_state, make_train_ste
 from vivit_jax.common.errors import UserError
 
 TRAIN_KEYS = ("video", "label")
-MODEL_DIR = model_checkpoint_files.TRAIN_MODEL_DIR  # WORKDIR/model: the finished classifier
+MODEL_DIR = workdir_names.MODEL_DIR  # WORKDIR/model: the finished classifier
 
 
 def initial_state(config, model, mesh, ckpt: train_checkpoints.TrainCheckpointer):
