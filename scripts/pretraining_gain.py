@@ -46,7 +46,7 @@ from vivit_jax import checkpoints  # noqa: E402
 from vivit_jax.data import synthetic  # noqa: E402
 from vivit_jax.models import build_model, embedding, registry, transfer  # noqa: E402
 from vivit_jax.train import device_preprocess, experiment, partitioning, steps  # noqa: E402
-from vivit_jax.train import linear_probe as linear_probe_lib  # noqa: E402
+from vivit_jax.train.evaluation import linear_probe as linear_probe_lib  # noqa: E402
 from vivit_jax.train.mesh import create_mesh  # noqa: E402
 from vivit_jax.train.optimizer import make_optimizer  # noqa: E402
 

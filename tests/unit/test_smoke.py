@@ -13,14 +13,14 @@ TF_FREE_MODULES = [
     "vivit_jax.checkpoints", "vivit_jax.checkpoints.train", "vivit_jax.checkpoints.init_from",
     "vivit_jax.convert", "vivit_jax.serving.inference", "vivit_jax.serving.served_model",
     "vivit_jax.serving.predict", "vivit_jax.serving.stream", "vivit_jax.export",
-    "vivit_jax.train.evaluator", "vivit_jax.train.loop",
+    "vivit_jax.train.evaluation.evaluator", "vivit_jax.train.loop",
 ]
 
 TF_FREE_MODULES += [
     "vivit_jax.common", "vivit_jax.common.constants", "vivit_jax.common.errors",
     "vivit_jax.common.params", "vivit_jax.common.console", "vivit_jax.models.axes",
     "vivit_jax.convert.conversion", "vivit_jax.models.quantized", "vivit_jax.compress",
-    "vivit_jax.train.metric_writer", "vivit_jax.train.plots",
+    "vivit_jax.train.metric_writer", "vivit_jax.train.evaluation.plots",
     # The data registries list and validate names without TensorFlow.
     "vivit_jax.data.registry", "vivit_jax.data.sources", "vivit_jax.data.ops",
 ]
@@ -36,7 +36,7 @@ SERVING_MODULES = [
 
 
 # The two CLIs define the same absl flags, so each imports in its own process.
-@pytest.mark.parametrize("modules", [TF_FREE_MODULES, SERVING_MODULES, ["vivit_jax.evaluate"],
+@pytest.mark.parametrize("modules", [TF_FREE_MODULES, SERVING_MODULES, ["vivit_jax.train.evaluation.evaluate"],
                                      ["vivit_jax.main"]],
                          ids=["models_checkpoints_convert", "serving_export_train", "evaluate",
                               "main"])

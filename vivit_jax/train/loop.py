@@ -49,9 +49,9 @@ from vivit_jax.common import console
 from vivit_jax.models import build_model
 from vivit_jax.train import distill, objectives, partitioning, startup
 from vivit_jax.train import metric_writer as train_logging
-from vivit_jax.train import plots
 from vivit_jax.train.distributed import make_global_batch
-from vivit_jax.train.evaluator import Evaluator
+from vivit_jax.train.evaluation import plots
+from vivit_jax.train.evaluation.evaluator import Evaluator
 from vivit_jax.train.inputs import class_names, data_counters, input_spec, video_shape
 from vivit_jax.train.mesh import create_mesh
 from vivit_jax.train.steps import check_finite, init_train_state, make_train_step

@@ -9,7 +9,7 @@ writer here is a no-op, so the training loop calls them unconditionally.
                      learning rate, skipped videos (if any), clips/s and ETA.
   write_config_json  the resolved config, as `WORKDIR/config.json`.
 
-Pictures (reconstruction grids as PNGs) are in `vivit_jax.train.plots`.
+Pictures (reconstruction grids as PNGs) are in `vivit_jax.train.evaluation.plots`.
 """
 
 import json

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from vivit_jax.data import synthetic
-from vivit_jax.train import linear_probe
+from vivit_jax.train.evaluation import linear_probe
 
 
 def softmax_regression_accuracy(train_x, train_y, test_x, test_y, num_classes):

@@ -75,8 +75,8 @@ def default_output(kind: str, path: str) -> str:
 
 def per_class_rows(matrix, names: Sequence[str]) -> List[Dict[str, Any]]:
   """`[{index, name, num_videos, accuracy (None if no video)}]` per class."""
-  from vivit_jax.train import evaluation  # pylint: disable=g-import-not-at-top
-  accuracy = evaluation.per_class_accuracy(matrix)
+  from vivit_jax.train.evaluation import passes  # pylint: disable=g-import-not-at-top
+  accuracy = passes.per_class_accuracy(matrix)
   return [{"index": i, "name": names[i], "num_videos": int(matrix[i].sum()),
            "accuracy": None if matrix[i].sum() == 0 else float(accuracy[i])}
           for i in range(len(names))]
@@ -90,10 +90,10 @@ def run_evaluation(config, checkpoint: str, output: Optional[str] = None,
   See the module docstring for the checkpoint kinds and the outputs.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from vivit_jax.train import confusion, experiment, inputs  # pylint: disable=g-import-not-at-top
-  from vivit_jax.train import multihead  # pylint: disable=g-import-not-at-top
   from vivit_jax.common import console  # pylint: disable=g-import-not-at-top
-  from vivit_jax.train.evaluator import Evaluator  # pylint: disable=g-import-not-at-top
+  from vivit_jax.train import experiment, inputs, multihead  # pylint: disable=g-import-not-at-top
+  from vivit_jax.train.evaluation import confusion  # pylint: disable=g-import-not-at-top
+  from vivit_jax.train.evaluation.evaluator import Evaluator  # pylint: disable=g-import-not-at-top
 
   experiment.validate(config)
   evaluator = Evaluator(config)
@@ -279,7 +279,7 @@ def main(argv) -> None:
 
 
 def run() -> None:
-  """The `vivit-evaluate` command (`python -m vivit_jax.evaluate`)."""
+  """The `vivit-evaluate` command (`python -m vivit_jax.train.evaluation.evaluate`)."""
   flags.mark_flags_as_required(["config"])
   errors.run_absl(main)
 

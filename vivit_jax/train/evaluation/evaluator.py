@@ -16,8 +16,9 @@ pretraining model's reconstruction and its token mask for the PNG), and
     step (`TrainCheckpointer.restore_latest`); with `allow_init_from`, an
     empty workdir falls back to `config.init_from` (mode=eval).
 
-Metric keys: `evaluation.py` (classification) and `eval/loss`,
-`eval/num_clips` (pretraining).
+What a pass computes is an evaluation picked by name (`registry.py`): the
+model's objective by default, "classification" (metric keys: `passes.py`) or
+"pretrain" (`eval/loss`, `eval/num_clips`, ...), both registered below.
 """
 
 import dataclasses
@@ -32,9 +33,8 @@ from vivit_jax.checkpoints import train as train_checkpoints
 from vivit_jax.checkpoints import workdir
 from vivit_jax.common import console
 from vivit_jax.models import build_model
-from vivit_jax.train import (confusion, distill, evaluation, inputs, multihead, objectives,
-                             steps)
-from vivit_jax.train import plots
+from vivit_jax.train import distill, inputs, multihead, objectives, steps
+from vivit_jax.train.evaluation import confusion, passes, plots, registry
 from vivit_jax.train.mesh import create_mesh
 
 
@@ -54,7 +54,7 @@ class EvalResult:
   """
   metrics: Dict[str, float]
   images: List[Tuple[str, np.ndarray]]
-  classifier: Optional[evaluation.ClassifierPass] = None
+  classifier: Optional[passes.ClassifierPass] = None
   data_stats: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
   @property
@@ -63,7 +63,7 @@ class EvalResult:
     return self.images[0] if self.images else None
 
 
-def confusion_pictures(result: evaluation.ClassifierPass, names=None
+def confusion_pictures(result: passes.ClassifierPass, names=None
                        ) -> List[Tuple[str, np.ndarray]]:
   """`[("confusion", picture)]`, or one `("confusion_head_<h>", picture)` per
   head; `names`: the class names (one head: C of them; several: sum C_h)."""
@@ -104,6 +104,36 @@ def reconstruction_picture(images) -> np.ndarray:
   return grid
 
 
+@registry.register_evaluation("classification")
+def classification(evaluator: "Evaluator", eval_step, state, batches,
+                   shuffle_frames: bool) -> EvalResult:
+  """Top-1 / top-5 / mean class accuracy over averaged views, and the confusion
+  picture(s) (`passes.classifier_pass`; multi-head models per head too)."""
+  config = evaluator.config
+  result = passes.classifier_pass(
+      eval_step, state, batches, evaluator.mesh, shuffle_frames=shuffle_frames,
+      seed=int(config.seed), max_batches=int(config.eval.num_batches),
+      class_splits=evaluator.class_splits)
+  # data.class_names name the combined labels; a head's classes have none.
+  names = None if evaluator.class_splits else inputs.class_names(config)
+  return EvalResult(result.metrics(), confusion_pictures(result, names), result)
+
+
+@registry.register_evaluation("pretrain")
+def pretrain(evaluator: "Evaluator", eval_step, state, batches,
+             shuffle_frames: bool) -> EvalResult:
+  """The masked-reconstruction metrics over the eval split and a reconstruction
+  picture (`passes.pretrain_pass`)."""
+  del shuffle_frames  # the motion control applies to classification
+  config = evaluator.config
+  mean, std = objectives.pixel_normalisation(config)
+  metrics, images = passes.pretrain_pass(
+      eval_step, state, evaluator.model, batches, evaluator.mesh, mean, std,
+      int(config.eval.num_images), int(config.eval.num_batches))
+  pictures = [] if images is None else [("reconstruction", reconstruction_picture(images))]
+  return EvalResult(metrics, pictures)
+
+
 def _input_stats(batches) -> Dict[str, Any]:
   stats = dict(batches.stats()) if hasattr(batches, "stats") else {}
   if hasattr(batches, "num_videos"):
@@ -118,13 +148,17 @@ class Evaluator:
     config: the experiment config (`data`, `eval`, `model`, `mesh`, ...).
     model, mesh: reuse the caller's (the training loop's); else built from
       the config.
+    evaluation: the registered evaluation a pass runs (`registry.py`);
+      default: the one named by the model's objective.
   """
 
-  def __init__(self, config, model=None, mesh=None):
+  def __init__(self, config, model=None, mesh=None, evaluation: Optional[str] = None):
     self.config = config
     self.model = build_model(config.model) if model is None else model
     self.mesh = create_mesh(config.mesh) if mesh is None else mesh
     self.objective = objectives.check_mode(config, self.model)
+    self.evaluation = evaluation or self.objective
+    registry.get_evaluation(self.evaluation)  # an unknown name fails here, not after a restore
     self.video_shape = inputs.video_shape(config)
     self.class_splits = tuple(int(c) for c in getattr(self.model, "class_splits", ()) or ())
     self._steps: Dict[bool, Any] = {}
@@ -223,21 +257,9 @@ class Evaluator:
       stream = tqdm(batches, total=self.num_batches(batches), desc="eval", unit="batch",
                     dynamic_ncols=True, disable=not console.is_writer())
     try:
-      if self.objective == "pretrain":
-        mean, std = objectives.pixel_normalisation(config)
-        metrics, images = evaluation.pretrain_pass(
-            eval_step, state, self.model, stream, self.mesh, mean, std,
-            int(config.eval.num_images), int(config.eval.num_batches))
-        pictures = [] if images is None else [("reconstruction",
-                                                reconstruction_picture(images))]
-        return EvalResult(metrics, pictures, data_stats=_input_stats(batches))
-      result = evaluation.classifier_pass(
-          eval_step, state, stream, self.mesh, shuffle_frames=shuffle, seed=int(config.seed),
-          max_batches=int(config.eval.num_batches), class_splits=self.class_splits)
-      # data.class_names name the combined labels; a head's classes have none.
-      names = None if self.class_splits else inputs.class_names(config)
-      return EvalResult(result.metrics(), confusion_pictures(result, names), result,
-                        _input_stats(batches))
+      result = registry.get_evaluation(self.evaluation)(self, eval_step, state, stream, shuffle)
+      result.data_stats = _input_stats(batches)
+      return result
     finally:
       if stream is not batches:
         stream.close()
