@@ -1,9 +1,9 @@
-"""The demo world (`vivit_jax.data.synthetic`): balanced labels that only motion tells."""
+"""The demo world (`vivit_jax.data.demo.synthetic`): balanced labels that only motion tells."""
 
 import numpy as np
 import pytest
 
-from vivit_jax.data import synthetic
+from vivit_jax.data.demo import synthetic
 from vivit_jax.train.evaluation import linear_probe
 
 
