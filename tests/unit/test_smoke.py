@@ -30,14 +30,12 @@ SERVING_MODULES = [
     "vivit_jax.serving", "vivit_jax.serving.stream_buffers", "vivit_jax.serving.video_io",
     "vivit_jax.serving.flags", "vivit_jax.export", "vivit_jax.export.saved_model",
     "vivit_jax.export.stablehlo", "vivit_jax.train.steps", "vivit_jax.train.loop",
-    # The one-release aliases of the old paths.
-    "vivit_jax.inference", "vivit_jax.stream_buffers", "vivit_jax.video_io",
 ]
 
 
 # The two CLIs define the same absl flags, so each imports in its own process.
-@pytest.mark.parametrize("modules", [TF_FREE_MODULES, SERVING_MODULES, ["vivit_jax.train.evaluation.evaluate"],
-                                     ["vivit_jax.main"]],
+@pytest.mark.parametrize("modules", [TF_FREE_MODULES, SERVING_MODULES,
+                                     ["vivit_jax.train.evaluation.evaluate"], ["vivit_jax.main"]],
                          ids=["models_checkpoints_convert", "serving_export_train", "evaluate",
                               "main"])
 def test_tf_free_modules_do_not_import_tensorflow(modules):

@@ -23,8 +23,6 @@ The run exits 2 with one `error:` line when fewer than
 nothing or missed a listed file is not complete, so a corrected rerun redoes
 it. `<name>.options.json` records the options that shape the records; a rerun
 with other ones refuses unless `--overwrite`.
-
-(`python -m vivit_jax.data.convert` is the deprecated name of this command.)
 """
 
 import argparse
