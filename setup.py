@@ -37,14 +37,14 @@ TEST = ["pytest>=8,<10", "pytest-xdist>=3.5,<4"] + DATA + PARITY
 # The commands (`python -m <module>` runs the same code).
 CONSOLE_SCRIPTS = [
     "vivit-train = vivit_jax.main:run",
-    "vivit-evaluate = vivit_jax.evaluate:run",
+    "vivit-evaluate = vivit_jax.train.evaluation.evaluate:run",
     "vivit-predict = vivit_jax.serving.predict:main",
     "vivit-stream = vivit_jax.serving.stream:main",
     "vivit-export = vivit_jax.export.__main__:main",
     "vivit-convert = vivit_jax.convert.__main__:main",
     "vivit-make-tfrecords = vivit_jax.data.make_tfrecords:main",
     "vivit-compress = vivit_jax.compress.__main__:main",
-    "vivit-forecast = vivit_jax.serving.forecast:run",
+    "vivit-forecast = vivit_jax.train.evaluation.forecast:run",
 ]
 # `make mutation` (scripts/mutation.py); not part of `make test`.
 MUTATION = ["cosmic-ray>=8.4,<9"]

@@ -14,12 +14,14 @@ TF_FREE_MODULES = [
     "vivit_jax.checkpoints", "vivit_jax.checkpoints.train", "vivit_jax.checkpoints.init_from",
     "vivit_jax.convert", "vivit_jax.serving.inference", "vivit_jax.serving.served_model",
     "vivit_jax.serving.predict", "vivit_jax.serving.stream", "vivit_jax.export",
-    "vivit_jax.train.evaluator", "vivit_jax.train.loop",
+    "vivit_jax.train.evaluation.evaluator", "vivit_jax.train.loop",
 ]
 
 TF_FREE_MODULES += [
-    "vivit_jax.constants", "vivit_jax.models.axes", "vivit_jax.convert.conversion",
-    "vivit_jax.train.metric_writer", "vivit_jax.train.plots",
+    "vivit_jax.common", "vivit_jax.common.constants", "vivit_jax.common.errors",
+    "vivit_jax.common.params", "vivit_jax.common.console", "vivit_jax.models.axes",
+    "vivit_jax.convert.conversion", "vivit_jax.models.quantized", "vivit_jax.compress",
+    "vivit_jax.train.metric_writer", "vivit_jax.train.evaluation.plots",
     # The data registries list and validate names without TensorFlow.
     "vivit_jax.data.registry", "vivit_jax.data.sources", "vivit_jax.data.ops",
 ]
@@ -29,14 +31,12 @@ SERVING_MODULES = [
     "vivit_jax.serving", "vivit_jax.serving.stream_buffers", "vivit_jax.serving.video_io",
     "vivit_jax.serving.flags", "vivit_jax.export", "vivit_jax.export.saved_model",
     "vivit_jax.export.stablehlo", "vivit_jax.train.steps", "vivit_jax.train.loop",
-    # The one-release aliases of the old paths.
-    "vivit_jax.inference", "vivit_jax.stream_buffers", "vivit_jax.video_io",
 ]
 
 
 # The two CLIs define the same absl flags, so each imports in its own process.
-@pytest.mark.parametrize("modules", [TF_FREE_MODULES, SERVING_MODULES, ["vivit_jax.evaluate"],
-                                     ["vivit_jax.main"]],
+@pytest.mark.parametrize("modules", [TF_FREE_MODULES, SERVING_MODULES,
+                                     ["vivit_jax.train.evaluation.evaluate"], ["vivit_jax.main"]],
                          ids=["models_checkpoints_convert", "serving_export_train", "evaluate",
                               "main"])
 def test_tf_free_modules_do_not_import_tensorflow(modules):

@@ -7,12 +7,15 @@ wrapped by `command` (argparse-style `main(argv) -> int`) or `run_absl`
 the wrapper prints the line on stderr and exits with status 2 for
 
   * `UserError`;
+  * a `VerbatimMistake` (its message is already the line);
   * the known library exceptions of a user mistake, translated here: a bad
     `--config.<key>` (unknown key, with ml_collections' "did you mean"
     hint; a value of the wrong type), an unknown or missing flag, a config
-    file that does not load, a missing file (`FileNotFoundError`), a
-    checkpoint of another model (`ParamMismatchError`) and a workdir held by
-    another run (`WorkdirLockedError`).
+    file that does not load, a missing file (`FileNotFoundError`) and a
+    checkpoint of another model (`vivit_jax.common.params.ParamMismatchError`).
+
+This module imports nothing of the package at import time (`translate`
+looks up `ParamMismatchError` in `common.params`, the same floor).
 
 Anything else is a bug or a fault and keeps its traceback. The traceback of a
 user mistake is printed too (before the line) with `--verbosity=1` (absl
@@ -108,15 +111,20 @@ def translate(error: BaseException, argv: Sequence[str] = ()) -> Optional[UserEr
     what = error.strerror if error.filename else str(error)
     return UserError(what or "file not found", str(where),
                      "check the path (and the working directory), then rerun")
-  from vivit_jax.checkpoints.model import ParamMismatchError  # pylint: disable=import-outside-toplevel
+  from vivit_jax.common.params import ParamMismatchError  # pylint: disable=import-outside-toplevel
   if isinstance(error, ParamMismatchError):
     flag = next((a for a in argv if a.startswith("--checkpoint=")), "the checkpoint")
     return UserError(f"checkpoint of another model: {error}", flag,
                      "pass a checkpoint of this model, or make --config.model.* match it")
-  from vivit_jax.checkpoints.workdir_lock import WorkdirLockedError  # pylint: disable=import-outside-toplevel
-  if isinstance(error, WorkdirLockedError):
+  if isinstance(error, VerbatimMistake):  # e.g. checkpoints.workdir_lock.WorkdirLockedError
     return _Verbatim(str(error))
   return None
+
+
+class VerbatimMistake(Exception):
+  """A mixin for exceptions of a user mistake whose message already reads
+  `what (where): fix` (e.g. `WorkdirLockedError(VerbatimMistake, RuntimeError)`):
+  `translate` passes the message on as it is."""
 
 
 class _Verbatim(UserError):
