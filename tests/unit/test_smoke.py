@@ -55,7 +55,8 @@ CORE_PACKAGES = [
     "vivit_jax.checkpoints", "vivit_jax.serving", "vivit_jax.serving.inference",
     "vivit_jax.serving.served_model", "vivit_jax.serving.predict", "vivit_jax.serving.stream",
     "vivit_jax.export", "vivit_jax.export.saved_model", "vivit_jax.export.stablehlo",
-    "vivit_jax.compress", "vivit_jax.compress.quantize",
+    "vivit_jax.compress", "vivit_jax.compress.__main__", "vivit_jax.models.quantized",
+    "vivit_jax.train.evaluation", "vivit_jax.train.evaluation.evaluator",
 ]
 TINY_TRAIN_STEP = """
 import importlib, sys
