@@ -196,16 +196,17 @@ def video_shape_of(config: Mapping[str, Any], where: str = checkpoints.CONFIG_FI
   return (spec.num_frames, *spec.image_size, channels)
 
 
-def eval_state(config, model: nn.Module, mesh, directory: str):
+def eval_state(resolved, model: nn.Module, mesh, directory: str):
   """`(QuantizedModel, state, shardings, step, labels)` for `vivit_jax.evaluate`.
 
   Like `evaluate.load_state` for a model checkpoint, but the state's
   `params` are the quantized checkpoint's (replicated over `mesh`) and the
-  returned model is the one to build the eval step with.
+  returned model is the one to build the eval step with. `resolved`: the
+  experiment's `vivit_jax.train.specs.resolve(config)`.
   """
   from vivit_jax.train import inputs, steps  # pylint: disable=g-import-not-at-top
-  shape = inputs.video_shape(config)
-  state, shardings = steps.init_train_state(config, model, mesh, int(config.seed), shape)
+  shape = inputs.video_shape(resolved.data)
+  state, shardings = steps.init_train_state(resolved.step, model, mesh, resolved.seed, shape)
   stored = checkpoints.load_model_config(directory)
   qmodel, params = load_quantized(directory, model, shape, stored)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())

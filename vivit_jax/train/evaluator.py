@@ -31,7 +31,7 @@ from vivit_jax.checkpoints import init_from
 from vivit_jax.checkpoints import train as train_checkpoints
 from vivit_jax.models import build_model
 from vivit_jax.train import (confusion, distill, evaluation, inputs, multihead, objectives,
-                             steps)
+                             specs, steps)
 from vivit_jax.train import metric_writer as train_logging
 from vivit_jax.train import plots
 from vivit_jax.train.mesh import create_mesh
@@ -136,42 +136,45 @@ class Evaluator:
   """One eval pass over `config`'s eval split (see module docstring).
 
   Args:
-    config: the experiment config (`data`, `eval`, `model`, `mesh`, ...).
+    config: the experiment config, resolved once into `self.specs`
+      (`specs.resolve`); the steps and the input take those. Only `restore`'s
+      `init_from` fallback reads the config itself.
     model, mesh: reuse the caller's (the training loop's); else built from
       the config.
   """
 
   def __init__(self, config, model=None, mesh=None):
     self.config = config
-    self.model = build_model(config.model) if model is None else model
-    self.mesh = create_mesh(config.mesh) if mesh is None else mesh
-    self.objective = objectives.check_mode(config, self.model)
-    self.video_shape = inputs.video_shape(config)
+    self.specs = specs.resolve(config)
+    self.model = build_model(self.specs.model) if model is None else model
+    self.mesh = create_mesh(self.specs.mesh) if mesh is None else mesh
+    self.objective = objectives.check_mode(self.specs.step.objective, self.model)
+    self.video_shape = inputs.video_shape(self.specs.data)
     self.class_splits = tuple(int(c) for c in getattr(self.model, "class_splits", ()) or ())
     self._steps: Dict[bool, Any] = {}
 
   def eval_step(self, shardings, use_ema: bool = False):
     """The jitted eval step for states placed as `shardings`, compiled once."""
     if use_ema not in self._steps:
-      images = self.objective == "pretrain" and bool(self.config.eval.num_images)
+      images = self.objective == "pretrain" and bool(self.specs.eval.num_images)
       self._steps[use_ema] = steps.make_eval_step(
-          self.config, self.model, self.mesh, shardings, use_ema=use_ema,
+          self.specs.step, self.model, self.mesh, shardings, use_ema=use_ema,
           return_reconstruction=images)
     return self._steps[use_ema]
 
   def restore(self, checkpoint: str, allow_init_from: bool = False) -> Restored:
     """The state to evaluate from `checkpoint` (module docstring); raises
     FileNotFoundError when there is none, `ParamMismatchError` on a mismatch."""
-    config, seed = self.config, int(self.config.seed)
+    config, resolved, seed = self.config, self.specs, self.specs.seed
     kind, path = resolve_checkpoint(checkpoint, allow_empty_workdir=allow_init_from)
     if kind == "model" and checkpoints.load_model_config(path).get("quantization"):
       from vivit_jax.compress import quantize  # pylint: disable=g-import-not-at-top
       self.model, state, shardings, step, labels = quantize.eval_state(
-          config, self.model, self.mesh, path)
+          resolved, self.model, self.mesh, path)
       self._steps = {}  # the eval step applies the quantized model
       return Restored(state, shardings, step, kind, path, labels)
     if kind == "model":
-      state, shardings = steps.init_train_state(config, self.model, self.mesh, seed,
+      state, shardings = steps.init_train_state(resolved.step, self.model, self.mesh, seed,
                                                 self.video_shape)
       _, params, meta = checkpoints.load_model(path, self.video_shape,
                                                target=distill.student_params(state.params))
@@ -181,12 +184,12 @@ class Evaluator:
       step = (meta.get("source") or {}).get("step")
       return Restored(state, shardings, None if step is None else int(step), kind, path,
                       meta.get("labels"))
-    ckpt = train_checkpoints.TrainCheckpointer(path, config.checkpoint)
+    ckpt = train_checkpoints.TrainCheckpointer(path, resolved.checkpoint)
     try:
       if allow_init_from and not ckpt.all_steps():
         restored = None
       else:
-        abstract, shardings = steps.abstract_train_state(config, self.model, self.mesh,
+        abstract, shardings = steps.abstract_train_state(resolved.step, self.model, self.mesh,
                                                          self.video_shape, seed)
         restored = ckpt.restore_latest(abstract)
     finally:
@@ -195,7 +198,7 @@ class Evaluator:
       step, state, _ = restored
       return Restored(state, shardings, int(step), kind, path)
     if allow_init_from and config.init_from.kind:
-      state, shardings = steps.init_train_state(config, self.model, self.mesh, seed,
+      state, shardings = steps.init_train_state(resolved.step, self.model, self.mesh, seed,
                                                 self.video_shape)
       state = init_from.initialise_state(config, state, self.video_shape)
       return Restored(state, shardings, 0, "init_from", config.init_from.path)
@@ -206,7 +209,7 @@ class Evaluator:
   def num_batches(self, batches) -> Optional[int]:
     """Batches one pass reads (None if the iterator does not say)."""
     total = getattr(batches, "num_batches", None)
-    limit = int(self.config.eval.num_batches)
+    limit = self.specs.eval.num_batches
     if total is None:
       return limit or None
     return min(total, limit) if limit else total
@@ -220,11 +223,11 @@ class Evaluator:
       shuffle_frames: override `eval.shuffle_frames` (the motion control).
       progress: show a tqdm bar with an ETA (process 0 only).
     """
-    config = self.config
+    spec = self.specs.eval
     shardings = jax.tree_util.tree_map(lambda x: x.sharding, state)
     eval_step = self.eval_step(shardings, use_ema)
-    shuffle = bool(config.eval.shuffle_frames if shuffle_frames is None else shuffle_frames)
-    batches = inputs.create_iterator(config, train=False)
+    shuffle = bool(spec.shuffle_frames if shuffle_frames is None else shuffle_frames)
+    batches = inputs.create_iterator(self.specs.data, train=False)
     stream = batches
     if progress:
       from tqdm import tqdm  # pylint: disable=g-import-not-at-top
@@ -232,18 +235,18 @@ class Evaluator:
                     dynamic_ncols=True, disable=not train_logging.is_writer())
     try:
       if self.objective == "pretrain":
-        mean, std = objectives.pixel_normalisation(config)
+        mean, std = objectives.pixel_normalisation(self.specs.step.objective)
         metrics, images = evaluation.pretrain_pass(
             eval_step, state, self.model, stream, self.mesh, mean, std,
-            int(config.eval.num_images), int(config.eval.num_batches))
+            spec.num_images, spec.num_batches)
         pictures = [] if images is None else [("reconstruction",
                                                 reconstruction_picture(images))]
         return EvalResult(metrics, pictures, data_stats=_input_stats(batches))
       result = evaluation.classifier_pass(
-          eval_step, state, stream, self.mesh, shuffle_frames=shuffle, seed=int(config.seed),
-          max_batches=int(config.eval.num_batches), class_splits=self.class_splits)
+          eval_step, state, stream, self.mesh, shuffle_frames=shuffle, seed=spec.seed,
+          max_batches=spec.num_batches, class_splits=self.class_splits)
       # data.class_names name the combined labels; a head's classes have none.
-      names = None if self.class_splits else inputs.class_names(config)
+      names = None if self.class_splits else inputs.class_names(self.specs.data)
       return EvalResult(result.metrics(), confusion_pictures(result, names), result,
                         _input_stats(batches))
     finally:
