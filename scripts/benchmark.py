@@ -28,6 +28,7 @@ import numpy as np
 
 from vivit_jax.models import build_model, flops
 from vivit_jax.train import defaults, experiment, mesh as mesh_lib, partitioning, steps
+from vivit_jax.train.specs import StepSpec
 
 # Dense bf16 tensor-core peak by `device_kind` substring [TFLOP/s].
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0,
@@ -142,7 +143,8 @@ def run(config, clip, num_steps, warmup, profile_dir=None):
   model = build_model(config.model)
   mesh = mesh_lib.create_mesh(config.mesh)
   batch_size = int(config.train.batch_size)
-  state, shardings = steps.init_train_state(config, model, mesh, config.seed, clip)
+  state, shardings = steps.init_train_state(StepSpec.from_config(config), model, mesh, config.seed,
+                                            clip)
   sharding = partitioning.batch_sharding(mesh)
   key = jax.random.key(1)
   video_dtype = (config.get("data") or {}).get("dtype", "float32")
@@ -153,9 +155,9 @@ def run(config, clip, num_steps, warmup, profile_dir=None):
   batch = {"video": jax.device_put(video, sharding),
            "label": jax.device_put(jnp.arange(batch_size, dtype=jnp.int32) % 2, sharding)}
   if config.mode == "eval":
-    step_fn = steps.make_eval_step(config, model, mesh, shardings)
+    step_fn = steps.make_eval_step(StepSpec.from_config(config), model, mesh, shardings)
   else:
-    step_fn = steps.make_train_step(config, model, mesh, shardings)
+    step_fn = steps.make_train_step(StepSpec.from_config(config), model, mesh, shardings)
 
   start = time.perf_counter()
   compiled = step_fn.lower(state, batch).compile()

@@ -49,6 +49,7 @@ from vivit_jax.train import device_preprocess, experiment, partitioning, steps  
 from vivit_jax.train.evaluation import linear_probe as linear_probe_lib  # noqa: E402
 from vivit_jax.train.mesh import create_mesh  # noqa: E402
 from vivit_jax.train.optimizer import make_optimizer  # noqa: E402
+from vivit_jax.train.specs import OptimizerSpec, PreprocessSpec, StepSpec  # noqa: E402
 
 import demo_common  # noqa: E402  pylint: disable=wrong-import-order
 
@@ -90,11 +91,14 @@ class Trainer:
     self.model = build_model(config.model)
     self.mesh = create_mesh(config.mesh, jax.devices()[:1])
     self.shape = (demo_common.NUM_FRAMES, demo_common.IMAGE_SIZE, demo_common.IMAGE_SIZE, 3)
-    self.state, self.shardings = steps.init_train_state(config, self.model, self.mesh, 0,
+    self.state, self.shardings = steps.init_train_state(StepSpec.from_config(config), self.model,
+                                                        self.mesh, 0,
                                                         self.shape)
-    self.tx, _ = make_optimizer(config, self.state.params)
-    self.train_step = steps.make_train_step(config, self.model, self.mesh, self.shardings)
-    self.eval_step = steps.make_eval_step(config, self.model, self.mesh, self.shardings)
+    self.tx, _ = make_optimizer(OptimizerSpec.from_config(config), self.state.params)
+    self.train_step = steps.make_train_step(StepSpec.from_config(config), self.model, self.mesh,
+                                            self.shardings)
+    self.eval_step = steps.make_eval_step(StepSpec.from_config(config), self.model, self.mesh,
+                                          self.shardings)
     self.sharding = partitioning.batch_sharding(self.mesh)
     model, shape = self.model, self.shape
 
@@ -126,7 +130,8 @@ class Trainer:
 
     @jax.jit
     def encode(params, video):
-      video = device_preprocess.prepare_batch({"video": video}, self.config)["video"]
+      video = device_preprocess.prepare_batch({"video": video},
+                                              PreprocessSpec.from_config(self.config))["video"]
       _, state = model.apply({"params": params}, video, train=False, mutable=["intermediates"])
       tokens = state["intermediates"]["tokens"][0]
       tokens = tokens[:, tokens.shape[1] - self.num_patch_tokens:]

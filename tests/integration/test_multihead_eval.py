@@ -52,14 +52,17 @@ def recomputed(workdir, overrides):
   import jax  # pylint: disable=import-outside-toplevel
   from vivit_jax import checkpoints  # pylint: disable=import-outside-toplevel
   from vivit_jax.train import device_preprocess, inputs  # pylint: disable=import-outside-toplevel
+  from vivit_jax.train import specs  # pylint: disable=import-outside-toplevel
   config = fixtures.load_config("demo_tfrecord.py", dict(
       overrides, **{"model.class_splits": SPLITS, "data.class_names": tuple("abcdef")}))
+  resolved = specs.resolve(config)
   model, params, _ = checkpoints.load_model(os.path.join(workdir, "model"),
-                                            inputs.video_shape(config))
+                                            inputs.video_shape(resolved.data))
   sums, counts, video_label = {}, {}, {}
   clip_right = np.zeros(3)  # head 0, head 1, both
-  for batch in inputs.create_iterator(config, train=False):
-    video = device_preprocess.prepare_batch({"video": batch["video"]}, config)["video"]
+  for batch in inputs.create_iterator(resolved.data, train=False):
+    video = device_preprocess.prepare_batch({"video": batch["video"]},
+                                            resolved.step.preprocess)["video"]
     logits = np.asarray(model.apply({"params": params}, video), np.float64)
     for row, label, vid, ok in zip(logits, batch["label"], batch["video_index"],
                                    batch["valid"]):

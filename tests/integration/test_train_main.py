@@ -20,6 +20,7 @@ from vivit_jax.checkpoints import init_from
 from vivit_jax.train import experiment, loop
 from vivit_jax.train.mesh import create_mesh
 from vivit_jax.train.steps import init_train_state
+from vivit_jax.train.specs import StepSpec
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,7 @@ def _fresh_classifier_params(hidden_size: int, num_classes: int = 4):
                       pos_embedding="sinusoid", **dict(fx.TINY_ENCODER, hidden_size=hidden_size))
   config = experiment.experiment_config("finetune", model_config)
   model = build_model(config.model)
-  state, _ = init_train_state(config, model, create_mesh(config.mesh), 0,
+  state, _ = init_train_state(StepSpec.from_config(config), model, create_mesh(config.mesh), 0,
                               (fx.FRAMES, fx.SIZE, fx.SIZE, 3))
   return state.params
 

@@ -48,6 +48,7 @@ def reference(overrides_path, out_path):
   from vivit_jax import data
   from vivit_jax.models import build_model
   from vivit_jax.train.inputs import video_shape
+  from vivit_jax.train.specs import DataSpec, StepSpec
   from vivit_jax.train.mesh import create_mesh
   from vivit_jax.train.steps import init_train_state, make_global_batch, make_train_step
   with open(overrides_path) as f:
@@ -58,8 +59,9 @@ def reference(overrides_path, out_path):
   assert jax.device_count() == 2 * DEVICES_PER_PROCESS and jax.process_count() == 1
   mesh = create_mesh(config.mesh)
   model = build_model(config.model)
-  state, shardings = init_train_state(config, model, mesh, int(config.seed), video_shape(config))
-  step = make_train_step(config, model, mesh, shardings)
+  state, shardings = init_train_state(StepSpec.from_config(config), model, mesh, int(config.seed),
+                                      video_shape(DataSpec.from_config(config)))
+  step = make_train_step(StepSpec.from_config(config), model, mesh, shardings)
   local = config.train.batch_size // 2
   iterators = [data.create_iterator(config.data, train=True, batch_size=local,
                                     seed=int(config.seed), process_index=p, process_count=2)

@@ -146,6 +146,7 @@ _MESH_SCRIPT = textwrap.dedent("""
   from vivit_jax.models import build_model
   from vivit_jax.checkpoints import train as checkpointing
   from vivit_jax.train import experiment
+  from vivit_jax.train.specs import StepSpec
   from vivit_jax.train.mesh import create_mesh
   from vivit_jax.train.steps import init_train_state
 
@@ -157,7 +158,8 @@ _MESH_SCRIPT = textwrap.dedent("""
 
   def state_on(shape, seed):
     config.mesh.shape = shape
-    return init_train_state(config, model, create_mesh(config.mesh), seed, (4, 16, 16, 3))
+    return init_train_state(StepSpec.from_config(config), model, create_mesh(config.mesh), seed,
+                            (4, 16, 16, 3))
 
   saved, _ = state_on((2, 4, 1), seed=1)
   ckpt = checkpointing.TrainCheckpointer({workdir!r}, ckpt_config)

@@ -14,12 +14,13 @@ from support import datasets as data_fixtures
 from support import train_runs as fx
 from vivit_jax.train import inputs
 from vivit_jax.train import loop
+from vivit_jax.train.specs import DataSpec
 
 
 def _eval_labels(config):
   """Labels of the real (valid) rows of one eval epoch, sorted."""
   labels = []
-  for batch in inputs.create_iterator(config, train=False):
+  for batch in inputs.create_iterator(DataSpec.from_config(config), train=False):
     labels.extend(np.asarray(batch["label"])[np.asarray(batch["valid"])].tolist())
   return sorted(labels)
 

@@ -70,16 +70,17 @@ for name in {blocked!r}:  # the blocker works: each one is really unimportable h
   raise AssertionError(name + " imported")
 import jax, jax.numpy as jnp
 from vivit_jax.models import build_model
-from vivit_jax.train import defaults, mesh as mesh_lib, steps
+from vivit_jax.train import defaults, mesh as mesh_lib, specs, steps
 config = defaults.default_train_config()
 config.model = dict(name="vivit", hidden_size=16, num_layers=1, num_heads=2, mlp_dim=32,
                     patch_size=8, tubelet_size=2, num_classes=3)
 config.train.batch_size = 2
 model, mesh = build_model(config.model), mesh_lib.create_mesh(config.mesh)
 clip = (4, 16, 16, 3)
-state, shardings = steps.init_train_state(config, model, mesh, 0, clip)
+spec = specs.StepSpec.from_config(config)
+state, shardings = steps.init_train_state(spec, model, mesh, 0, clip)
 batch = dict(video=jnp.full((2,) + clip, 128, jnp.uint8), label=jnp.array([0, 2], jnp.int32))
-state, metrics = steps.make_train_step(config, model, mesh, shardings)(state, batch)
+state, metrics = steps.make_train_step(spec, model, mesh, shardings)(state, batch)
 assert int(state.step) == 1 and bool(jnp.isfinite(metrics["loss"])), metrics
 bad = sorted(m for m in sys.modules if m.split(".")[0] in {blocked!r})
 assert not bad, bad[:5]

@@ -17,6 +17,8 @@ _LAZY = {
     "DEFAULT_RULES": "vivit_jax.train.partitioning",
     "batch_sharding": "vivit_jax.train.partitioning",
     "TrainState": "vivit_jax.train.state",
+    "StepSpec": "vivit_jax.train.specs",
+    "resolve": "vivit_jax.train.specs",
     "abstract_train_state": "vivit_jax.train.steps",
     "check_finite": "vivit_jax.train.steps",
     "init_train_state": "vivit_jax.train.steps",

@@ -22,7 +22,7 @@ from typing import Dict, Optional, Sequence
 import jax
 import jax.numpy as jnp
 
-from vivit_jax.train.defaults import IMAGENET_MEAN, IMAGENET_STD
+from vivit_jax.train.specs import PreprocessSpec
 
 
 JITTER_SALT = 0x6A17  # folded into the step's key for the on-device jitter
@@ -58,21 +58,21 @@ def color_jitter(key: jax.Array, video: jax.Array, strength: float,
   return jax.vmap(one_clip)(jax.random.split(key, video.shape[0]), video)
 
 
-def prepare_batch(batch: Dict[str, jax.Array], config,
+def prepare_batch(batch: Dict[str, jax.Array], spec: PreprocessSpec,
                   key: Optional[jax.Array] = None) -> Dict[str, jax.Array]:
   """Normalises a uint8 `batch["video"]` on device; float videos pass unchanged.
 
   With `key` (train steps) and `data.color_jitter_on_device`, jitters first.
+  `spec`: `specs.PreprocessSpec.from_config(config)`.
   """
   video = batch.get("video")
   if video is None or video.dtype != jnp.uint8:
     return batch
-  data = config.get("data") or {}
-  if key is not None and data.get("color_jitter_on_device") and data.get("color_jitter", 0) > 0:
-    jittered = color_jitter(key, video.astype(jnp.float32) / 255.0, float(data["color_jitter"]),
-                            float(data["color_jitter_prob"]))
+  if key is not None and spec.color_jitter_on_device and spec.color_jitter > 0:
+    jittered = color_jitter(key, video.astype(jnp.float32) / 255.0, float(spec.color_jitter),
+                            float(spec.color_jitter_prob))
     video = jittered * 255.0  # back on the 0..255 scale normalize_uint8 takes
-  mean, std = data.get("mean", IMAGENET_MEAN), data.get("std", IMAGENET_STD)
+  mean, std = spec.mean, spec.std
   if mean is None or std is None:  # raw pixels, on [0, 1]
     mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
   return dict(batch, video=normalize_uint8(video, mean, std))

@@ -30,7 +30,8 @@ input). A teacher whose checkpoint input has `k` times the frames at `1/k`
 the stride (the same time span) gets the full clip in training; the student
 sees every k-th frame of it, which is exactly its own clip.
 
-Config keys (`distill.*`; checked by `validate`, one line naming the key):
+Config keys (`distill.*`; checked by `validate`, one line naming the key;
+the steps read them from `specs.DistillSpec`):
   teacher         model checkpoint dir of the teacher.
   temperature     softmax temperature T (> 0).
   alpha           weight of the soft KL term in [0, 1].
@@ -50,6 +51,7 @@ import ml_collections
 from vivit_jax import checkpoints
 from vivit_jax.models import registry
 from vivit_jax.train import mixing, objectives, partitioning
+from vivit_jax.train.specs import DistillSpec, StepSpec
 
 KINDS = ("logits", "logits+features")
 PROJECTION = "distill_projection"  # the learned feature projection's key in state.params
@@ -98,20 +100,20 @@ def validate(config) -> None:
   if registry.objective_of(meta["model"]) != "classification":
     _fail("teacher", f"={d.teacher!r} is not a classifier (objective "
           f"{registry.objective_of(meta['model'])!r})")
-  teacher_frames(config, meta)
+  teacher_frames(DistillSpec.from_config(config), meta)
 
 
-def teacher_frames(config, meta=None) -> Tuple[int, int, int]:
+def teacher_frames(spec: DistillSpec, meta=None) -> Tuple[int, int, int]:
   """`(frames, stride, k)` of the teacher's clip; the student takes every k-th frame."""
-  meta = checkpoints.load_model_config(config.distill.teacher) if meta is None else meta
-  frames, stride = int(config.data.num_frames), int(config.data.stride)
-  spec = meta.get("input") or {}
-  t_frames, t_stride = spec.get("num_frames"), spec.get("frame_stride")
+  meta = checkpoints.load_model_config(spec.teacher) if meta is None else meta
+  frames, stride = int(spec.num_frames), int(spec.stride)
+  stored = meta.get("input") or {}
+  t_frames, t_stride = stored.get("num_frames"), stored.get("frame_stride")
   if t_frames is None or int(t_frames) == frames:
     return frames, stride, 1
   t_frames, t_stride = int(t_frames), int(t_stride or stride)
   k = t_frames // frames
-  if t_frames % frames or t_stride * k != stride or config.data.sampling != "random":
+  if t_frames % frames or t_stride * k != stride or spec.sampling != "random":
     _fail("teacher", f"takes {t_frames} frames at stride {t_stride}: the student's "
           f"data.num_frames={frames} / data.stride={stride} must be the same span with k "
           f"times fewer frames (k * {t_stride} == data.stride, data.sampling='random')")
@@ -120,7 +122,7 @@ def teacher_frames(config, meta=None) -> Tuple[int, int, int]:
 
 def train_input_config(config):
   """The config the train iterator reads: `data` with the teacher's clip."""
-  frames, stride, k = teacher_frames(config)
+  frames, stride, k = teacher_frames(DistillSpec.from_config(config))
   if k == 1:
     return config
   config = config.copy_and_resolve_references()
@@ -151,16 +153,14 @@ def _width(model: nn.Module, video_shape: Sequence[int]) -> int:
   return int(shapes[1].shape[-1])
 
 
-def projection_init(config, model: nn.Module, video_shape: Sequence[int]
+def projection_init(spec: DistillSpec, model: nn.Module, video_shape: Sequence[int]
                     ) -> Optional[Callable[[jax.Array], dict]]:
   """`init(key) -> {"kernel" (D_s, D_t), "bias" (D_t,)}`, or None (no projection needed)."""
-  d = config.get("distill")
   # mode "eval" of a distill config: the training checkpoints hold the projection.
-  if (config.mode not in ("distill", "eval") or not d or not d.teacher
-      or d.kind != "logits+features"):
+  if spec.mode not in ("distill", "eval") or not spec.teacher or spec.kind != "logits+features":
     return None
-  teacher, _ = _teacher_model(config.distill.teacher)
-  frames, _, _ = teacher_frames(config)
+  teacher, _ = _teacher_model(spec.teacher)
+  frames, _, _ = teacher_frames(spec)
   d_s = _width(model, video_shape)
   d_t = _width(teacher, (frames,) + tuple(video_shape)[-3:])
   if d_s == d_t:
@@ -188,22 +188,23 @@ class Teacher:
   path: str
 
 
-def load_teacher(config, mesh: jax.sharding.Mesh) -> Teacher:
+def load_teacher(spec: StepSpec, mesh: jax.sharding.Mesh) -> Teacher:
   """Restores `distill.teacher` onto `mesh`, sharded by `sharding.rules`."""
-  path = config.distill.teacher
+  d = spec.distill
+  path = d.teacher
   model, meta = _teacher_model(path)
-  frames, _, k = teacher_frames(config, meta)
-  size = int(config.data.image_size)
+  frames, _, k = teacher_frames(d, meta)
+  size = int(d.image_size)
   shape = (frames, size, size, 3)
   boxed = registry.abstract_params(model, shape)
-  shardings = partitioning.param_shardings(boxed, mesh, partitioning.rules_from_config(config))
+  shardings = partitioning.param_shardings(boxed, mesh, spec.rules)
   target = jax.tree_util.tree_map(
       lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), nn.unbox(boxed),
       shardings)
   model, params, _ = checkpoints.load_model(path, shape, target=target)
-  if model.num_classes != config.model.num_classes:
+  if model.num_classes != d.num_classes:
     _fail("teacher", f"has {model.num_classes} classes, the student "
-          f"model.num_classes={config.model.num_classes}")
+          f"model.num_classes={d.num_classes}")
   return Teacher(model, params, shardings, k, path)
 
 
@@ -226,15 +227,15 @@ def feature_mse(student_tokens, teacher_tokens, projection=None) -> jax.Array:
   return jnp.mean(jnp.square(s - t))
 
 
-def make_loss_fn(config, model: nn.Module, teacher: Teacher) -> Callable:
+def make_loss_fn(spec: StepSpec, model: nn.Module, teacher: Teacher) -> Callable:
   """`loss_fn(params, batch, rng, teacher_params) -> (loss, metrics)`.
 
   `batch["video"]` is the teacher's clip `(B, T_t, H, W, C)`; the student
   sees `video[:, ::k]`. Metrics: `accuracy`, `hard_loss`, `soft_loss` and,
   for "logits+features", `feature_loss`.
   """
-  objectives.check_mode(config, model)
-  tc, d = config.train, config.distill
+  objectives.check_mode(spec.objective, model)
+  tc, d = spec.objective, spec.distill
   alpha, temperature = float(d.alpha), float(d.temperature)
   features = d.kind == "logits+features"
   weight = float(d.feature_weight)

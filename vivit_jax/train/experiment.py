@@ -73,7 +73,7 @@ from vivit_jax.models import registry
 from vivit_jax.models.config_defaults import model_config_defaults
 from vivit_jax.models.embedding import INFLATION_METHODS
 from vivit_jax.models.videomae import LOSSES
-from vivit_jax.train import distill, objectives
+from vivit_jax.train import distill, objectives, specs
 from vivit_jax.train.defaults import default_train_config
 from vivit_jax.train.optimizer import OPTIMIZERS
 from vivit_jax.train.steps import NAN_POLICIES
@@ -147,7 +147,11 @@ def _full_model_config(model: Mapping[str, Any]) -> dict:
 
 
 def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Locks the config (adding an unknown key then fails naming it); returns it."""
+  """Locks the config (adding an unknown key then fails naming it); returns it.
+
+  The main job resolves the locked, checked config once into typed specs
+  (`specs.resolve`, in `loop.py`) that the steps, input and evaluator take.
+  """
   config.lock()
   return config
 
@@ -216,7 +220,7 @@ def check_values(config) -> None:
 def validate(config) -> None:
   """Raises ValueError (a `UserError` for the checks here) naming the first bad key."""
   check_values(config)
-  objectives.check_mode(config, config.model)
+  objectives.check_mode(specs.ObjectiveSpec.from_config(config), config.model)
   if config.init_from.kind and not config.init_from.path:
     raise UserError(f"init_from.kind={config.init_from.kind!r} needs a path",
                     "--config.init_from.path", "pass the workdir or model checkpoint "

@@ -1,9 +1,11 @@
-"""What the train and eval loops read from the data config, in one place.
+"""What the train and eval loops read of the input, in one place.
 
-  video_shape(config)      `(T, H, W, C)` of one clip.
-  class_names(config)      `data.class_names`, or None.
-  input_spec(config)       the checkpoint's `"input"` block matching the eval path.
-  create_iterator(config, train)   this process's shard of the data pipeline
+Everything here takes a `specs.DataSpec` (`specs.DataSpec.from_config(config)`,
+or `specs.resolve(config).data`):
+  video_shape(spec)        `(T, H, W, C)` of one clip.
+  class_names(spec)        `data.class_names`, or None.
+  input_spec(spec)         the serving `"input"` block matching the eval path.
+  create_iterator(spec, train)   this process's shard of the data pipeline
                            (imported lazily: it needs TensorFlow).
   data_counters(iterator)  its skip and bad-file counts as `data/<name>` scalars.
 """
@@ -13,28 +15,26 @@ from typing import Any, Dict, List, Optional, Tuple
 import jax
 
 from vivit_jax.checkpoints.input_spec import InputSpec
+from vivit_jax.train.specs import DataSpec
 
 
-def video_shape(config) -> Tuple[int, int, int, int]:
-  """`(T, H, W, C)` of one clip, from the data config."""
-  size = int(config.data.image_size)
-  return (int(config.data.num_frames), size, size, 3)
+def video_shape(spec: DataSpec) -> Tuple[int, int, int, int]:
+  """`(T, H, W, C)` of one clip (`data.num_frames`, `data.image_size`)."""
+  return (spec.num_frames, spec.image_size, spec.image_size, 3)
 
 
-def class_names(config) -> Optional[List[str]]:
+def class_names(spec: DataSpec) -> Optional[List[str]]:
   """The data config's class names (`data.class_names`), if it has them."""
-  names = config.data.class_names
-  return [str(n) for n in names] if names else None
+  return list(spec.class_names) if spec.class_names else None
 
 
-def input_spec(config) -> Dict[str, Any]:
+def input_spec(spec: DataSpec) -> Dict[str, Any]:
   """The inference `"input"` block matching the data config's eval path."""
-  data = config.data
   return InputSpec(
-      num_frames=int(data.num_frames), frame_stride=int(data.stride),
-      image_size=(int(data.image_size), int(data.image_size)),
-      resize_short_side=int(data.eval_resize_short_side or data.resize_short_side),
-      mean=tuple(float(v) for v in data.mean), std=tuple(float(v) for v in data.std)).to_json()
+      num_frames=spec.num_frames, frame_stride=spec.stride,
+      image_size=(spec.image_size, spec.image_size),
+      resize_short_side=spec.resize_short_side,
+      mean=tuple(float(v) for v in spec.mean), std=tuple(float(v) for v in spec.std)).to_json()
 
 
 def local_batch_size(global_batch: int, what: str) -> int:
@@ -45,15 +45,15 @@ def local_batch_size(global_batch: int, what: str) -> int:
   return global_batch // count
 
 
-def create_iterator(config, train: bool, state=None):
+def create_iterator(spec: DataSpec, train: bool, state=None):
   """The data pipeline for `train.batch_size` / `eval.batch_size` global clips."""
   from vivit_jax import data  # pylint: disable=g-import-not-at-top
-  batch = config.train.batch_size if train else config.eval.batch_size
+  batch = spec.train_batch_size if train else spec.eval_batch_size
   kwargs = {} if state is None else {"state": state}
   return data.create_iterator(
-      config.data, train=train,
+      spec.data, train=train,
       batch_size=local_batch_size(batch, "train.batch_size" if train else "eval.batch_size"),
-      seed=int(config.seed), process_index=jax.process_index(),
+      seed=spec.seed, process_index=jax.process_index(),
       process_count=jax.process_count(), **kwargs)
 
 

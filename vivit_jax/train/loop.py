@@ -25,6 +25,9 @@ metrics, and happens without them if the eval fails). With
 `train.nan_policy="skip"`, more than `train.max_skipped_steps` skipped steps
 stop the run (FloatingPointError).
 
+The loop holds the whole config; it resolves it once (`specs.resolve`) and
+hands the steps, the teacher, the checkpointer and the input their specs.
+
 Train metrics stay on device between log steps; they are fetched (and each
 step checked for non-finite loss, naming the step) before every console
 line, evaluation, checkpoint and stop, so no checkpoint follows an
@@ -47,7 +50,7 @@ from vivit_jax.checkpoints import workdir as workdir_names
 from vivit_jax.checkpoints import workdir_lock
 from vivit_jax.common import console
 from vivit_jax.models import build_model
-from vivit_jax.train import distill, objectives, partitioning, startup
+from vivit_jax.train import distill, objectives, partitioning, specs, startup
 from vivit_jax.train import metric_writer as train_logging
 from vivit_jax.train.distributed import make_global_batch
 from vivit_jax.train.evaluation import plots
@@ -61,10 +64,15 @@ TRAIN_KEYS = ("video", "label")
 MODEL_DIR = workdir_names.MODEL_DIR  # WORKDIR/model: the finished classifier
 
 
-def initial_state(config, model, mesh, ckpt: train_checkpoints.TrainCheckpointer):
-  """`(state, shardings, start_step, data_state)`: restored, else initialised."""
-  state, shardings = init_train_state(config, model, mesh, int(config.seed),
-                                      video_shape(config))
+def initial_state(config, model, mesh, ckpt: train_checkpoints.TrainCheckpointer,
+                  resolved: Optional[specs.Specs] = None):
+  """`(state, shardings, start_step, data_state)`: restored, else initialised.
+
+  `resolved`: `specs.resolve(config)`, when the caller has it already.
+  """
+  resolved = specs.resolve(config) if resolved is None else resolved
+  clip = video_shape(resolved.data)
+  state, shardings = init_train_state(resolved.step, model, mesh, resolved.seed, clip)
   restored = ckpt.restore_latest(state)
   if restored is not None:
     step, state, data_state = restored
@@ -72,7 +80,7 @@ def initial_state(config, model, mesh, ckpt: train_checkpoints.TrainCheckpointer
     return state, shardings, step, data_state
   if config.init_from.kind:
     try:
-      state = init_from.initialise_state(config, state, video_shape(config))
+      state = init_from.initialise_state(config, state, clip)
     except (model_checkpoints.ParamMismatchError, FileNotFoundError) as error:
       raise UserError(f"{config.init_from.kind} checkpoint does not fit: {error}",
                       f"--config.init_from.path={config.init_from.path}",
@@ -144,9 +152,10 @@ def save_model(config, workdir: str, mesh, state, step: int) -> str:
                                   gather(distill.student_params(state.params)))
   # Several heads: data.class_names name the combined labels, not the heads'
   # classes the served scores are, so serving numbers those.
-  labels = None if config.model.get("class_splits", None) else class_names(config)
+  data = specs.DataSpec.from_config(config)
+  labels = None if config.model.get("class_splits", None) else class_names(data)
   payload = {"model": config.model.to_dict(), "labels": labels,
-             "input": input_spec(config),
+             "input": input_spec(data),
              "source": {"workdir": os.path.abspath(workdir), "step": int(step),
                         "mode": config.mode}}
   directory = model_checkpoints.save_model_checkpoint(
@@ -169,17 +178,18 @@ def _write_json(path: str, payload: Dict[str, Any]) -> None:
 
 def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
   """Trains to `train.num_steps` (resuming if possible); returns the last eval."""
-  mesh = create_mesh(config.mesh)
-  model = build_model(config.model)
-  ckpt = train_checkpoints.TrainCheckpointer(workdir, config.checkpoint)
+  resolved = specs.resolve(config)
+  mesh = create_mesh(resolved.mesh)
+  model = build_model(resolved.model)
+  ckpt = train_checkpoints.TrainCheckpointer(workdir, resolved.checkpoint)
   if ckpt.all_steps():  # Resuming: say what changed, refuse what changes the run.
     resume_config.check(workdir, config, console=console.console)
-  state, shardings, start_step, data_state = initial_state(config, model, mesh, ckpt)
+  state, shardings, start_step, data_state = initial_state(config, model, mesh, ckpt, resolved)
   # Only now: a run that fails to restore must not overwrite its workdir's config.
   train_logging.write_config_json(workdir, config, train_logging.CONFIG_JSON)
   num_steps = int(config.train.num_steps)
-  teacher = distill.load_teacher(config, mesh) if distill.active(config) else None
-  train_step = make_train_step(config, model, mesh, shardings, teacher=teacher)
+  teacher = distill.load_teacher(resolved.step, mesh) if distill.active(config) else None
+  train_step = make_train_step(resolved.step, model, mesh, shardings, teacher=teacher)
   evaluator = Evaluator(config, model, mesh)
   train_input = distill.train_input_config(config) if teacher is not None else config
   train_iter = startup.open_input(train_input, train=True, state=data_state)

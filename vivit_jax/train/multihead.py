@@ -12,7 +12,7 @@ TFRecords carry it unchanged. Action accuracy = every head right.
 
 Loss: the sum over heads of each head's softmax cross-entropy against its
 label-smoothed, Mixup/CutMix-mixed one-hot targets (one mixing coefficient for
-all heads). Same config keys as `objectives.py`.
+all heads). Same spec (`specs.ObjectiveSpec`) as `objectives.py`.
 """
 
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -65,10 +65,10 @@ def _per_head(logits, labels, class_splits):
   return loss, correct
 
 
-def make_loss_fn(config, model):
+def make_loss_fn(tc, model):
   """`loss_fn(params, batch, rng) -> (loss, metrics)`; metrics: `accuracy`
-  (action: all heads right, un-mixed labels) and `head_<h>_accuracy`."""
-  tc = config.train
+  (action: all heads right, un-mixed labels) and `head_<h>_accuracy`.
+  `tc`: the `specs.ObjectiveSpec`."""
   splits = tuple(model.class_splits)
 
   def loss_fn(params, batch, rng):
@@ -93,11 +93,11 @@ def make_loss_fn(config, model):
   return loss_fn
 
 
-def make_eval_fn(config, model):
+def make_eval_fn(spec, model):
   """`eval_fn(params, batch, rng) -> metrics`, the keys of a one-head eval:
   `loss` (summed over heads), `accuracy` (action), `num_examples`, and
   `logits` = `head_log_probs` `(B, sum C_h)`; padding-aware (`batch["mask"]`)."""
-  del config
+  del spec
   splits = tuple(model.class_splits)
 
   def eval_fn(params, batch, rng):

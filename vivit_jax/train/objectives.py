@@ -12,8 +12,9 @@ Modes (`config.mode`, checked here and nowhere else): "train" (alias
 against a frozen teacher (`distill.py`); "pretrain" is "train" that also
 insists on a pretraining model (what the pretraining configs say).
 
-Config keys read: `train.{label_smoothing, mixup_alpha, cutmix_alpha,
-mix_prob, norm_pix_loss, reconstruction_loss}`, `data.{mean, std}` (the input normalisation the
+Everything here reads a `specs.ObjectiveSpec` (config keys: `mode`,
+`train.{label_smoothing, mixup_alpha, cutmix_alpha, mix_prob, norm_pix_loss,
+reconstruction_loss}`, `data.{mean, std}`: the input normalisation the
 reconstruction targets undo); the mask comes from the model's `mask_type`,
 `mask_ratio`, `future_frames`.
 
@@ -32,6 +33,7 @@ import jax.numpy as jnp
 
 from vivit_jax.models import axes, embedding, forecast_metrics, masking, registry, videomae
 from vivit_jax.train import mixing, multihead
+from vivit_jax.train.specs import ObjectiveSpec
 
 MODES = ("train", "finetune", "pretrain", "distill", "eval")
 TRAIN_MODES = ("train", "finetune", "pretrain", "distill")
@@ -41,43 +43,41 @@ EVAL_MASK_SEED = 12345  # pretrain eval: one fixed token mask (given the state's
 LossFn = Callable[..., Tuple[jax.Array, Dict[str, jax.Array]]]
 
 
-def run_mode(config) -> str:
-  """"train" or "eval" for `config.mode` (ValueError naming the valid modes)."""
-  if config.mode not in MODES:
-    raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
-  return "eval" if config.mode == "eval" else "train"
+def run_mode(spec) -> str:
+  """"train" or "eval" for `spec.mode` (a spec's or the config's; ValueError naming
+  the valid modes)."""
+  if spec.mode not in MODES:
+    raise ValueError(f"mode must be one of {MODES}, got {spec.mode!r}")
+  return "eval" if spec.mode == "eval" else "train"
 
 
-def check_mode(config, model) -> str:
+def check_mode(spec: ObjectiveSpec, model) -> str:
   """The objective of `model` (a module or a model config), checked against the mode.
 
   Raises ValueError for an unknown mode, mode "pretrain" with a
   non-pretraining model, mode "finetune" with a pretraining model, or
   Mixup / CutMix with a pretraining objective.
   """
-  run_mode(config)
+  run_mode(spec)
   objective = registry.objective_of(model)
   model = getattr(model, "float_module", model)  # a quantized model (models/quantized.py)
   name = type(model).__name__ if isinstance(model, nn.Module) else "model.name=" + repr(
       model.get("name", "vivit"))
-  if config.mode == "pretrain" and objective != "pretrain":
+  if spec.mode == "pretrain" and objective != "pretrain":
     raise ValueError(f"mode='pretrain' needs a pretraining model (objective 'pretrain', "
                      f"e.g. model.name='videomae'), got {name} (objective {objective!r})")
-  if config.mode in ("finetune", "distill") and objective != "classification":
-    raise ValueError(f"mode={config.mode!r} needs a classification model (e.g. "
+  if spec.mode in ("finetune", "distill") and objective != "classification":
+    raise ValueError(f"mode={spec.mode!r} needs a classification model (e.g. "
                      f"model.name='vivit'), got {name} (objective {objective!r})")
-  if objective == "pretrain" and (config.train.mixup_alpha or config.train.cutmix_alpha):
+  if objective == "pretrain" and (spec.mixup_alpha or spec.cutmix_alpha):
     raise ValueError("train.mixup_alpha / train.cutmix_alpha apply to classification; "
                      "set them to 0 for a pretraining model")
   return objective
 
 
-def pixel_normalisation(config) -> Tuple[Optional[tuple], Optional[tuple]]:
+def pixel_normalisation(spec: ObjectiveSpec) -> Tuple[Optional[tuple], Optional[tuple]]:
   """`(mean, std)` of the input normalisation (`data.mean`, `data.std`); None = raw pixels."""
-  data = config.data
-  mean = None if data.mean is None else tuple(float(v) for v in data.mean)
-  std = None if data.std is None else tuple(float(v) for v in data.std)
-  return mean, std
+  return spec.mean, spec.std
 
 
 def softmax_cross_entropy(logits, targets):
@@ -106,8 +106,7 @@ def draw_mask(model, rng, video_shape):
   return nn.with_logical_constraint(mask, (axes.ACTIVATION_BATCH, None))
 
 
-def _classification_loss(config, model) -> LossFn:
-  tc = config.train
+def _classification_loss(tc: ObjectiveSpec, model) -> LossFn:
 
   def loss_fn(params, batch, rng):
     video, labels = batch["video"], batch["label"]
@@ -124,8 +123,8 @@ def _classification_loss(config, model) -> LossFn:
   return loss_fn
 
 
-def _classification_eval(config, model, return_reconstruction: bool) -> Callable:
-  del config, return_reconstruction
+def _classification_eval(spec: ObjectiveSpec, model, return_reconstruction: bool) -> Callable:
+  del spec, return_reconstruction
 
   def eval_fn(params, batch, rng):
     del rng
@@ -140,9 +139,9 @@ def _classification_eval(config, model, return_reconstruction: bool) -> Callable
   return eval_fn
 
 
-def _pretrain_loss(config, model) -> LossFn:
-  norm_pix = bool(config.train.norm_pix_loss)
-  mean, std = pixel_normalisation(config)
+def _pretrain_loss(spec: ObjectiveSpec, model) -> LossFn:
+  norm_pix = bool(spec.norm_pix_loss)
+  mean, std = pixel_normalisation(spec)
 
   def loss_fn(params, batch, rng):
     video = batch["video"]
@@ -152,15 +151,15 @@ def _pretrain_loss(config, model) -> LossFn:
     targets = videomae.reconstruction_targets(video, model.patch_size, model.tubelet_size,
                                               norm_pix, mean, std)
     loss = videomae.reconstruction_loss(out["predictions"], targets, out["masked_indices"],
-                                        str(config.train.reconstruction_loss))
+                                        str(spec.reconstruction_loss))
     return loss, {}
 
   return loss_fn
 
 
-def _pretrain_eval(config, model, return_reconstruction: bool) -> Callable:
-  norm_pix = bool(config.train.norm_pix_loss)
-  mean, std = pixel_normalisation(config)
+def _pretrain_eval(spec: ObjectiveSpec, model, return_reconstruction: bool) -> Callable:
+  norm_pix = bool(spec.norm_pix_loss)
+  mean, std = pixel_normalisation(spec)
 
   def eval_fn(params, batch, rng):
     video = batch["video"]
@@ -171,7 +170,7 @@ def _pretrain_eval(config, model, return_reconstruction: bool) -> Callable:
                                               norm_pix, mean, std)
     per_example = videomae.reconstruction_errors(out["predictions"], targets,
                                                  out["masked_indices"],
-                                                 str(config.train.reconstruction_loss))
+                                                 str(spec.reconstruction_loss))
     metrics = {"loss": _weighted_mean(per_example, w), "num_examples": jnp.sum(w)}
     extra = forecast_metrics.eval_metrics(model, video, out, norm_pix, mean, std)
     metrics.update({k: _weighted_mean(v, w) for k, v in extra.items()})
@@ -185,22 +184,22 @@ def _pretrain_eval(config, model, return_reconstruction: bool) -> Callable:
   return eval_fn
 
 
-# objective -> (loss factory (config, model), eval factory (config, model, return_reconstruction)).
+# objective -> (loss factory (spec, model), eval factory (spec, model, return_reconstruction)).
 OBJECTIVES: Dict[str, Tuple[Callable[..., LossFn], Callable[..., Any]]] = {
     "classification": (_classification_loss, _classification_eval),
     "pretrain": (_pretrain_loss, _pretrain_eval),
 }
 
 
-def make_loss_fn(config, model) -> LossFn:
+def make_loss_fn(spec: ObjectiveSpec, model) -> LossFn:
   """`loss_fn(params, batch, rng) -> (loss, metrics)` for training (train=True)."""
-  objective = check_mode(config, model)
+  objective = check_mode(spec, model)
   if objective == "classification" and getattr(model, "class_splits", None):
-    return multihead.make_loss_fn(config, model)
-  return OBJECTIVES[objective][0](config, model)
+    return multihead.make_loss_fn(spec, model)
+  return OBJECTIVES[objective][0](spec, model)
 
 
-def make_eval_fn(config, model, return_reconstruction: bool = False) -> Callable:
+def make_eval_fn(spec: ObjectiveSpec, model, return_reconstruction: bool = False) -> Callable:
   """`eval_fn(params, batch, rng) -> metrics` (train=False), padding-aware.
 
   Classification: `loss` (cross-entropy, no smoothing), `accuracy`,
@@ -212,7 +211,7 @@ def make_eval_fn(config, model, return_reconstruction: bool = False) -> Callable
   (B, T, H, W, C)` (unnormalised pixels) and the token `mask (B, N)` (True =
   hidden) it was drawn with from `rng`.
   """
-  objective = check_mode(config, model)
+  objective = check_mode(spec, model)
   if objective == "classification" and getattr(model, "class_splits", None):
-    return multihead.make_eval_fn(config, model)
-  return OBJECTIVES[objective][1](config, model, return_reconstruction)
+    return multihead.make_eval_fn(spec, model)
+  return OBJECTIVES[objective][1](spec, model, return_reconstruction)

@@ -1,9 +1,9 @@
 """Optimisation recipes (optax): AdamW / SGD, warm-up + cosine, clipping,
 masked weight decay, layer-wise lr decay.
 
-Config keys read (see defaults.py): `optimizer.{name, learning_rate,
-warmup_steps, end_learning_rate, b1, b2, eps, momentum, weight_decay,
-clip_grad_norm, layer_decay}` and `train.num_steps`.
+Reads a `specs.OptimizerSpec` (config keys, see defaults.py:
+`optimizer.{name, learning_rate, warmup_steps, end_learning_rate, b1, b2, eps,
+momentum, weight_decay, clip_grad_norm, layer_decay}` and `train.num_steps`).
 
 The update of a parameter p with gradient g at optimiser step s is
 
@@ -28,15 +28,15 @@ import jax.numpy as jnp
 import optax
 
 from vivit_jax.train import param_groups
+from vivit_jax.train.specs import OptimizerSpec
 
 OPTIMIZERS = ("adamw", "sgd")
 
 
-def make_schedule(config) -> Callable[[jax.Array], jax.Array]:
+def make_schedule(opt: OptimizerSpec) -> Callable[[jax.Array], jax.Array]:
   """Learning rate per optimiser step: linear warm-up then cosine decay."""
-  opt = config.optimizer
   warmup = int(opt.warmup_steps)
-  total = max(int(config.train.num_steps), warmup + 1)
+  total = max(int(opt.num_steps), warmup + 1)
   return optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=float(opt.learning_rate), warmup_steps=warmup,
       decay_steps=total, end_value=float(opt.end_learning_rate))
@@ -57,11 +57,11 @@ def scale_by_tree(scales) -> optax.GradientTransformation:
   return optax.GradientTransformation(init_fn, update_fn)
 
 
-def make_optimizer(config, params) -> Tuple[optax.GradientTransformation, Callable]:
-  """The optimiser of `config.optimizer` for a parameter tree.
+def make_optimizer(opt: OptimizerSpec, params) -> Tuple[optax.GradientTransformation, Callable]:
+  """The optimiser of `opt` (`config.optimizer`) for a parameter tree.
 
   Args:
-    config: experiment config (keys in the module docstring).
+    opt: the optimiser spec (keys in the module docstring).
     params: the parameters, or their shapes (`jax.eval_shape`), boxed or
       unboxed; only paths and ranks are used (weight-decay mask, layer ids).
 
@@ -69,10 +69,9 @@ def make_optimizer(config, params) -> Tuple[optax.GradientTransformation, Callab
     `(tx, lr_schedule)`: the transformation and the schedule
     `step -> learning rate` it applies.
   """
-  opt = config.optimizer
   if opt.name not in OPTIMIZERS:
     raise ValueError(f"optimizer.name must be one of {OPTIMIZERS}, got {opt.name!r}")
-  schedule = make_schedule(config)
+  schedule = make_schedule(opt)
 
   clip = optax.clip_by_global_norm(float(opt.clip_grad_norm)) if opt.clip_grad_norm \
       else optax.identity()

@@ -8,7 +8,7 @@ maps each logical name onto a mesh axis (a name of `MESH_AXES`), a tuple of
 mesh axes, or None (replicated). Rules are tried in order; a mesh axis already
 used by an earlier dimension of the same array is skipped (flax semantics).
 
-Config keys read:
+Config keys (resolved into `specs.StepSpec.rules` / `.constrain_activations`):
   sharding.rules  list of `(logical_name, mesh_axes)` pairs; None or empty =
                   `DEFAULT_RULES`. Lists (from JSON / the command line) are
                   accepted wherever tuples are.
@@ -64,11 +64,6 @@ def normalise_rules(rules: Optional[Sequence[Sequence[Any]]]) -> Rules:
                        f"got {rule!r}")
     out.append((rule[0], _normalise_axes(rule[1])))
   return tuple(out)
-
-
-def rules_from_config(config) -> Rules:
-  """The rules of `config.sharding.rules` (see module docstring)."""
-  return normalise_rules(config.sharding.rules)
 
 
 def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:

@@ -25,6 +25,7 @@ from vivit_jax.models import build_model
 from vivit_jax.models import embedding
 from vivit_jax.train import experiment, objectives
 from vivit_jax.train.mesh import BATCH_AXES, MESH_AXES, resolve_mesh_shape
+from vivit_jax.train.specs import DataSpec
 
 _SECTIONS = ("data", "model", "train", "eval", "optimizer", "checkpoint", "log", "mesh",
              "init_from", "distill", "sharding", "distributed", "debug", "mode", "seed")
@@ -146,7 +147,7 @@ def open_input(config, train: bool, state=None):
   key = split_key(config, train)
   try:
     with expected(f"--config.{key}", _fix_for(key)):
-      return inputs.create_iterator(config, train=train, state=state)
+      return inputs.create_iterator(DataSpec.from_config(config), train=train, state=state)
   except UserError as error:
     named = _key_in(error.what)  # e.g. data.num_frames: longer than every video
     split_keys = {k for pair in SPLIT_KEYS.values() for k in pair}

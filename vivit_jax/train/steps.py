@@ -1,11 +1,12 @@
 """Sharded train-state creation and the pure, jitted train and eval steps.
 
-  state, shardings = init_train_state(config, model, mesh, rng, video_shape)
-  train_step = make_train_step(config, model, mesh, shardings)
-  eval_step = make_eval_step(config, model, mesh, shardings)
+  spec = specs.StepSpec.from_config(config)   # or specs.resolve(config).step
+  state, shardings = init_train_state(spec, model, mesh, rng, video_shape)
+  train_step = make_train_step(spec, model, mesh, shardings)
+  eval_step = make_eval_step(spec, model, mesh, shardings)
   for step, local_batch in enumerate(data):
     state, metrics = train_step(state, make_global_batch(local_batch, mesh))
-    check_finite(metrics, step, config.train.nan_policy)
+    check_finite(metrics, step, spec.nan_policy)
 
 Parameters and optimiser state are sharded by the logical-axis rules
 (`partitioning.py`), created directly in place by `jax.jit` out_shardings;
@@ -33,9 +34,10 @@ with "skip" training goes on.
 Nothing here depends on the model type: inputs for `init` come from the
 model's `ModelInterface` and the loss from its objective (`objectives.py`).
 
-Config keys read here: `mode`, `train.{grad_accum_steps, nan_policy}`,
-`optimizer.ema_decay`, `sharding.{rules, constrain_activations}`; and,
-through the modules they call, those of optimizer.py and objectives.py.
+Everything here reads a `specs.StepSpec` (config keys: `mode`,
+`train.{grad_accum_steps, nan_policy}`, `optimizer.ema_decay`,
+`sharding.{rules, constrain_activations}`; and, through the modules they
+call, those of optimizer.py, objectives.py, distill.py, device_preprocess.py).
 """
 
 from typing import Any, Callable, Dict, Optional, Sequence
@@ -47,7 +49,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from vivit_jax.models import registry
-from vivit_jax.train import device_preprocess, distill, objectives, partitioning
+from vivit_jax.train import device_preprocess, distill, objectives, partitioning, specs
 from vivit_jax.train.distributed import make_global_batch  # noqa: F401  (re-exported)
 from vivit_jax.train.mesh import BATCH_AXES
 from vivit_jax.train.optimizer import ema_update, make_optimizer
@@ -56,13 +58,13 @@ from vivit_jax.train.state import TrainState, as_key_data
 NAN_POLICIES = ("stop", "skip")
 
 
-def _state_factory(config, model: nn.Module, rng, video_shape: Sequence[int]):
+def _state_factory(spec: specs.StepSpec, model: nn.Module, rng, video_shape: Sequence[int]):
   """`(create, boxed_param_shapes)`: `create()` builds a fresh TrainState."""
-  objectives.check_mode(config, model)
+  objectives.check_mode(spec.objective, model)
   key = jax.random.wrap_key_data(as_key_data(rng))
   params_key, dropout_key, mask_key, state_key = jax.random.split(key, 4)
-  ema_decay = config.optimizer.ema_decay
-  projection = distill.projection_init(config, model, video_shape)
+  ema_decay = spec.optimizer.ema_decay
+  projection = distill.projection_init(spec.distill, model, video_shape)
 
   def init_params():
     inputs = registry.dummy_inputs(model, video_shape, mask_key)
@@ -73,7 +75,7 @@ def _state_factory(config, model: nn.Module, rng, video_shape: Sequence[int]):
     return params
 
   boxed = jax.eval_shape(init_params)
-  tx, _ = make_optimizer(config, boxed)
+  tx, _ = make_optimizer(spec.optimizer, boxed)
 
   def create():
     params = nn.unbox(init_params())
@@ -85,7 +87,7 @@ def _state_factory(config, model: nn.Module, rng, video_shape: Sequence[int]):
   return create, boxed
 
 
-def abstract_train_state(config, model: nn.Module, mesh: jax.sharding.Mesh,
+def abstract_train_state(spec: specs.StepSpec, model: nn.Module, mesh: jax.sharding.Mesh,
                          video_shape: Sequence[int], rng=0):
   """`(abstract_state, state_shardings)` without computing anything.
 
@@ -94,9 +96,8 @@ def abstract_train_state(config, model: nn.Module, mesh: jax.sharding.Mesh,
   the `TrainState` of `NamedSharding`s that `init_train_state` returns.
   Arguments as for `init_train_state`.
   """
-  create, boxed = _state_factory(config, model, rng, video_shape)
-  rules = partitioning.rules_from_config(config)
-  param_shardings = partitioning.param_shardings(boxed, mesh, rules)
+  create, boxed = _state_factory(spec, model, rng, video_shape)
+  param_shardings = partitioning.param_shardings(boxed, mesh, spec.rules)
   abstract = jax.eval_shape(create)
   replicated = partitioning.replicated(mesh)
   shardings = TrainState(
@@ -110,13 +111,13 @@ def abstract_train_state(config, model: nn.Module, mesh: jax.sharding.Mesh,
   return abstract, shardings
 
 
-def init_train_state(config, model: nn.Module, mesh: jax.sharding.Mesh, rng,
+def init_train_state(spec: specs.StepSpec, model: nn.Module, mesh: jax.sharding.Mesh, rng,
                      video_shape: Sequence[int], *,
                      compiler_options: Optional[Dict[str, Any]] = None):
   """A freshly initialised, sharded `TrainState` and its shardings.
 
   Args:
-    config: experiment config.
+    spec: the step spec (`specs.StepSpec.from_config(config)`).
     model: the module of `build_model(config.model)`.
     mesh: from `mesh.create_mesh`.
     rng: an int seed, a typed PRNG key or raw `uint32[2]` key data.
@@ -131,8 +132,8 @@ def init_train_state(config, model: nn.Module, mesh: jax.sharding.Mesh, rng,
     each shard in place, never the whole state on one device. The same
     `rng` gives the same values on any mesh.
   """
-  create, _ = _state_factory(config, model, rng, video_shape)
-  _, shardings = abstract_train_state(config, model, mesh, video_shape, rng)
+  create, _ = _state_factory(spec, model, rng, video_shape)
+  _, shardings = abstract_train_state(spec, model, mesh, video_shape, rng)
   state = jax.jit(create, out_shardings=shardings, compiler_options=compiler_options)()
   return state, shardings
 
@@ -155,14 +156,14 @@ def _tree_select(pred, on_true, on_false):
   return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
-def make_train_step(config, model: nn.Module, mesh: jax.sharding.Mesh,
+def make_train_step(spec: specs.StepSpec, model: nn.Module, mesh: jax.sharding.Mesh,
                     state_shardings: TrainState, *,
                     compiler_options: Optional[Dict[str, Any]] = None,
                     teacher: Optional["distill.Teacher"] = None) -> Callable:
   """The jitted `train_step(state, batch) -> (state, metrics)`; donates `state`.
 
   Args:
-    config, model, mesh, compiler_options: as for `init_train_state`.
+    spec, model, mesh, compiler_options: as for `init_train_state`.
     state_shardings: the second result of `init_train_state`.
     teacher: mode "distill": the frozen teacher (`distill.load_teacher`);
       its params are a further, non-donated argument of the jitted step
@@ -174,18 +175,17 @@ def make_train_step(config, model: nn.Module, mesh: jax.sharding.Mesh,
     metrics are replicated float32 scalars (module docstring).
   """
   if teacher is not None:
-    loss_fn = distill.make_loss_fn(config, model, teacher)
+    loss_fn = distill.make_loss_fn(spec, model, teacher)
   else:
-    loss_fn = objectives.make_loss_fn(config, model)
-  rules = partitioning.rules_from_config(config)
-  constrain = bool(config.sharding.constrain_activations)
-  num_micro = int(config.train.grad_accum_steps)
+    loss_fn = objectives.make_loss_fn(spec.objective, model)
+  rules, constrain = spec.rules, spec.constrain_activations
+  num_micro = int(spec.grad_accum_steps)
   if num_micro < 1:
     raise ValueError(f"train.grad_accum_steps must be >= 1, got {num_micro}")
-  if config.train.nan_policy not in NAN_POLICIES:
+  if spec.nan_policy not in NAN_POLICIES:
     raise ValueError(f"train.nan_policy must be one of {NAN_POLICIES}, "
-                     f"got {config.train.nan_policy!r}")
-  ema_decay = config.optimizer.ema_decay
+                     f"got {spec.nan_policy!r}")
+  ema_decay = spec.optimizer.ema_decay
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
   def constrain_like_params(tree):
@@ -221,10 +221,10 @@ def make_train_step(config, model: nn.Module, mesh: jax.sharding.Mesh,
 
   def train_step(state: TrainState, batch: Dict[str, jax.Array], *frozen):
     batch = device_preprocess.prepare_batch(  # uint8 video -> (jittered,) normalised
-        batch, config, jax.random.fold_in(jax.random.fold_in(state.key(), state.step),
+        batch, spec.preprocess, jax.random.fold_in(jax.random.fold_in(state.key(), state.step),
                                           device_preprocess.JITTER_SALT))
     with partitioning.activation_rules(mesh, rules, constrain):
-      tx, schedule = make_optimizer(config, state.params)
+      tx, schedule = make_optimizer(spec.optimizer, state.params)
       key = jax.random.fold_in(state.key(), state.step)
       grads, metrics = compute_grads(state.params, batch, key, *frozen)
       grads = jax.tree_util.tree_map(lambda g, p: g.astype(p.dtype), grads, state.params)
@@ -262,14 +262,14 @@ def global_norm(tree) -> jax.Array:
   return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in leaves))
 
 
-def make_eval_step(config, model: nn.Module, mesh: jax.sharding.Mesh,
+def make_eval_step(spec: specs.StepSpec, model: nn.Module, mesh: jax.sharding.Mesh,
                    state_shardings: TrainState, *, use_ema: bool = False,
                    return_reconstruction: bool = False,
                    compiler_options: Optional[Dict[str, Any]] = None) -> Callable:
   """The jitted `eval_step(state, batch) -> metrics` (no dropout, no donation).
 
   Args:
-    config, model, mesh, state_shardings, compiler_options: as for
+    spec, model, mesh, state_shardings, compiler_options: as for
       `make_train_step`.
     use_ema: evaluate `state.ema_params` (must exist) instead of `params`.
     return_reconstruction: pretraining objective; adds `reconstruction` and
@@ -281,16 +281,15 @@ def make_eval_step(config, model: nn.Module, mesh: jax.sharding.Mesh,
     given, marks padding with 0); per-example outputs (`logits (B, C)`,
     `reconstruction`, `mask`) are batch-sharded. See `objectives.make_eval_fn`.
   """
-  eval_fn = objectives.make_eval_fn(config, model, return_reconstruction)
-  rules = partitioning.rules_from_config(config)
-  constrain = bool(config.sharding.constrain_activations)
+  eval_fn = objectives.make_eval_fn(spec.objective, model, return_reconstruction)
+  rules, constrain = spec.rules, spec.constrain_activations
   if use_ema and state_shardings.ema_params is None:
     raise ValueError("use_ema=True needs optimizer.ema_decay set (the state has no EMA)")
   per_example = partitioning.batch_sharding(mesh)
   replicated = partitioning.replicated(mesh)
 
   def eval_step(state: TrainState, batch: Dict[str, jax.Array]) -> Dict[str, Any]:
-    batch = device_preprocess.prepare_batch(batch, config)  # uint8 video -> normalised
+    batch = device_preprocess.prepare_batch(batch, spec.preprocess)  # uint8 video -> normalised
     with partitioning.activation_rules(mesh, rules, constrain):
       params = state.ema_params if use_ema else state.params
       key = jax.random.fold_in(state.key(), objectives.EVAL_MASK_SEED)

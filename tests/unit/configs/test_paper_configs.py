@@ -26,6 +26,7 @@ from vivit_jax.train import experiment, init_from, multihead
 from vivit_jax.train.distributed import make_global_batch
 from vivit_jax.train.mesh import create_mesh
 from vivit_jax.train.steps import init_train_state, make_train_step
+from vivit_jax.train.specs import StepSpec
 from support import REPO
 
 ROOT = REPO
@@ -200,10 +201,11 @@ def one_step_results():
     if key not in compiled:
       model = build_model(config.model)
       mesh = create_mesh(config.mesh)
-      state, shardings = init_train_state(config, model, mesh, 0, TINY_CLIP,
+      state, shardings = init_train_state(StepSpec.from_config(config), model, mesh, 0, TINY_CLIP,
                                           compiler_options=FAST)
       before = jax.tree_util.tree_map(np.asarray, state.params)
-      step = make_train_step(config, model, mesh, shardings, compiler_options=FAST)
+      step = make_train_step(StepSpec.from_config(config), model, mesh, shardings,
+                             compiler_options=FAST)
       state, metrics = step(state, make_global_batch(generated_batch(config, 4, 0), mesh))
       moved = any(not np.allclose(a, b) for a, b in zip(
           jax.tree_util.tree_leaves(before), jax.tree_util.tree_leaves(state.params)))

@@ -17,6 +17,7 @@ from support import datasets as fx
 from vivit_jax import data
 from vivit_jax.models import build_model
 from vivit_jax.train import defaults, device_preprocess, mesh as mesh_lib, partitioning, steps
+from vivit_jax.train.specs import PreprocessSpec, StepSpec
 
 MEAN, STD = (0.45, 0.5, 0.55), (0.2, 0.25, 0.3)  # not ImageNet's, so a fallback to it shows
 
@@ -88,9 +89,9 @@ def test_train_step_normalises_a_uint8_batch_on_device():
   labels = jax.device_put(np.array([0, 2], np.int32), sharding)
   losses = []
   for video in (raw, normalised.astype(np.float32)):
-    state, shardings = steps.init_train_state(config, model, mesh, 0, clip)
-    step = steps.make_train_step(config, model, mesh, shardings)
-    evaluate = steps.make_eval_step(config, model, mesh, shardings)
+    state, shardings = steps.init_train_state(StepSpec.from_config(config), model, mesh, 0, clip)
+    step = steps.make_train_step(StepSpec.from_config(config), model, mesh, shardings)
+    evaluate = steps.make_eval_step(StepSpec.from_config(config), model, mesh, shardings)
     batch = {"video": jax.device_put(video, sharding), "label": labels}
     eval_loss = float(evaluate(state, batch)["loss"])
     _, metrics = step(state, batch)  # the zero-initialised head: loss ln 3 for any video
@@ -102,8 +103,8 @@ def test_train_step_normalises_a_uint8_batch_on_device():
   config.data.color_jitter_on_device = True
   jittered = []
   for _ in range(2):
-    state, shardings = steps.init_train_state(config, model, mesh, 0, clip)
-    step = steps.make_train_step(config, model, mesh, shardings)
+    state, shardings = steps.init_train_state(StepSpec.from_config(config), model, mesh, 0, clip)
+    step = steps.make_train_step(StepSpec.from_config(config), model, mesh, shardings)
     jittered.append(float(step(state, {"video": jax.device_put(raw, sharding),
                                        "label": labels})[1]["grad_norm"]))
   assert np.isfinite(jittered[0]) and jittered[0] == jittered[1]
@@ -121,8 +122,9 @@ def test_on_device_jitter_leaves_host_clips_unjittered_and_is_keyed(files):
                                                  color_jitter_on_device=True,
                                                  mean=MEAN, std=STD))
   batch = {"video": jnp.asarray(host[0]["video"])}
-  jitter = lambda key: np.asarray(device_preprocess.prepare_batch(batch, config, key)["video"])
-  unjittered = np.asarray(device_preprocess.prepare_batch(batch, config)["video"])
+  spec = PreprocessSpec.from_config(config)
+  jitter = lambda key: np.asarray(device_preprocess.prepare_batch(batch, spec, key)["video"])
+  unjittered = np.asarray(device_preprocess.prepare_batch(batch, spec)["video"])
   first, again, other = jitter(jax.random.key(0)), jitter(jax.random.key(0)), jitter(
       jax.random.key(1))
   np.testing.assert_array_equal(first, again)

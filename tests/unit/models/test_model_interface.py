@@ -12,6 +12,7 @@ from vivit_jax.train import default_train_config, objectives
 from vivit_jax.train.distributed import make_global_batch
 from vivit_jax.train.mesh import create_mesh
 from vivit_jax.train.steps import init_train_state, make_eval_step, make_train_step
+from vivit_jax.train.specs import ObjectiveSpec, StepSpec
 
 CLIP = (2, 8, 8, 3)
 NUM_CLASSES = 3
@@ -56,21 +57,24 @@ def _config():
 def test_registered_toy_model_trains_and_evaluates_one_step(toy_registered):
   config = _config()
   model = build_model(config.model)
-  assert isinstance(model, PooledLinear) and objectives.check_mode(config, model) == (
+  assert isinstance(model,
+                    PooledLinear) and objectives.check_mode(ObjectiveSpec.from_config(config),
+                                                            model) == (
       "classification")
   mesh = create_mesh(config.mesh)
-  state, shardings = init_train_state(config, model, mesh, 0, CLIP)
+  state, shardings = init_train_state(StepSpec.from_config(config), model, mesh, 0, CLIP)
   rng = np.random.default_rng(0)
   batch = {"video": rng.normal(size=(4,) + CLIP).astype(np.float32),
            "label": np.array([0, 1, 2, 0], np.int32)}
   before = jax.tree_util.tree_map(np.asarray, state.params)
-  train_step = make_train_step(config, model, mesh, shardings)
+  train_step = make_train_step(StepSpec.from_config(config), model, mesh, shardings)
   state, metrics = train_step(state, make_global_batch(batch, mesh))
   assert bool(metrics["is_finite"]) and int(state.step) == 1
   changed = jax.tree_util.tree_map(lambda a, b: not np.allclose(a, np.asarray(b)), before,
                                    state.params)
   assert all(jax.tree_util.tree_leaves(changed))
-  out = make_eval_step(config, model, mesh, shardings)(state, make_global_batch(batch, mesh))
+  out = make_eval_step(StepSpec.from_config(config), model, mesh, shardings)(state,
+                                                                             make_global_batch(batch, mesh))
   assert out["logits"].shape == (4, NUM_CLASSES) and float(out["num_examples"]) == 4
   assert flops.forward_macs(model, CLIP) == 3 * 4 + 4 * NUM_CLASSES
   assert flops.count_params(model, CLIP) == (3 * 4 + 4) + (4 * NUM_CLASSES + NUM_CLASSES)
@@ -89,4 +93,4 @@ def test_pretrain_mode_refuses_a_classification_model(toy_registered):
   config = _config()
   config.mode = "pretrain"
   with pytest.raises(ValueError, match="mode='pretrain' needs a pretraining model"):
-    objectives.check_mode(config, config.model)
+    objectives.check_mode(ObjectiveSpec.from_config(config), config.model)

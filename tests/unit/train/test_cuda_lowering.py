@@ -22,6 +22,7 @@ from jax._src.cudnn import fused_attention_stablehlo
 
 from vivit_jax.models import build_model
 from vivit_jax.train import defaults, mesh as mesh_lib, partitioning, steps
+from vivit_jax.train.specs import StepSpec
 from support import REPO
 
 SCRIPTS = os.path.join(REPO, "scripts")
@@ -53,14 +54,14 @@ def _lower(preset, model_overrides=None):
   with _no_cudnn_check():
     model = build_model(config.model)
     mesh = mesh_lib.create_mesh(config.mesh)
-    state, shardings = steps.abstract_train_state(config, model, mesh, clip)
+    state, shardings = steps.abstract_train_state(StepSpec.from_config(config), model, mesh, clip)
     sharding = partitioning.batch_sharding(mesh)
     video_dtype = jnp.uint8 if p.get("data_dtype") == "uint8" else jnp.float32  # as the suite
     batch = {"video": jax.ShapeDtypeStruct((batch_size,) + clip, video_dtype, sharding=sharding),
              "label": jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=sharding)}
-    train = steps.make_train_step(config, model, mesh, shardings)
+    train = steps.make_train_step(StepSpec.from_config(config), model, mesh, shardings)
     train_text = train.trace(state, batch).lower(lowering_platforms=("cuda",)).as_text()
-    evaluate = steps.make_eval_step(config, model, mesh, shardings)
+    evaluate = steps.make_eval_step(StepSpec.from_config(config), model, mesh, shardings)
     eval_text = evaluate.trace(state, batch).lower(lowering_platforms=("cuda",)).as_text()
   return train_text, eval_text, state
 

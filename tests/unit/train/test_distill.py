@@ -16,6 +16,7 @@ from vivit_jax.train.distributed import make_global_batch
 from vivit_jax.train.evaluation.evaluator import Evaluator
 from vivit_jax.train.mesh import create_mesh
 from vivit_jax.train.steps import init_train_state, make_train_step
+from vivit_jax.train.specs import StepSpec
 
 SIZE, CLASSES, BATCH = 16, 4, 8
 FAST = {"xla_backend_optimization_level": 0}
@@ -65,7 +66,8 @@ def batches(num, frames=4, seed=0):
 def setup(config, frames=4):
   model = build_model(config.model)
   mesh = create_mesh(config.mesh)
-  state, shardings = init_train_state(config, model, mesh, 0, (frames, SIZE, SIZE, 3),
+  state, shardings = init_train_state(StepSpec.from_config(config), model, mesh, 0,
+                                      (frames, SIZE, SIZE, 3),
                                       compiler_options=FAST)
   return model, mesh, state, shardings
 
@@ -89,13 +91,15 @@ def test_alpha_zero_is_exactly_the_hard_label_step(teacher_dir):
   data = batches(3)
   plain_config = make_config(teacher_dir, mode="train")
   model, mesh, state, shardings = setup(plain_config)
-  plain, plain_metrics = train(make_train_step(plain_config, model, mesh, shardings,
+  plain, plain_metrics = train(make_train_step(StepSpec.from_config(plain_config), model, mesh,
+                                               shardings,
                                                compiler_options=FAST),
                                jax.tree_util.tree_map(jnp.copy, state), data, mesh)
 
   config = make_config(teacher_dir, alpha=0.0)
-  teacher = distill.load_teacher(config, mesh)
-  step = make_train_step(config, model, mesh, shardings, compiler_options=FAST,
+  teacher = distill.load_teacher(StepSpec.from_config(config), mesh)
+  step = make_train_step(StepSpec.from_config(config), model, mesh, shardings,
+                         compiler_options=FAST,
                          teacher=teacher)
   distilled, metrics = train(step, state, data, mesh)
   assert [m["loss"] for m in metrics] == [m["loss"] for m in plain_metrics]
@@ -118,8 +122,8 @@ def test_soft_loss_is_temperature_squared_kl_to_softened_teacher(teacher_dir):
   temperature = 3.0
   config = make_config(teacher_dir, alpha=1.0, temperature=temperature)
   model, mesh, state, _ = setup(config)
-  teacher = distill.load_teacher(config, mesh)
-  loss_fn = distill.make_loss_fn(config, model, teacher)
+  teacher = distill.load_teacher(StepSpec.from_config(config), mesh)
+  loss_fn = distill.make_loss_fn(StepSpec.from_config(config), model, teacher)
   batch = {k: jnp.asarray(v) for k, v in batches(1)[0].items()}
   # Non-zero student head, so both sides have non-uniform soft targets.
   params = jax.tree_util.tree_map(
@@ -140,10 +144,11 @@ def test_soft_loss_is_temperature_squared_kl_to_softened_teacher(teacher_dir):
 def test_teacher_is_frozen_and_not_in_the_state(teacher_dir):
   config = make_config(teacher_dir, alpha=0.5)
   model, mesh, state, shardings = setup(config)
-  teacher = distill.load_teacher(config, mesh)
+  teacher = distill.load_teacher(StepSpec.from_config(config), mesh)
   before = jax.tree_util.tree_map(np.asarray, teacher.params)
   student_before = jax.tree_util.tree_map(np.asarray, state.params)
-  step = make_train_step(config, model, mesh, shardings, compiler_options=FAST,
+  step = make_train_step(StepSpec.from_config(config), model, mesh, shardings,
+                         compiler_options=FAST,
                          teacher=teacher)
   state, _ = train(step, state, batches(2), mesh)
   for a, b in zip(jax.tree_util.tree_leaves(before), jax.tree_util.tree_leaves(teacher.params)):
@@ -166,8 +171,9 @@ def test_features_kind_trains_a_projection_between_widths(teacher_dir):
   projection = state.params[distill.PROJECTION]
   assert projection["kernel"].shape == (32, 48) and projection["bias"].shape == (48,)
   kernel0 = np.asarray(projection["kernel"])
-  teacher = distill.load_teacher(config, mesh)
-  step = make_train_step(config, model, mesh, shardings, compiler_options=FAST,
+  teacher = distill.load_teacher(StepSpec.from_config(config), mesh)
+  step = make_train_step(StepSpec.from_config(config), model, mesh, shardings,
+                         compiler_options=FAST,
                          teacher=teacher)
   state, metrics = train(step, state, batches(3), mesh)
   assert all(m["feature_loss"] > 0 for m in metrics)
@@ -193,9 +199,9 @@ def test_student_with_fewer_frames_sees_every_kth_frame_of_the_teachers_clip(tmp
   train_config = distill.train_input_config(config)
   assert (train_config.data.num_frames, train_config.data.stride) == (4, 1)
   model, mesh, state, _ = setup(config, frames=2)
-  teacher = distill.load_teacher(config, mesh)
+  teacher = distill.load_teacher(StepSpec.from_config(config), mesh)
   assert teacher.subsample == 2
-  loss_fn = distill.make_loss_fn(config, model, teacher)
+  loss_fn = distill.make_loss_fn(StepSpec.from_config(config), model, teacher)
   batch = {k: jnp.asarray(v) for k, v in batches(1, frames=4)[0].items()}
   _, metrics = loss_fn(state.params, batch, jax.random.PRNGKey(0), teacher.params)
   logits = model.apply({"params": distill.student_params(state.params)},
@@ -298,8 +304,9 @@ def test_gradient_accumulation_splits_teacher_and_student_batches_alike(teacher_
     with config.unlocked():
       config.train.grad_accum_steps = micro
     model, mesh, state, shardings = setup(config)
-    teacher = distill.load_teacher(config, mesh)
-    step = make_train_step(config, model, mesh, shardings, compiler_options=FAST,
+    teacher = distill.load_teacher(StepSpec.from_config(config), mesh)
+    step = make_train_step(StepSpec.from_config(config), model, mesh, shardings,
+                           compiler_options=FAST,
                            teacher=teacher)
     results.append(train(step, state, data, mesh))
   (one, m1), (two, m2) = results

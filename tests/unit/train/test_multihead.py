@@ -14,6 +14,7 @@ from vivit_jax.models import build_model
 from vivit_jax.models.vivit import split_logits
 from vivit_jax.train import experiment, multihead, objectives
 from vivit_jax.train.defaults import default_train_config
+from vivit_jax.train.specs import ObjectiveSpec
 from support import REPO
 
 SPLITS = (3, 4)  # "verbs", "nouns"
@@ -69,7 +70,7 @@ def test_loss_is_the_sum_of_each_heads_cross_entropy():
   params = params_with_head_bias(model, bias)
   labels = multihead.encode_labels([np.array([0, 2]), np.array([1, 3])], SPLITS)
   batch = {"video": jnp.zeros((2,) + CLIP), "label": jnp.asarray(labels, jnp.int32)}
-  loss_fn = objectives.make_loss_fn(config_for({}), model)
+  loss_fn = objectives.make_loss_fn(ObjectiveSpec.from_config(config_for({})), model)
   loss, metrics = loss_fn(params, batch, jax.random.key(0))
   lv, ln = jax.nn.log_softmax(bias[:3]), jax.nn.log_softmax(bias[3:])
   want = np.mean([-(lv[0] + ln[1]), -(lv[2] + ln[3])])
@@ -87,7 +88,7 @@ def test_action_accuracy_needs_every_head_right():
   labels = multihead.encode_labels([verbs, nouns], SPLITS)
   batch = {"video": jnp.zeros((4,) + CLIP), "label": jnp.asarray(labels, jnp.int32),
            "mask": jnp.array([1, 1, 1, 0])}  # the 4th is padding
-  eval_fn = objectives.make_eval_fn(config_for({}), model)
+  eval_fn = objectives.make_eval_fn(ObjectiveSpec.from_config(config_for({})), model)
   out = eval_fn(params, batch, None)
   assert set(out) == {"loss", "accuracy", "num_examples", "logits"}
   assert float(out["num_examples"]) == 3

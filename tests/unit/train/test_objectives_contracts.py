@@ -12,6 +12,7 @@ import pytest
 from vivit_jax.models import build_model, masking, videomae
 from vivit_jax.train import objectives
 from vivit_jax.train.defaults import default_train_config
+from vivit_jax.train.specs import ObjectiveSpec
 
 CLIP = (2, 8, 8, 3)
 TINY = dict(hidden_size=8, num_layers=1, num_heads=2, mlp_dim=16, patch_size=4,
@@ -53,31 +54,38 @@ def test_run_mode_maps_every_training_mode_to_train_and_refuses_unknown_ones():
 
 def test_check_mode_pairs_modes_with_objectives():
   cls_config, mae_config = _config(), _config(pretrain=True)
-  assert objectives.check_mode(cls_config, cls_config.model) == "classification"
-  assert objectives.check_mode(_config("finetune"), cls_config.model) == "classification"
-  assert objectives.check_mode(_config("distill"), cls_config.model) == "classification"
-  assert objectives.check_mode(_config("pretrain", True), mae_config.model) == "pretrain"
-  assert objectives.check_mode(_config("eval", True), mae_config.model) == "pretrain"
+  assert objectives.check_mode(ObjectiveSpec.from_config(cls_config),
+                               cls_config.model) == "classification"
+  assert objectives.check_mode(ObjectiveSpec.from_config(_config("finetune")),
+                               cls_config.model) == "classification"
+  assert objectives.check_mode(ObjectiveSpec.from_config(_config("distill")),
+                               cls_config.model) == "classification"
+  assert objectives.check_mode(ObjectiveSpec.from_config(_config("pretrain", True)),
+                               mae_config.model) == "pretrain"
+  assert objectives.check_mode(ObjectiveSpec.from_config(_config("eval", True)),
+                               mae_config.model) == "pretrain"
   with pytest.raises(ValueError, match="mode='pretrain' needs a pretraining model.*'vivit'"):
-    objectives.check_mode(_config("pretrain"), cls_config.model)
+    objectives.check_mode(ObjectiveSpec.from_config(_config("pretrain")), cls_config.model)
   with pytest.raises(ValueError, match="mode='finetune' needs a classification model"):
-    objectives.check_mode(_config("finetune", True), mae_config.model)
+    objectives.check_mode(ObjectiveSpec.from_config(_config("finetune", True)), mae_config.model)
   with pytest.raises(ValueError, match="mode='distill' needs a classification model"):
-    objectives.check_mode(_config("distill", True), mae_config.model)
+    objectives.check_mode(ObjectiveSpec.from_config(_config("distill", True)), mae_config.model)
   model = build_model(mae_config.model)
   for key in ("mixup_alpha", "cutmix_alpha"):
     with pytest.raises(ValueError, match="apply to classification"):
-      objectives.check_mode(_config("pretrain", True, **{key: 0.5}), model)
+      objectives.check_mode(ObjectiveSpec.from_config(_config("pretrain", True, **{key: 0.5})),
+                            model)
   with pytest.raises(ValueError, match="got MaskedVideoAutoencoder"):
-    objectives.check_mode(_config("finetune", True), model)
+    objectives.check_mode(ObjectiveSpec.from_config(_config("finetune", True)), model)
 
 
 def test_pixel_normalisation_reads_the_data_keys_or_none():
   config = _config()
   config.data.mean, config.data.std = [0.5, 0.25, 0.0], [2, 4, 1]
-  assert objectives.pixel_normalisation(config) == ((0.5, 0.25, 0.0), (2.0, 4.0, 1.0))
+  assert objectives.pixel_normalisation(ObjectiveSpec.from_config(config)) == ((0.5, 0.25, 0.0),
+                                                                               (2.0, 4.0, 1.0))
   config.data.mean = config.data.std = None
-  assert objectives.pixel_normalisation(config) == (None, None)
+  assert objectives.pixel_normalisation(ObjectiveSpec.from_config(config)) == (None, None)
 
 
 def test_softmax_cross_entropy_is_minus_the_target_weighted_log_softmax():
@@ -93,7 +101,7 @@ def test_classification_loss_uses_smoothed_targets_and_the_dropout_stream():
   model = build_model(config.model)
   video, labels = _video(), np.array([0, 1, 2, 1], np.int32)
   params = _params(model, video)
-  loss_fn = jax.jit(objectives.make_loss_fn(config, model))
+  loss_fn = jax.jit(objectives.make_loss_fn(ObjectiveSpec.from_config(config), model))
   rng = jax.random.PRNGKey(7)
   loss, metrics = loss_fn(params, {"video": video, "label": labels}, rng)
   logits = model.apply({"params": params}, video, train=True,
@@ -110,7 +118,7 @@ def test_classification_eval_means_over_real_examples_only():
   model = build_model(config.model)
   video, labels = _video(), np.array([0, 1, 2, 1], np.int32)
   params = _params(model, video)
-  eval_fn = jax.jit(objectives.make_eval_fn(config, model))
+  eval_fn = jax.jit(objectives.make_eval_fn(ObjectiveSpec.from_config(config), model))
   mask = np.array([1, 1, 0, 1], np.float32)
   out = eval_fn(params, {"video": video, "label": labels, "mask": mask}, None)
   logits = np.asarray(model.apply({"params": params}, video))
@@ -136,7 +144,8 @@ def test_pretrain_loss_is_the_hidden_token_error_under_the_mask_stream():
   mask = objectives.draw_mask(model, jax.random.fold_in(rng, objectives.MASK), video.shape)
   assert mask.shape == (2, 4) and np.all(np.asarray(mask).sum(1) == 2)  # grid (1, 2, 2)
   params = _params(model, video, mask)
-  loss, _ = jax.jit(objectives.make_loss_fn(config, model))(params, {"video": video}, rng)
+  loss, _ = jax.jit(objectives.make_loss_fn(ObjectiveSpec.from_config(config), model))(params,
+                                                                                       {"video": video}, rng)
   out = model.apply({"params": params}, video, mask, train=True,
                     rngs={"dropout": jax.random.fold_in(rng, objectives.DROPOUT)})
   targets = videomae.reconstruction_targets(video, 4, 2, True, (0.4, 0.5, 0.6),
@@ -154,7 +163,8 @@ def test_pretrain_eval_is_padding_aware_and_returns_the_reconstruction_and_mask(
   rng = jax.random.PRNGKey(4)
   mask = objectives.draw_mask(model, rng, video.shape)
   params = _params(model, video, mask)
-  eval_fn = jax.jit(objectives.make_eval_fn(config, model, return_reconstruction=True))
+  eval_fn = jax.jit(objectives.make_eval_fn(ObjectiveSpec.from_config(config), model,
+                                            return_reconstruction=True))
   out = eval_fn(params, {"video": video, "mask": np.array([0.0, 1.0])}, rng)
   np.testing.assert_array_equal(out["mask"], mask)
   pred = model.apply({"params": params}, video, mask)
@@ -167,7 +177,8 @@ def test_pretrain_eval_is_padding_aware_and_returns_the_reconstruction_and_mask(
       videomae.patchify(out["reconstruction"], 4, 2), pred["visible_indices"]))
   np.testing.assert_allclose(visible, np.asarray(masking.gather_tokens(
       targets, pred["visible_indices"])), rtol=1e-6)
-  assert "reconstruction" not in jax.jit(objectives.make_eval_fn(config, model))(
+  assert "reconstruction" not in jax.jit(objectives.make_eval_fn(ObjectiveSpec.from_config(config),
+                                                                 model))(
       params, {"video": video}, rng)
 
 
@@ -178,10 +189,10 @@ def test_a_model_with_class_splits_trains_and_evaluates_per_head():
   model = build_model(config.model)
   video, labels = _video(), np.array([0, 4, 5, 3], np.int32)  # label = y0 * 3 + y1
   params = _params(model, video)
-  _, metrics = jax.jit(objectives.make_loss_fn(config, model))(
+  _, metrics = jax.jit(objectives.make_loss_fn(ObjectiveSpec.from_config(config), model))(
       params, {"video": video, "label": labels}, jax.random.PRNGKey(0))
   assert {"accuracy", "head_0_accuracy", "head_1_accuracy"} <= set(metrics)
-  out = jax.jit(objectives.make_eval_fn(config, model))(
+  out = jax.jit(objectives.make_eval_fn(ObjectiveSpec.from_config(config), model))(
       params, {"video": video, "label": labels}, None)
   log_probs = np.asarray(out["logits"])  # each head's log-softmax, side by side
   np.testing.assert_allclose(np.exp(log_probs[:, :2]).sum(1), 1.0, rtol=1e-5)

@@ -13,6 +13,7 @@ from vivit_jax.train import distributed, partitioning
 from vivit_jax.train.defaults import default_train_config
 from vivit_jax.train.mesh import MESH_AXES, create_mesh, resolve_mesh_shape
 from vivit_jax.train.steps import check_finite
+from vivit_jax.train.specs import StepSpec
 from support import REPO
 
 
@@ -67,12 +68,12 @@ def test_create_mesh_has_auto_axes():
 
 def test_rules_normalisation_and_batch_sharding():
   config = default_train_config()
-  assert partitioning.rules_from_config(config) == partitioning.DEFAULT_RULES
+  assert StepSpec.from_config(config).rules == partitioning.DEFAULT_RULES
   config.sharding.rules = [["embed", ["fsdp", "tensor"]], ["mlp", None], ("heads", "tensor")]
-  assert partitioning.rules_from_config(config) == (
+  assert StepSpec.from_config(config).rules == (
       ("embed", ("fsdp", "tensor")), ("mlp", None), ("heads", "tensor"))
   config.sharding.rules = ()
-  assert partitioning.rules_from_config(config) == partitioning.DEFAULT_RULES
+  assert StepSpec.from_config(config).rules == partitioning.DEFAULT_RULES
   with pytest.raises(ValueError, match="pairs"):
     partitioning.normalise_rules([("embed",)])
   mesh = create_mesh(config.mesh)

@@ -12,6 +12,7 @@ from vivit_jax.train import param_groups
 from vivit_jax.train.defaults import default_train_config
 from vivit_jax.train.optimizer import ema_update, make_optimizer, make_schedule
 from vivit_jax.train.steps import global_norm
+from vivit_jax.train.specs import OptimizerSpec
 
 
 def _config(**optimizer):
@@ -55,7 +56,7 @@ def _toy_params():
 
 def test_schedule_warms_up_then_follows_cosine():
   config = _config(learning_rate=1.0, warmup_steps=10, end_learning_rate=0.1)
-  schedule = make_schedule(config)
+  schedule = make_schedule(OptimizerSpec.from_config(config))
   np.testing.assert_allclose(schedule(0), 0.0)
   np.testing.assert_allclose(schedule(5), 0.5, rtol=1e-6)
   np.testing.assert_allclose(schedule(10), 1.0, rtol=1e-6)
@@ -108,7 +109,7 @@ def test_layer_ids_factorised_encoder():
 def test_layer_decay_scales_sgd_updates():
   params = _toy_params()
   config = _config(name="sgd", momentum=0.0, learning_rate=0.1, layer_decay=0.5)
-  tx, _ = make_optimizer(config, params)
+  tx, _ = make_optimizer(OptimizerSpec.from_config(config), params)
   grads = jax.tree_util.tree_map(jnp.ones_like, params)
   updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
   # One encoder block: embedding 0 -> 0.5**2, block_00 -> 0.5, head -> 1.
@@ -121,7 +122,7 @@ def test_layer_decay_scales_sgd_updates():
 def test_weight_decay_skips_biases_norms_tokens_and_positions():
   params = _toy_params()
   config = _config(learning_rate=0.1, weight_decay=0.5)
-  tx, _ = make_optimizer(config, params)
+  tx, _ = make_optimizer(OptimizerSpec.from_config(config), params)
   zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
   updates, _ = jax.jit(tx.update)(zeros, tx.init(params), params)
   new = optax.apply_updates(params, updates)
@@ -135,7 +136,7 @@ def test_weight_decay_skips_biases_norms_tokens_and_positions():
 def test_clip_by_global_norm():
   params = _toy_params()
   config = _config(name="sgd", momentum=0.0, learning_rate=1.0, clip_grad_norm=1.0)
-  tx, _ = make_optimizer(config, params)
+  tx, _ = make_optimizer(OptimizerSpec.from_config(config), params)
   grads = jax.tree_util.tree_map(lambda p: 100.0 * jnp.ones_like(p), params)
   updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
   np.testing.assert_allclose(global_norm(updates), 1.0, rtol=1e-5)
@@ -146,9 +147,10 @@ def test_clip_by_global_norm():
 
 def test_adamw_first_step_and_state_structure_independent_of_options():
   params = _toy_params()
-  plain, _ = make_optimizer(_config(learning_rate=0.01), params)
-  full, _ = make_optimizer(_config(learning_rate=0.01, clip_grad_norm=1.0, weight_decay=0.1,
-                                   layer_decay=0.7), params)
+  plain, _ = make_optimizer(OptimizerSpec.from_config(_config(learning_rate=0.01)), params)
+  full, _ = make_optimizer(OptimizerSpec.from_config(_config(learning_rate=0.01,
+                                                             clip_grad_norm=1.0, weight_decay=0.1,
+                                   layer_decay=0.7)), params)
   assert (jax.tree_util.tree_structure(plain.init(params))
           == jax.tree_util.tree_structure(full.init(params)))
   grads = jax.tree_util.tree_map(lambda p: 0.3 * jnp.ones_like(p), params)
@@ -159,7 +161,7 @@ def test_adamw_first_step_and_state_structure_independent_of_options():
 
 def test_unknown_optimizer_name_fails():
   with pytest.raises(ValueError, match="optimizer.name"):
-    make_optimizer(_config(name="lamb"), _toy_params())
+    make_optimizer(OptimizerSpec.from_config(_config(name="lamb")), _toy_params())
 
 
 def test_ema_update():

@@ -100,6 +100,7 @@ def worker(out_path):
   from vivit_jax.train.mesh import create_mesh
   from vivit_jax.train.steps import (abstract_train_state, init_train_state,
                                      make_eval_step, make_global_batch, make_train_step)
+  from vivit_jax.train.specs import StepSpec
   assert jax.device_count() == 8, jax.devices()
   result = {"losses": {}, "specs": {}, "shard_shapes": {}, "pretrain_losses": {},
             "grad_norms": {}, "state_diffs": {}, "pretrain_grad_norms": {}}
@@ -112,7 +113,8 @@ def worker(out_path):
     return config, create_mesh(config.mesh, devices=devices)
 
   def train(config, model, mesh, state, shardings, data):
-    step = make_train_step(config, model, mesh, shardings, compiler_options=FAST)
+    step = make_train_step(StepSpec.from_config(config), model, mesh, shardings,
+                           compiler_options=FAST)
     losses, grad_norms = [], []
     for batch in data:
       state, metrics = step(state, make_global_batch(batch, mesh))
@@ -124,7 +126,8 @@ def worker(out_path):
   # `device_put` of the one-device values for the other meshes.
   config, mesh1 = mesh_for("1x1x1")
   model = build_model(config.model)
-  state1, shardings1 = init_train_state(config, model, mesh1, 0, CLIP, compiler_options=FAST)
+  state1, shardings1 = init_train_state(StepSpec.from_config(config), model, mesh1, 0, CLIP,
+                                        compiler_options=FAST)
   initial = jax.device_get(state1)
   eval_logits = {}
   for name in MESHES:
@@ -132,20 +135,21 @@ def worker(out_path):
     if name == "1x1x1":
       state, shardings = state1, shardings1
     elif name == "2x2x2":
-      state, shardings = init_train_state(config, model, mesh, 0, CLIP,
+      state, shardings = init_train_state(StepSpec.from_config(config), model, mesh, 0, CLIP,
                                           compiler_options=FAST)
       fresh = jax.device_get(state)
       result["init_max_diff"] = max(
           float(np.max(np.abs(a - b))) for a, b in zip(jax.tree_util.tree_leaves(fresh),
                                                         jax.tree_util.tree_leaves(initial)))
     else:
-      _, shardings = abstract_train_state(config, model, mesh, CLIP)
+      _, shardings = abstract_train_state(StepSpec.from_config(config), model, mesh, CLIP)
       state = jax.device_put(initial, shardings)
     state, result["losses"][name], result["grad_norms"][name] = train(
         config, model, mesh, state, shardings, data)
     final = jax.device_get(state)
     if name in ("1x1x1", "2x2x2"):  # the trained head: at init it is zero
-      eval_step = make_eval_step(config, model, mesh, shardings, compiler_options=FAST)
+      eval_step = make_eval_step(StepSpec.from_config(config), model, mesh, shardings,
+                                 compiler_options=FAST)
       eval_logits[name] = np.asarray(
           eval_step(state, make_global_batch(data[0], mesh))["logits"])
     if name == "1x1x1":
@@ -164,7 +168,8 @@ def worker(out_path):
   # Pretraining: one device against (2,2,2).
   pre_config = _config("pretrain")
   pre_model = build_model(pre_config.model)
-  pre_state1, pre_shardings1 = init_train_state(pre_config, pre_model, mesh1, 1, CLIP,
+  pre_state1, pre_shardings1 = init_train_state(StepSpec.from_config(pre_config), pre_model, mesh1,
+                                                1, CLIP,
                                                 compiler_options=FAST)
   pre_initial = jax.device_get(pre_state1)
   pre_state1, result["pretrain_losses"]["1x1x1"], result["pretrain_grad_norms"]["1x1x1"] = (
@@ -173,7 +178,7 @@ def worker(out_path):
   result["pretrain_param_change"] = _max_change(pre_reference, pre_initial)
   pre_config.mesh.shape = (2, 2, 2)
   mesh = create_mesh(pre_config.mesh)
-  _, shardings = abstract_train_state(pre_config, pre_model, mesh, CLIP)
+  _, shardings = abstract_train_state(StepSpec.from_config(pre_config), pre_model, mesh, CLIP)
   state, result["pretrain_losses"]["2x2x2"], result["pretrain_grad_norms"]["2x2x2"] = train(
       pre_config, pre_model, mesh, jax.device_put(pre_initial, shardings), shardings, data[:3])
   result["pretrain_state_diffs"] = _max_diffs(jax.device_get(state), pre_reference)

@@ -20,6 +20,7 @@ from vivit_jax.train.mesh import create_mesh
 from vivit_jax.train.optimizer import make_schedule
 from vivit_jax.train.steps import (check_finite, init_train_state, make_eval_step,
                                    make_train_step)
+from vivit_jax.train.specs import ObjectiveSpec, OptimizerSpec, StepSpec
 
 CLIP = (8, 32, 32, 3)  # (T, H, W, C)
 BATCH = 8
@@ -80,8 +81,10 @@ def cls():
   config = make_config()
   model = build_model(config.model)
   mesh = create_mesh(config.mesh)
-  state, shardings = init_train_state(config, model, mesh, 0, CLIP, compiler_options=FAST)
-  step = make_train_step(config, model, mesh, shardings, compiler_options=FAST)
+  state, shardings = init_train_state(StepSpec.from_config(config), model, mesh, 0, CLIP,
+                                      compiler_options=FAST)
+  step = make_train_step(StepSpec.from_config(config), model, mesh, shardings,
+                         compiler_options=FAST)
   data = batches(4)
   _, losses = run(step, copy_state(state), data, mesh)
   return dict(config=config, model=model, mesh=mesh, state0=state, shardings=shardings,
@@ -101,7 +104,7 @@ def test_initial_state(cls):
 def test_training_reduces_loss_and_reports_metrics(cls):
   config, mesh = cls["config"], cls["mesh"]
   state = copy_state(cls["state0"])
-  schedule = make_schedule(config)
+  schedule = make_schedule(OptimizerSpec.from_config(config))
   losses = []
   for i, batch in enumerate(cls["data"] * 2):
     state, metrics = cls["step"](state, make_global_batch(batch, mesh))
@@ -158,7 +161,7 @@ def test_non_finite_step_leaves_state_unchanged(cls):
 def test_gradient_accumulation_matches_one_big_batch(cls):
   config = make_config()
   config.train.grad_accum_steps = 2
-  step = make_train_step(config, cls["model"], cls["mesh"], cls["shardings"],
+  step = make_train_step(StepSpec.from_config(config), cls["model"], cls["mesh"], cls["shardings"],
                          compiler_options=FAST)
   state, losses = run(step, copy_state(cls["state0"]), cls["data"], cls["mesh"])
   np.testing.assert_allclose(losses, cls["losses"], rtol=2e-5)
@@ -175,7 +178,8 @@ def _cross_entropy(logits, labels):
 
 
 def test_eval_step_logits_and_padding_mask(cls):
-  eval_step = make_eval_step(cls["config"], cls["model"], cls["mesh"], cls["shardings"],
+  eval_step = make_eval_step(StepSpec.from_config(cls["config"]), cls["model"], cls["mesh"],
+                             cls["shardings"],
                              compiler_options=FAST)
   trained, _ = run(cls["step"], copy_state(cls["state0"]), cls["data"], cls["mesh"])
   batch = dict(cls["data"][0], mask=np.ones(BATCH, np.float32))
@@ -204,7 +208,8 @@ def test_mixup_cutmix_dropout_and_drop_path_train(cls):
   config.train.mixup_alpha = 0.8
   config.train.cutmix_alpha = 1.0
   model = build_model(config.model)
-  step = make_train_step(config, model, cls["mesh"], cls["shardings"], compiler_options=FAST)
+  step = make_train_step(StepSpec.from_config(config), model, cls["mesh"], cls["shardings"],
+                         compiler_options=FAST)
   _, losses = run(step, copy_state(cls["state0"]), cls["data"], cls["mesh"])
   _, again = run(step, copy_state(cls["state0"]), cls["data"], cls["mesh"])
   assert np.all(np.isfinite(losses))
@@ -214,7 +219,8 @@ def test_mixup_cutmix_dropout_and_drop_path_train(cls):
 
 def test_bfloat16_compute_with_remat_keeps_float32_params_and_state(cls):
   config = make_config(dtype="bfloat16", remat_policy="dots_no_batch")
-  step = make_train_step(config, build_model(config.model), cls["mesh"], cls["shardings"],
+  step = make_train_step(StepSpec.from_config(config), build_model(config.model), cls["mesh"],
+                         cls["shardings"],
                          compiler_options=FAST)
   state, losses = run(step, copy_state(cls["state0"]), cls["data"], cls["mesh"])
   np.testing.assert_allclose(losses, cls["losses"], atol=5e-2)
@@ -228,13 +234,16 @@ def test_pretrain_reduces_reconstruction_loss():
   config = make_config("pretrain")
   model = build_model(config.model)
   mesh = create_mesh(config.mesh)
-  state, shardings = init_train_state(config, model, mesh, 1, CLIP, compiler_options=FAST)
-  step = make_train_step(config, model, mesh, shardings, compiler_options=FAST)
+  state, shardings = init_train_state(StepSpec.from_config(config), model, mesh, 1, CLIP,
+                                      compiler_options=FAST)
+  step = make_train_step(StepSpec.from_config(config), model, mesh, shardings,
+                         compiler_options=FAST)
   data = batches(1) * 8
   state, losses = run(step, state, data, mesh)
   assert np.all(np.isfinite(losses))
   assert losses[-1] < losses[0] - 0.03, losses
-  eval_step = make_eval_step(config, model, mesh, shardings, return_reconstruction=True,
+  eval_step = make_eval_step(StepSpec.from_config(config), model, mesh, shardings,
+                             return_reconstruction=True,
                              compiler_options=FAST)
   out = eval_step(state, make_global_batch(data[0], mesh))
   assert set(out) == {"loss", "num_examples", "reconstruction", "mask", "pixel_mse",
@@ -248,7 +257,7 @@ def test_mode_and_model_must_agree():
   config = make_config()
   config.mode = "pretrain"
   with pytest.raises(ValueError, match="mode='pretrain' needs a pretraining model"):
-    objectives.check_mode(config, build_model(make_config().model))
+    objectives.check_mode(ObjectiveSpec.from_config(config), build_model(make_config().model))
   config.mode = "classify"
   with pytest.raises(ValueError, match="mode must be one of"):
-    objectives.check_mode(config, build_model(make_config().model))
+    objectives.check_mode(ObjectiveSpec.from_config(config), build_model(make_config().model))

@@ -114,7 +114,7 @@ def run_evaluation(config, checkpoint: str, output: Optional[str] = None,
     head_names = [names or [f"class_{i}" for i in range(c)] for names, c in zip(
         multihead.head_class_names(restored.labels, splits), splits)]
   else:
-    names = list(restored.labels or inputs.class_names(config)
+    names = list(restored.labels or inputs.class_names(evaluator.specs.data)
                  or [f"class_{i}" for i in range(num_classes)])
     if len(names) != num_classes:
       raise ValueError(f"{len(names)} class names for data.num_classes={num_classes}")

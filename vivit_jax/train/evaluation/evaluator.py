@@ -33,7 +33,7 @@ from vivit_jax.checkpoints import train as train_checkpoints
 from vivit_jax.checkpoints import workdir
 from vivit_jax.common import console
 from vivit_jax.models import build_model
-from vivit_jax.train import distill, inputs, multihead, objectives, steps
+from vivit_jax.train import distill, inputs, multihead, objectives, specs, steps
 from vivit_jax.train.evaluation import confusion, passes, plots, registry
 from vivit_jax.train.mesh import create_mesh
 
@@ -109,13 +109,12 @@ def classification(evaluator: "Evaluator", eval_step, state, batches,
                    shuffle_frames: bool) -> EvalResult:
   """Top-1 / top-5 / mean class accuracy over averaged views, and the confusion
   picture(s) (`passes.classifier_pass`; multi-head models per head too)."""
-  config = evaluator.config
+  spec = evaluator.specs.eval
   result = passes.classifier_pass(
       eval_step, state, batches, evaluator.mesh, shuffle_frames=shuffle_frames,
-      seed=int(config.seed), max_batches=int(config.eval.num_batches),
-      class_splits=evaluator.class_splits)
+      seed=spec.seed, max_batches=spec.num_batches, class_splits=evaluator.class_splits)
   # data.class_names name the combined labels; a head's classes have none.
-  names = None if evaluator.class_splits else inputs.class_names(config)
+  names = None if evaluator.class_splits else inputs.class_names(evaluator.specs.data)
   return EvalResult(result.metrics(), confusion_pictures(result, names), result)
 
 
@@ -125,11 +124,11 @@ def pretrain(evaluator: "Evaluator", eval_step, state, batches,
   """The masked-reconstruction metrics over the eval split and a reconstruction
   picture (`passes.pretrain_pass`)."""
   del shuffle_frames  # the motion control applies to classification
-  config = evaluator.config
-  mean, std = objectives.pixel_normalisation(config)
+  spec = evaluator.specs.eval
+  mean, std = objectives.pixel_normalisation(evaluator.specs.step.objective)
   metrics, images = passes.pretrain_pass(
       eval_step, state, evaluator.model, batches, evaluator.mesh, mean, std,
-      int(config.eval.num_images), int(config.eval.num_batches))
+      spec.num_images, spec.num_batches)
   pictures = [] if images is None else [("reconstruction", reconstruction_picture(images))]
   return EvalResult(metrics, pictures)
 
@@ -145,7 +144,9 @@ class Evaluator:
   """One eval pass over `config`'s eval split (see module docstring).
 
   Args:
-    config: the experiment config (`data`, `eval`, `model`, `mesh`, ...).
+    config: the experiment config, resolved once into `self.specs`
+      (`specs.resolve`); the steps and the input take those. Only `restore`'s
+      `init_from` fallback reads the config itself.
     model, mesh: reuse the caller's (the training loop's); else built from
       the config.
     evaluation: the registered evaluation a pass runs (`registry.py`);
@@ -154,34 +155,35 @@ class Evaluator:
 
   def __init__(self, config, model=None, mesh=None, evaluation: Optional[str] = None):
     self.config = config
-    self.model = build_model(config.model) if model is None else model
-    self.mesh = create_mesh(config.mesh) if mesh is None else mesh
-    self.objective = objectives.check_mode(config, self.model)
+    self.specs = specs.resolve(config)
+    self.model = build_model(self.specs.model) if model is None else model
+    self.mesh = create_mesh(self.specs.mesh) if mesh is None else mesh
+    self.objective = objectives.check_mode(self.specs.step.objective, self.model)
     self.evaluation = evaluation or self.objective
     registry.get_evaluation(self.evaluation)  # an unknown name fails here, not after a restore
-    self.video_shape = inputs.video_shape(config)
+    self.video_shape = inputs.video_shape(self.specs.data)
     self.class_splits = tuple(int(c) for c in getattr(self.model, "class_splits", ()) or ())
     self._steps: Dict[bool, Any] = {}
 
   def eval_step(self, shardings, use_ema: bool = False):
     """The jitted eval step for states placed as `shardings`, compiled once."""
     if use_ema not in self._steps:
-      images = self.objective == "pretrain" and bool(self.config.eval.num_images)
+      images = self.objective == "pretrain" and bool(self.specs.eval.num_images)
       self._steps[use_ema] = steps.make_eval_step(
-          self.config, self.model, self.mesh, shardings, use_ema=use_ema,
+          self.specs.step, self.model, self.mesh, shardings, use_ema=use_ema,
           return_reconstruction=images)
     return self._steps[use_ema]
 
   def restore(self, checkpoint: str, allow_init_from: bool = False) -> Restored:
     """The state to evaluate from `checkpoint` (module docstring); raises
     FileNotFoundError when there is none, `ParamMismatchError` on a mismatch."""
-    config, seed = self.config, int(self.config.seed)
+    config, resolved, seed = self.config, self.specs, self.specs.seed
     kind, path = workdir.resolve_checkpoint(checkpoint, allow_empty_workdir=allow_init_from)
     stored = checkpoints.load_model_config(path) if kind == "model" else {}
     if stored.get("quantization"):  # an int8 checkpoint of `vivit-compress`
       return self._restore_quantized(path, stored)
     if kind == "model":
-      state, shardings = steps.init_train_state(config, self.model, self.mesh, seed,
+      state, shardings = steps.init_train_state(resolved.step, self.model, self.mesh, seed,
                                                 self.video_shape)
       _, params, meta = checkpoints.load_model(path, self.video_shape,
                                                target=distill.student_params(state.params))
@@ -191,12 +193,12 @@ class Evaluator:
       step = (meta.get("source") or {}).get("step")
       return Restored(state, shardings, None if step is None else int(step), kind, path,
                       meta.get("labels"))
-    ckpt = train_checkpoints.TrainCheckpointer(path, config.checkpoint)
+    ckpt = train_checkpoints.TrainCheckpointer(path, resolved.checkpoint)
     try:
       if allow_init_from and not ckpt.all_steps():
         restored = None
       else:
-        abstract, shardings = steps.abstract_train_state(config, self.model, self.mesh,
+        abstract, shardings = steps.abstract_train_state(resolved.step, self.model, self.mesh,
                                                          self.video_shape, seed)
         restored = ckpt.restore_latest(abstract)
     finally:
@@ -205,7 +207,7 @@ class Evaluator:
       step, state, _ = restored
       return Restored(state, shardings, int(step), kind, path)
     if allow_init_from and config.init_from.kind:
-      state, shardings = steps.init_train_state(config, self.model, self.mesh, seed,
+      state, shardings = steps.init_train_state(resolved.step, self.model, self.mesh, seed,
                                                 self.video_shape)
       state = init_from.initialise_state(config, state, self.video_shape)
       return Restored(state, shardings, 0, "init_from", config.init_from.path)
@@ -216,8 +218,8 @@ class Evaluator:
   def _restore_quantized(self, path: str, stored) -> Restored:
     """A fresh train state whose `params` are the int8 checkpoint's (replicated
     over the mesh); the evaluator then applies the quantized model."""
-    state, shardings = steps.init_train_state(self.config, self.model, self.mesh,
-                                              int(self.config.seed), self.video_shape)
+    state, shardings = steps.init_train_state(self.specs.step, self.model, self.mesh,
+                                              self.specs.seed, self.video_shape)
     qmodel, params = checkpoints.load_quantized(path, self.model, self.video_shape, stored)
     replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
     params = jax.device_put(params, replicated)
@@ -232,7 +234,7 @@ class Evaluator:
   def num_batches(self, batches) -> Optional[int]:
     """Batches one pass reads (None if the iterator does not say)."""
     total = getattr(batches, "num_batches", None)
-    limit = int(self.config.eval.num_batches)
+    limit = self.specs.eval.num_batches
     if total is None:
       return limit or None
     return min(total, limit) if limit else total
@@ -246,11 +248,11 @@ class Evaluator:
       shuffle_frames: override `eval.shuffle_frames` (the motion control).
       progress: show a tqdm bar with an ETA (process 0 only).
     """
-    config = self.config
+    spec = self.specs.eval
     shardings = jax.tree_util.tree_map(lambda x: x.sharding, state)
     eval_step = self.eval_step(shardings, use_ema)
-    shuffle = bool(config.eval.shuffle_frames if shuffle_frames is None else shuffle_frames)
-    batches = inputs.create_iterator(config, train=False)
+    shuffle = bool(spec.shuffle_frames if shuffle_frames is None else shuffle_frames)
+    batches = inputs.create_iterator(self.specs.data, train=False)
     stream = batches
     if progress:
       from tqdm import tqdm  # pylint: disable=g-import-not-at-top

@@ -71,8 +71,8 @@ def forecast_clip(config, model, params, clip: np.ndarray) -> Dict[str, np.ndarr
   mask = masking.make_mask(jax.random.key(0), 1, grid, "future",
                            future_frames=model.future_frames)
   out = model.apply({"params": params}, video, mask, train=False)
-  from vivit_jax.train import objectives  # pylint: disable=import-outside-toplevel
-  mean, std = objectives.pixel_normalisation(config)
+  from vivit_jax.train import objectives, specs  # pylint: disable=import-outside-toplevel
+  mean, std = objectives.pixel_normalisation(specs.ObjectiveSpec.from_config(config))
   norm = bool(config.train.norm_pix_loss)
   forecast = videomae.reconstruct_video(video, out["predictions"], out["masked_indices"],
                                         model.patch_size, model.tubelet_size, norm, mean, std)
@@ -89,8 +89,8 @@ def forecast_clip(config, model, params, clip: np.ndarray) -> Dict[str, np.ndarr
 
 def read_clip(config, path: str) -> np.ndarray:
   """The run's eval clip of the video at `path`, normalised `(T, H, W, 3)`."""
-  from vivit_jax.train import inputs  # pylint: disable=import-outside-toplevel
-  spec = resolve_input_spec({"input": inputs.input_spec(config)})
+  from vivit_jax.train import inputs, specs  # pylint: disable=import-outside-toplevel
+  spec = resolve_input_spec({"input": inputs.input_spec(specs.DataSpec.from_config(config))})
   info = video_io.probe(path)
   indices = view_indices(info.num_frames, spec.num_frames, spec.stride_for(info.num_frames))[0]
   return inference.preprocess(video_io.read_frames(path, indices), spec)

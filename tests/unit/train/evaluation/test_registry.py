@@ -36,7 +36,7 @@ def test_a_registered_evaluation_runs_over_the_whole_eval_split(config):
 
   evaluator = Evaluator(config, evaluation="count_clips")
   assert evaluator.objective == "classification" and evaluator.evaluation == "count_clips"
-  state, _ = steps.init_train_state(config, evaluator.model, evaluator.mesh, 0,
+  state, _ = steps.init_train_state(evaluator.specs.step, evaluator.model, evaluator.mesh, 0,
                                     evaluator.video_shape)
   result = evaluator.run(state)
   # 16 eval videos of 4 frames at 16x16, one centre view each, batches of 8.
