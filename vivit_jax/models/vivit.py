@@ -221,6 +221,21 @@ class ViViT(nn.Module):
     return jnp.asarray(logits, jnp.float32)
 
 
+def _encoder_macs(m: ViViT, tokens: int, groups: int) -> int:
+  """MACs of the (spatial) encoder over `groups` sequences of `tokens` tokens,
+  with token merging's shorter sequences and its matching products."""
+  d, protect = m.hidden_size, m.classifier in ("token", "first")
+  macs = 0
+  for r in tome.schedule(m.token_merging, m.num_layers) or (0,) * m.num_layers:
+    out = tome.merged_length(tokens, r, protect)
+    macs += interface.joint_block_macs(tokens, groups, d, m.mlp_dim)
+    macs -= 2 * groups * (tokens - out) * d * m.mlp_dim  # the MLP sees the merged tokens
+    if out < tokens:  # the A x B key similarities
+      macs += groups * ((tokens + 1) // 2) * (tokens // 2) * (d // m.num_heads)
+    tokens = out
+  return macs
+
+
 def forward_macs(m: ViViT, video_shape) -> int:
   """Multiply-adds of one forward pass on one clip `(T, H, W, C)` (`flops.py` convention)."""
   nt, nh, nw = emb.token_grid(video_shape, m.patch_size, m.tubelet_size, m.frame_stride)
@@ -231,9 +246,9 @@ def forward_macs(m: ViViT, video_shape) -> int:
   block = interface.joint_block_macs
   macs = nt * s * m.tubelet_size * ph * pw * channels * d
   if m.variant == "spatio_temporal":
-    macs += m.num_layers * block(nt * s + cls, 1, d, m.mlp_dim)
+    macs += _encoder_macs(m, nt * s + cls, 1)
   elif m.variant == "factorised_encoder":
-    macs += m.num_layers * block(s + cls, nt, d, m.mlp_dim)
+    macs += _encoder_macs(m, s + cls, nt)
     macs += m.temporal_layers * block(nt + cls, 1, d, m.mlp_dim)
   elif m.variant == "factorised_self_attention":
     length = nt * s

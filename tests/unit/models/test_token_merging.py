@@ -235,3 +235,38 @@ def test_merging_is_differentiable_so_training_with_it_is_allowed():
   leaves = jax.tree_util.tree_leaves(grads)
   assert all(np.isfinite(g).all() for g in leaves)
   assert np.abs(grads["encoder"]["block_00"]["attention"]["query"]["kernel"]).max() > 0
+
+
+@pytest.mark.parametrize("variant,classifier", [("spatio_temporal", "token"),
+                                                ("spatio_temporal", "gap"),
+                                                ("factorised_encoder", "token")])
+def test_the_mac_count_of_a_merged_model_matches_xla_and_drops(variant, classifier):
+  from vivit_jax.models import flops  # pylint: disable=g-import-not-at-top
+  config = dict(SMALL, variant=variant, classifier=classifier, hidden_size=128, mlp_dim=512)
+  merged = dict(config, token_merging=(4,))
+  model = build_model(merged)
+  video = jnp.ones((1, *VIDEO))
+  specs = jax.eval_shape(model.init, jax.random.PRNGKey(0), video)["params"]
+  cost = jax.jit(lambda p, v: model.apply({"params": p}, v)).lower(specs, video).compile()
+  cost = cost.cost_analysis()
+  xla = float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
+  analytic = 2 * flops.forward_macs(merged, VIDEO)
+  assert analytic <= xla <= 1.15 * analytic, (analytic, xla)
+  assert analytic < 2 * flops.forward_macs(config, VIDEO)
+
+
+def test_the_option_is_a_config_key_settable_from_the_command_line():
+  import os  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  from support import REPO  # pylint: disable=g-import-not-at-top
+  from vivit_jax.train.experiment import load_config_file  # pylint: disable=g-import-not-at-top
+  path = os.path.join(REPO, "configs", "demo_finetune.py")
+  assert tuple(load_config_file(path).model.token_merging) == ()  # off by default
+  argv = ["prog", f"--config={path}", "--config.model.token_merging=(8,4,4,0)"]
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", flag_values=values, sys_argv=argv)
+  values(argv)
+  assert build_model(values.config.model).token_merging == (8, 4, 4, 0)
+  with pytest.raises(Exception, match="token_merge"):
+    load_config_file(path, {"model.token_merge": (8,)})
