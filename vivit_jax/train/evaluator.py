@@ -159,11 +159,21 @@ class Evaluator:
           return_reconstruction=images)
     return self._steps[use_ema]
 
+  def _use_token_merging_of(self, path: str) -> None:
+    """A model checkpoint's `model.token_merging` (`vivit-compress
+    --token-merging`) applies unless the config sets its own."""
+    stored = (checkpoints.load_model_config(path).get("model") or {}).get("token_merging")
+    if stored and hasattr(self.model, "token_merging") and not any(self.model.token_merging):
+      self.model = self.model.clone(token_merging=tuple(int(r) for r in stored))
+      self._steps = {}
+
   def restore(self, checkpoint: str, allow_init_from: bool = False) -> Restored:
     """The state to evaluate from `checkpoint` (module docstring); raises
     FileNotFoundError when there is none, `ParamMismatchError` on a mismatch."""
     config, seed = self.config, int(self.config.seed)
     kind, path = resolve_checkpoint(checkpoint, allow_empty_workdir=allow_init_from)
+    if kind == "model":
+      self._use_token_merging_of(path)
     if kind == "model" and checkpoints.load_model_config(path).get("quantization"):
       from vivit_jax.compress import quantize  # pylint: disable=g-import-not-at-top
       self.model, state, shardings, step, labels = quantize.eval_state(
