@@ -66,6 +66,7 @@ def test_the_flag_writes_the_option_and_keeps_the_float_parameters(workdir):
     np.testing.assert_array_equal(checkpoints.flatten_params(stored)[name], value)
 
 
+@pytest.mark.slow
 def test_predict_on_the_compressed_checkpoint_runs_the_merged_model(workdir, capsys):
   classifier = inference.load_classifier(workdir["merged"])
   assert tuple(classifier.model.token_merging) == (R,)
