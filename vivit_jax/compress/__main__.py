@@ -30,10 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from vivit_jax import user_errors
 from vivit_jax import checkpoints
-from vivit_jax.compress import quantize
-from vivit_jax.models import build_model
+from vivit_jax.common import errors
+from vivit_jax.common.params import param_bytes
+from vivit_jax.models import build_model, quantized
 from vivit_jax.models import token_merging as tome
 
 
@@ -45,9 +45,9 @@ def _merged_config(model_config: Dict[str, Any], token_merging: Sequence[int],
   try:
     jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, *video_shape)))
   except ValueError as e:
-    raise user_errors.UserError(str(e), f"--token-merging={','.join(map(str, token_merging))}",
-                                "give one R for every block, or one per block of a "
-                                "spatio_temporal or factorised_encoder model") from None
+    raise errors.UserError(str(e), f"--token-merging={','.join(map(str, token_merging))}",
+                           "give one R for every block, or one per block of a "
+                           "spatio_temporal or factorised_encoder model") from None
   return merged
 
 
@@ -58,11 +58,11 @@ def compress_checkpoint(checkpoint: str, output: str, method: Optional[str],
   """Quantizes `checkpoint` (`method`, None: keep float) and/or writes
   `token_merging` into its config, into `output`; returns the report."""
   if method is None and token_merging is None:
-    raise user_errors.UserError("nothing to do", "vivit-compress",
-                                "pass --method, --token-merging or both")
+    raise errors.UserError("nothing to do", "vivit-compress",
+                           "pass --method, --token-merging or both")
   where = os.path.join(checkpoint, checkpoints.CONFIG_FILE)
   config = checkpoints.load_model_config(checkpoint)
-  if quantize.is_quantized(config):
+  if quantized.is_quantized(config):
     raise ValueError(f"{checkpoint} is already quantized ({config['quantization']['method']}); "
                      "pass the float checkpoint it came from")
   model_config = dict(config["model"])
@@ -71,8 +71,8 @@ def compress_checkpoint(checkpoint: str, output: str, method: Optional[str],
                      "classifiers / feature extractors are quantized")
   if os.path.exists(os.path.join(output, checkpoints.CONFIG_FILE)) and not force:
     raise FileExistsError(f"{output} already holds a checkpoint; pass --force to overwrite")
-  block = None if method is None else quantize.method_config(method, calibration)
-  video_shape = quantize.video_shape_of(config, where)
+  block = None if method is None else quantized.method_config(method, calibration)
+  video_shape = checkpoints.video_shape_of(config, where)
   model = build_model(model_config)
   dummy = jnp.zeros((1, *video_shape), jnp.float32)
   expected = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy))["params"]
@@ -84,9 +84,9 @@ def compress_checkpoint(checkpoint: str, output: str, method: Optional[str],
     qmodel, qparams = compressed, params
     checkpoints.save_model_checkpoint(output, params, config, force=force)
   else:
-    qmodel, qparams = quantize.quantize_model_params(compressed, params, video_shape, method,
-                                                     calibration)
-    quantize.save_quantized(output, qparams, config, block, force=force)
+    qmodel, qparams = quantized.quantize_model_params(compressed, params, video_shape, method,
+                                                      calibration)
+    checkpoints.save_quantized(output, qparams, config, block, force=force)
 
   float_fn = jax.jit(lambda p, x: model.apply({"params": p}, x))
   quant_fn = jax.jit(lambda p, x: qmodel.apply({"params": p}, x))
@@ -98,18 +98,18 @@ def compress_checkpoint(checkpoint: str, output: str, method: Optional[str],
     max_diff = max(max_diff, float(diff.max()))
   return {"checkpoint": checkpoint, "output": output, "quantization": block,
           "token_merging": config["model"].get("token_merging"),
-          "param_bytes_before": quantize.param_bytes(params),
-          "param_bytes_after": quantize.param_bytes(qparams),
+          "param_bytes_before": param_bytes(params),
+          "param_bytes_after": param_bytes(qparams),
           "check_clips": check_clips, "max_abs_logit_diff": max_diff if check_clips else None}
 
 
-@user_errors.command
+@errors.command
 def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = argparse.ArgumentParser(
       prog="python -m vivit_jax.compress", description=__doc__.split("\n\n")[0])
   parser.add_argument("--checkpoint", required=True, help="float model checkpoint directory")
   parser.add_argument("--output", required=True, help="where the quantized checkpoint goes")
-  parser.add_argument("--method", choices=sorted(quantize.METHODS),
+  parser.add_argument("--method", choices=sorted(quantized.METHODS),
                       help="int8 quantization (default: keep float parameters)")
   parser.add_argument("--calibration", default="absmax",
                       help="weight scale: absmax, absmax,<clip> or rms,<multiple>")

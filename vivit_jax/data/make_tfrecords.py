@@ -23,8 +23,6 @@ The run exits 2 with one `error:` line when fewer than
 nothing or missed a listed file is not complete, so a corrected rerun redoes
 it. `<name>.options.json` records the options that shape the records; a rerun
 with other ones refuses unless `--overwrite`.
-
-(`python -m vivit_jax.data.convert` is the deprecated name of this command.)
 """
 
 import argparse
@@ -40,7 +38,7 @@ from typing import List, Sequence, Tuple
 import av
 import tqdm
 
-from vivit_jax import user_errors
+from vivit_jax.common import errors
 from vivit_jax.data.sources import video_list
 
 
@@ -296,7 +294,7 @@ def write_tfrecords(list_path: str, output_dir: str, name: str = "train",
   return total
 
 
-@user_errors.command
+@errors.command
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--list", required=True, help="`path label` or `path,label` lines")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from support import random_params
-from vivit_jax.compress import quantize
+from vivit_jax.models import quantized
 from vivit_jax.models import attention, build_model
 from vivit_jax.models import token_merging as tome
 
@@ -214,11 +214,11 @@ def test_an_exported_merged_model_gives_the_jitted_logits():
                                rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("method", sorted(quantize.METHODS))
+@pytest.mark.parametrize("method", sorted(quantized.METHODS))
 def test_int8_and_token_merging_combine(method):
   model = _model(classifier="token", token_merging=(4,))
   params = random_params.random_params(model, _video(), scale=0.2)
-  qmodel, qparams = quantize.quantize_model_params(model, params, VIDEO, method)
+  qmodel, qparams = quantized.quantize_model_params(model, params, VIDEO, method)
   video = _video(seed=5)
   float_logits = _logits(model, params, video)
   logits = np.asarray(jax.jit(lambda p, x: qmodel.apply({"params": p}, x))(qparams, video))
