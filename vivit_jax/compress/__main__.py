@@ -1,8 +1,9 @@
-r"""Quantizes a model checkpoint to int8 (post-training, qwix).
+r"""Quantizes a model checkpoint to int8 (post-training, qwix) and/or turns
+on token merging.
 
     python -m vivit_jax.compress --checkpoint=DIR --output=DIR \
-        --method=int8_weight|int8_dynamic [--calibration=absmax|absmax,0.9|rms,4] \
-        [--check-clips=4]
+        [--method=int8_weight|int8_dynamic] [--calibration=absmax|absmax,0.9|rms,4] \
+        [--token-merging=R|R0,R1,...] [--check-clips=4]
 
 Reads a float ViViT model checkpoint (a trained run's `WORKDIR/model`, or
 a converted Hugging Face / Scenic checkpoint), writes the quantized model
@@ -12,6 +13,10 @@ absolute logit difference between the float and the quantized model on
 `--check-clips` random clips of the checkpoint's input shape.
 `--calibration` sets how each weight's int8 scale is chosen (qwix weight
 calibration; int8_dynamic scales the activations per token at run time).
+`--token-merging` writes `model.token_merging` (ToMe, training-free: R
+tokens merged in every block, or one R per block; `vivit_jax.models.
+token_merging`) into the output's config.json, with or without `--method`;
+predict, stream, evaluate and export build the model from that config.
 """
 
 import argparse
@@ -29,12 +34,32 @@ from vivit_jax import checkpoints
 from vivit_jax.common import errors
 from vivit_jax.common.params import param_bytes
 from vivit_jax.models import build_model, quantized
+from vivit_jax.models import token_merging as tome
 
 
-def compress_checkpoint(checkpoint: str, output: str, method: str, calibration: str = "absmax",
-                        check_clips: int = 4, force: bool = False,
-                        progress: bool = True) -> Dict[str, Any]:
-  """Quantizes `checkpoint` into `output`; returns the report (see module docstring)."""
+def _merged_config(model_config: Dict[str, Any], token_merging: Sequence[int],
+                   video_shape) -> Dict[str, Any]:
+  """`model_config` with `token_merging`; UserError when the model refuses it."""
+  merged = dict(model_config, token_merging=[int(r) for r in token_merging])
+  model = build_model(merged)
+  try:
+    jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, *video_shape)))
+  except ValueError as e:
+    raise errors.UserError(str(e), f"--token-merging={','.join(map(str, token_merging))}",
+                           "give one R for every block, or one per block of a "
+                           "spatio_temporal or factorised_encoder model") from None
+  return merged
+
+
+def compress_checkpoint(checkpoint: str, output: str, method: Optional[str],
+                        calibration: str = "absmax", check_clips: int = 4, force: bool = False,
+                        progress: bool = True,
+                        token_merging: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+  """Quantizes `checkpoint` (`method`, None: keep float) and/or writes
+  `token_merging` into its config, into `output`; returns the report."""
+  if method is None and token_merging is None:
+    raise errors.UserError("nothing to do", "vivit-compress",
+                           "pass --method, --token-merging or both")
   where = os.path.join(checkpoint, checkpoints.CONFIG_FILE)
   config = checkpoints.load_model_config(checkpoint)
   if quantized.is_quantized(config):
@@ -46,25 +71,33 @@ def compress_checkpoint(checkpoint: str, output: str, method: str, calibration: 
                      "classifiers / feature extractors are quantized")
   if os.path.exists(os.path.join(output, checkpoints.CONFIG_FILE)) and not force:
     raise FileExistsError(f"{output} already holds a checkpoint; pass --force to overwrite")
-  block = quantized.method_config(method, calibration)
+  block = None if method is None else quantized.method_config(method, calibration)
   video_shape = checkpoints.video_shape_of(config, where)
   model = build_model(model_config)
   dummy = jnp.zeros((1, *video_shape), jnp.float32)
   expected = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy))["params"]
   _, params = checkpoints.load_model_checkpoint(checkpoint, expected_params=expected)
-  qmodel, qparams = quantized.quantize_model_params(model, params, video_shape, method,
-                                                    calibration)
-  checkpoints.save_quantized(output, qparams, config, block, force=force)
+  if token_merging is not None:
+    config = dict(config, model=_merged_config(model_config, token_merging, video_shape))
+  compressed = build_model(config["model"])
+  if method is None:
+    qmodel, qparams = compressed, params
+    checkpoints.save_model_checkpoint(output, params, config, force=force)
+  else:
+    qmodel, qparams = quantized.quantize_model_params(compressed, params, video_shape, method,
+                                                      calibration)
+    checkpoints.save_quantized(output, qparams, config, block, force=force)
 
   float_fn = jax.jit(lambda p, x: model.apply({"params": p}, x))
   quant_fn = jax.jit(lambda p, x: qmodel.apply({"params": p}, x))
   rng = np.random.default_rng(0)
   max_diff = 0.0
-  for _ in tqdm(range(check_clips), desc="float vs int8 logits", disable=not progress):
+  for _ in tqdm(range(check_clips), desc="float vs compressed logits", disable=not progress):
     clip = rng.standard_normal((1, *video_shape), np.float32)
     diff = np.abs(np.asarray(float_fn(params, clip)) - np.asarray(quant_fn(qparams, clip)))
     max_diff = max(max_diff, float(diff.max()))
   return {"checkpoint": checkpoint, "output": output, "quantization": block,
+          "token_merging": config["model"].get("token_merging"),
           "param_bytes_before": param_bytes(params),
           "param_bytes_after": param_bytes(qparams),
           "check_clips": check_clips, "max_abs_logit_diff": max_diff if check_clips else None}
@@ -76,16 +109,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       prog="python -m vivit_jax.compress", description=__doc__.split("\n\n")[0])
   parser.add_argument("--checkpoint", required=True, help="float model checkpoint directory")
   parser.add_argument("--output", required=True, help="where the quantized checkpoint goes")
-  parser.add_argument("--method", required=True, choices=sorted(quantized.METHODS))
+  parser.add_argument("--method", choices=sorted(quantized.METHODS),
+                      help="int8 quantization (default: keep float parameters)")
   parser.add_argument("--calibration", default="absmax",
                       help="weight scale: absmax, absmax,<clip> or rms,<multiple>")
+  parser.add_argument("--token-merging", metavar="R|R0,R1,...",
+                      help="ToMe: tokens merged in every block, or one count per block "
+                           "(0: off); written to config.json as model.token_merging")
   parser.add_argument("--check-clips", type=int, default=4,
-                      help="random clips to compare float and int8 logits on (0: skip)")
+                      help="random clips to compare float and compressed logits on (0: skip)")
   parser.add_argument("--force", action="store_true", help="overwrite --output")
   args = parser.parse_args(argv)
   try:
+    merging = None if args.token_merging is None else tome.parse(args.token_merging)
     report = compress_checkpoint(args.checkpoint, args.output, args.method, args.calibration,
-                                 args.check_clips, args.force)
+                                 args.check_clips, args.force, token_merging=merging)
   except (FileNotFoundError, FileExistsError, ValueError,
           checkpoints.ParamMismatchError) as e:
     print(f"error: {e}", file=sys.stderr)

@@ -22,6 +22,7 @@ from flax.linen.dtypes import promote_dtype
 import jax
 import jax.numpy as jnp
 
+from vivit_jax.models import token_merging
 from vivit_jax.models.axes import EMBED, HEADS, KV
 
 Dtype = Any
@@ -30,12 +31,14 @@ IMPLEMENTATIONS = (None, "xla", "cudnn", "chunked")
 QUERY_BLOCK = 128
 
 
-def dot_product_attention(query, key, value, implementation: Optional[str]):
+def dot_product_attention(query, key, value, implementation: Optional[str], bias=None):
   """Scaled dot-product attention.
 
   Args:
     query, key, value: `(B, L, heads, head_dim)`.
     implementation: None, "xla", "cudnn" or "chunked" (see module docstring).
+    bias: None, or `(B, 1, 1, L)` added to the logits of each key (token
+      merging's proportional attention, `token_merging.attention_bias`).
 
   Returns:
     `(B, L, heads, head_dim)`.
@@ -45,15 +48,20 @@ def dot_product_attention(query, key, value, implementation: Optional[str]):
         "attention_impl='cudnn' needs dtype bfloat16 or float16, got "
         f"{query.dtype}; set model.dtype='bfloat16' or attention_impl='xla'.")
   if implementation == "chunked":
-    return chunked_dot_product_attention(query, key, value)
+    return chunked_dot_product_attention(query, key, value, bias=bias)
   if implementation not in IMPLEMENTATIONS:
     raise ValueError(f"attention_impl must be one of {IMPLEMENTATIONS}, got {implementation!r}")
   if implementation == "cudnn" and query.shape[1] % 2:
-    return _attend_padded_to_even(query, key, value, implementation)
-  return jax.nn.dot_product_attention(query, key, value, implementation=implementation)
+    return _attend_padded_to_even(query, key, value, implementation, bias)
+  if bias is None:
+    return jax.nn.dot_product_attention(query, key, value, implementation=implementation)
+  if implementation == "cudnn":  # cuDNN takes the full (B, heads, L, L) bias
+    b, length, heads, _ = query.shape
+    bias = jnp.broadcast_to(bias, (b, heads, length, key.shape[1]))
+  return jax.nn.dot_product_attention(query, key, value, bias, implementation=implementation)
 
 
-def _attend_padded_to_even(query, key, value, implementation):
+def _attend_padded_to_even(query, key, value, implementation, bias=None):
   """Attention over an odd length L run at L + 1, the extra key masked out.
 
   jax's cuDNN path refuses to differentiate odd sequence lengths (a CLS token
@@ -63,19 +71,23 @@ def _attend_padded_to_even(query, key, value, implementation):
   length = query.shape[1]
   pad = lambda x: jnp.pad(x, ((0, 0), (0, 1), (0, 0), (0, 0)))
   lengths = jnp.full((query.shape[0],), length, jnp.int32)
-  out = jax.nn.dot_product_attention(pad(query), pad(key), pad(value),
+  if bias is not None:  # (B, 1, 1, L) -> (B, heads, L + 1, L + 1)
+    bias = jnp.pad(bias, ((0, 0), (0, 0), (0, 0), (0, 1)))
+    bias = jnp.broadcast_to(bias, (query.shape[0], query.shape[2], length + 1, length + 1))
+  out = jax.nn.dot_product_attention(pad(query), pad(key), pad(value), bias,
                                      query_seq_lengths=lengths,
                                      key_value_seq_lengths=lengths,
                                      implementation=implementation)
   return out[:, :length]
 
 
-def chunked_dot_product_attention(query, key, value, block: int = QUERY_BLOCK):
-  """`softmax(q k^T / sqrt(head_dim)) v` over blocks of `block` queries.
+def chunked_dot_product_attention(query, key, value, block: int = QUERY_BLOCK, bias=None):
+  """`softmax(q k^T / sqrt(head_dim) + bias) v` over blocks of `block` queries.
 
   Args:
     query, key, value: `(B, L, heads, head_dim)`; logits and softmax in float32.
     block: queries per step; L is padded to a multiple (padded rows dropped).
+    bias: None or `(B, 1, 1, L)`, added to the logits of each key.
 
   Returns:
     `(B, L, heads, head_dim)` in the query's dtype.
@@ -90,6 +102,8 @@ def chunked_dot_product_attention(query, key, value, block: int = QUERY_BLOCK):
 
   def attend(_, q_block):  # (B, heads, block, hd)
     logits = jnp.einsum("bnqh,bnkh->bnqk", q_block, k, preferred_element_type=jnp.float32)
+    if bias is not None:
+      logits = logits + jnp.asarray(bias, jnp.float32)
     weights = jnp.exp(logits - logits.max(axis=-1, keepdims=True))
     out = jnp.einsum("bnqk,bnkh->bnqh", weights.astype(v.dtype), v,
                      preferred_element_type=jnp.float32)
@@ -156,7 +170,13 @@ def output_projection(x, dtype, param_dtype):
 
 
 class MultiHeadAttention(nn.Module):
-  """Self-attention over `(B, L, D)` tokens."""
+  """Self-attention over `(B, L, D)` tokens.
+
+  `__call__(x, size=None)` returns `(B, L, D)`. With token sizes `size`
+  `(B, L, 1)` (token merging) it adds `log(size)` to each key's logits and
+  returns `(out, keys)`, `keys` `(B, L, head_dim)` the keys' mean over heads
+  (the merging metric).
+  """
 
   num_heads: int
   qkv_bias: bool = True
@@ -166,11 +186,13 @@ class MultiHeadAttention(nn.Module):
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x, *, train: bool = False):
+  def __call__(self, x, *, train: bool = False, size=None):
     q, k, v = qkv_projection(x, self.num_heads, self.qkv_bias, self.dtype, self.param_dtype)
-    out = dot_product_attention(q, k, v, self.attention_impl)
+    bias = None if size is None else token_merging.attention_bias(size, q.dtype)
+    out = dot_product_attention(q, k, v, self.attention_impl, bias)
     out = output_projection(out, self.dtype, self.param_dtype)
-    return nn.Dropout(self.dropout_rate)(out, deterministic=not train)
+    out = nn.Dropout(self.dropout_rate)(out, deterministic=not train)
+    return out if size is None else (out, k.mean(axis=2))
 
 
 class FactorisedDotProductAttention(nn.Module):

@@ -2,7 +2,7 @@
 dot-product attention (Model 4), and the encoder stack that holds them."""
 
 import functools
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vivit_jax.models import attention as attn_lib
+from vivit_jax.models import token_merging as tome
 from vivit_jax.models.axes import ACTIVATION, EMBED, MLP
 
 Dtype = Any
@@ -92,6 +93,12 @@ class EncoderBlock(nn.Module):
       then attention across time at each spatial location, then the MLP.
     factorised_dot_product: `(B, T, S, D)`; half the heads spatial, half
       temporal inside one attention layer.
+
+  Token merging (joint blocks only): called with token sizes `size`
+  `(B, L, 1)` the attention is proportional (`log(size)` on the logits),
+  `merge_r` tokens are merged between the attention and the MLP
+  (`token_merging`; position 0 never with `merge_protect_first`) and the
+  block returns `(x, size)`, `(B, L', D)` and `(B, L', 1)`.
   """
 
   block_type: str
@@ -104,6 +111,8 @@ class EncoderBlock(nn.Module):
   activation: str = "gelu"
   layer_norm_eps: float = 1e-6
   attention_impl: Optional[str] = "xla"
+  merge_r: int = 0
+  merge_protect_first: bool = False
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -116,9 +125,19 @@ class EncoderBlock(nn.Module):
                dtype=self.dtype, param_dtype=self.param_dtype, name=name)
 
   @nn.compact
-  def __call__(self, x, train: bool = False):
+  def __call__(self, x, train: bool = False, size=None):
     drop_path = DropPath(self.drop_path_rate)
-    if self.block_type == "joint":
+    if size is not None and self.block_type != "joint":
+      raise ValueError(f"token merging needs joint blocks, not {self.block_type!r}")
+    if self.block_type == "joint" and size is not None:
+      y, keys = self._attention("attention")(self._norm("norm_attention")(x), train=train,
+                                             size=size)
+      x = x + drop_path(y, train=train)
+      r = tome.merged_r(x.shape[1], self.merge_r, self.merge_protect_first)
+      if r:
+        plan = tome.bipartite_soft_matching(keys, r, self.merge_protect_first)
+        x, size = tome.merge_wavg(plan, x, size)
+    elif self.block_type == "joint":
       y = self._attention("attention")(self._norm("norm_attention")(x), train=train)
       x = x + drop_path(y, train=train)
     elif self.block_type == "factorised_self_attention":
@@ -138,7 +157,8 @@ class EncoderBlock(nn.Module):
       raise ValueError(f"block_type must be one of {BLOCK_TYPES}, got {self.block_type!r}")
     y = MlpBlock(self.mlp_dim, self.activation, self.dropout_rate, self.dtype,
                  self.param_dtype, name="mlp")(self._norm("norm_mlp")(x), train=train)
-    return x + drop_path(y, train=train)
+    x = x + drop_path(y, train=train)
+    return x if size is None else (x, size)
 
 
 class Encoder(nn.Module):
@@ -148,6 +168,12 @@ class Encoder(nn.Module):
   factorised ones. Stochastic depth grows linearly from 0 at the first block
   to `drop_path_rate` at the last. `remat_policy` names an entry of
   `REMAT_POLICIES` and is applied per block.
+
+  `token_merging`: `()` (off) or one r per block (`token_merging.schedule`),
+  joint blocks only; then `__call__` returns `(x, size)`, the `(B, L', D)`
+  merged tokens and their sizes `(B, L', 1)` (input tokens each stands for;
+  `L'` from `token_merging.token_counts`). `merge_protect_first` keeps the
+  token at position 0 (a class token) unmerged.
   """
 
   num_layers: int
@@ -164,6 +190,8 @@ class Encoder(nn.Module):
   final_norm_eps: Optional[float] = None  # None: layer_norm_eps
   attention_impl: Optional[str] = "xla"
   remat_policy: str = "none"
+  token_merging: Tuple[int, ...] = ()
+  merge_protect_first: bool = False
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -177,16 +205,23 @@ class Encoder(nn.Module):
       block_cls = nn.remat(EncoderBlock, policy=REMAT_POLICIES[self.remat_policy],
                            static_argnums=(2,))
     rates = np.linspace(0.0, self.drop_path_rate, max(self.num_layers, 1))
+    merging = tome.schedule(self.token_merging, self.num_layers)
+    size = jnp.ones(x.shape[:2] + (1,), jnp.float32) if merging else None
     for i in range(self.num_layers):
-      x = block_cls(
+      block = block_cls(
           block_type=self.block_type, num_heads=self.num_heads, mlp_dim=self.mlp_dim,
           dropout_rate=self.dropout_rate, attention_dropout_rate=self.attention_dropout_rate,
           drop_path_rate=float(rates[i]), qkv_bias=self.qkv_bias, activation=self.activation,
           layer_norm_eps=self.layer_norm_eps, attention_impl=self.attention_impl,
-          dtype=self.dtype, param_dtype=self.param_dtype, name=f"block_{i:02d}")(x, train)
+          merge_r=merging[i] if merging else 0, merge_protect_first=self.merge_protect_first,
+          dtype=self.dtype, param_dtype=self.param_dtype, name=f"block_{i:02d}")
+      if merging:
+        x, size = block(x, train, size)
+      else:
+        x = block(x, train)
       if x.ndim == 3:
         x = nn.with_logical_constraint(x, ACTIVATION)
     if self.final_norm:
       eps = self.layer_norm_eps if self.final_norm_eps is None else self.final_norm_eps
       x = layer_norm(eps, self.dtype, self.param_dtype, "norm")(x)
-    return x
+    return (x, size) if merging else x

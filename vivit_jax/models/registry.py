@@ -113,7 +113,7 @@ def resolve_model_kwargs(config: Mapping[str, Any]) -> tuple:
       if kwargs[key] not in DTYPES:
         raise ValueError(f"model.{key} must be one of {sorted(DTYPES)}, got {kwargs[key]!r}")
       kwargs[key] = DTYPES[kwargs[key]]
-  for key in ("patch_size",):
+  for key in ("patch_size", "token_merging"):
     if isinstance(kwargs.get(key), list):
       kwargs[key] = tuple(kwargs[key])
   return module, kwargs

@@ -15,6 +15,16 @@ the heads' logits side by side, `num_classes == sum(class_splits)`;
 `split_logits` cuts them apart. The encoder's output
 tokens are sown as `intermediates/tokens` (`(B, L, D)` for Models 1 and 2,
 `(B, nt*nh*nw, D)` for Models 3 and 4).
+
+`token_merging` (ToMe, `token_merging.py`; off by default, for inference
+on any checkpoint): `(r,)` merges r tokens in every block, a tuple of
+`num_layers` values is a per-block schedule. It covers Model 1's joint
+encoder (a VideoMAE classifier is Model 1) and Model 2's spatial encoder
+(per frame; its temporal encoder is not merged). A class token, or the
+first token with `classifier='first'`, is never merged; `classifier='gap'`
+averages the tokens weighted by size, and the sown tokens are the merged
+ones. Models 3 and 4 refuse it: their temporal attention needs the same S
+spatial tokens in every frame, which per-frame merging breaks.
 """
 
 from typing import Any, Optional, Tuple
@@ -25,6 +35,7 @@ import jax.numpy as jnp
 from vivit_jax.models import embedding as emb
 from vivit_jax.models import interface
 from vivit_jax.models import layers
+from vivit_jax.models import token_merging as tome
 from vivit_jax.models.axes import CLASSES, EMBED, MLP
 
 Dtype = Any
@@ -74,6 +85,7 @@ class ViViT(nn.Module):
   layer_norm_eps: float = 1e-6
   attention_impl: Optional[str] = "xla"
   remat_policy: str = "none"
+  token_merging: Tuple[int, ...] = ()  # ToMe: () off; (r,) every block; or one r per block.
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -90,8 +102,16 @@ class ViViT(nn.Module):
     if self.factorised_positions not in FACTORISED_POSITIONS:
       raise ValueError(f"model.factorised_positions must be one of {FACTORISED_POSITIONS}, "
                        f"got {self.factorised_positions!r}")
+    if self._merging() and self.variant not in ("spatio_temporal", "factorised_encoder"):
+      raise ValueError(f"model.token_merging={tuple(self.token_merging)} covers the "
+                       "spatio_temporal and factorised_encoder variants, not "
+                       f"{self.variant!r}; set model.token_merging=()")
 
-  def _encoder(self, name, num_layers, block_type="joint", final_norm=True):
+  def _merging(self):
+    """Per-block r of the merged (joint or spatial) encoder; () when off."""
+    return tome.schedule(self.token_merging, self.num_layers)
+
+  def _encoder(self, name, num_layers, block_type="joint", final_norm=True, merging=()):
     return layers.Encoder(
         num_layers=num_layers, num_heads=self.num_heads, mlp_dim=self.mlp_dim,
         block_type=block_type, dropout_rate=self.dropout_rate,
@@ -99,8 +119,9 @@ class ViViT(nn.Module):
         drop_path_rate=self.drop_path_rate, qkv_bias=self.qkv_bias,
         activation=self.activation, layer_norm_eps=self.layer_norm_eps,
         final_norm=final_norm, attention_impl=self.attention_impl,
-        remat_policy=self.remat_policy, dtype=self.dtype, param_dtype=self.param_dtype,
-        name=name)
+        remat_policy=self.remat_policy, token_merging=merging,
+        merge_protect_first=self.classifier in ("token", "first"),
+        dtype=self.dtype, param_dtype=self.param_dtype, name=name)
 
   def _cls_token(self, name, x):
     """Prepends a learned token to `(N, L, D)`."""
@@ -114,11 +135,21 @@ class ViViT(nn.Module):
     return emb.PositionEmbedding(num_positions, self.pos_embedding, broadcast_shape,
                                  self.dtype, self.param_dtype, name=name)
 
-  def _pool(self, x, has_cls):
-    """`(N, L, D)` -> `(N, D)` by the CLS token or by the mean of all tokens."""
+  def _pool(self, x, has_cls, size=None):
+    """`(N, L, D)` -> `(N, D)` by the CLS token or by the mean of all tokens
+    (weighted by the merged tokens' sizes `(N, L, 1)` when given)."""
     if self.classifier in ("token", "first"):
       return x[:, 0]
+    if size is not None:
+      return tome.weighted_mean(x[:, 1:], size[:, 1:]) if has_cls else tome.weighted_mean(x, size)
     return jnp.mean(x[:, 1:] if has_cls else x, axis=1)
+
+  def _merged_encoder(self, x, train, final_norm=True):
+    """The (spatial) encoder over `(N, L, D)`: `(tokens, sizes or None)`."""
+    merging = self._merging()
+    out = self._encoder("encoder", self.num_layers, final_norm=final_norm,
+                        merging=merging)(x, train=train)
+    return out if merging else (out, None)
 
   @nn.compact
   def __call__(self, video, *, train: bool = False):
@@ -136,9 +167,9 @@ class ViViT(nn.Module):
         x = self._cls_token("cls_token", x)
       x = self._pos("pos_embedding", x.shape[1])(x)
       x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
-      x = self._encoder("encoder", self.num_layers, final_norm=final_norm)(x, train=train)
+      x, size = self._merged_encoder(x, train, final_norm)
       self.sow("intermediates", "tokens", x)
-      pooled = self._pool(x, use_cls)
+      pooled = self._pool(x, use_cls, size)
 
     elif self.variant == "factorised_encoder":
       x = tokens.reshape(b * nt, nh * nw, d)
@@ -146,8 +177,8 @@ class ViViT(nn.Module):
         x = self._cls_token("cls_token", x)
       x = self._pos("pos_embedding", x.shape[1])(x)
       x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
-      x = self._encoder("encoder", self.num_layers)(x, train=train)
-      x = self._pool(x, use_cls).reshape(b, nt, d)
+      x, size = self._merged_encoder(x, train)
+      x = self._pool(x, use_cls, size).reshape(b, nt, d)
       if use_cls:
         x = self._cls_token("temporal_cls_token", x)
       x = self._pos("temporal_pos_embedding", x.shape[1])(x)
@@ -190,6 +221,21 @@ class ViViT(nn.Module):
     return jnp.asarray(logits, jnp.float32)
 
 
+def _encoder_macs(m: ViViT, tokens: int, groups: int) -> int:
+  """MACs of the (spatial) encoder over `groups` sequences of `tokens` tokens,
+  with token merging's shorter sequences and its matching products."""
+  d, protect = m.hidden_size, m.classifier in ("token", "first")
+  macs = 0
+  for r in tome.schedule(m.token_merging, m.num_layers) or (0,) * m.num_layers:
+    out = tome.merged_length(tokens, r, protect)
+    macs += interface.joint_block_macs(tokens, groups, d, m.mlp_dim)
+    macs -= 2 * groups * (tokens - out) * d * m.mlp_dim  # the MLP sees the merged tokens
+    if out < tokens:  # the A x B key similarities
+      macs += groups * ((tokens + 1) // 2) * (tokens // 2) * (d // m.num_heads)
+    tokens = out
+  return macs
+
+
 def forward_macs(m: ViViT, video_shape) -> int:
   """Multiply-adds of one forward pass on one clip `(T, H, W, C)` (`flops.py` convention)."""
   nt, nh, nw = emb.token_grid(video_shape, m.patch_size, m.tubelet_size, m.frame_stride)
@@ -200,9 +246,9 @@ def forward_macs(m: ViViT, video_shape) -> int:
   block = interface.joint_block_macs
   macs = nt * s * m.tubelet_size * ph * pw * channels * d
   if m.variant == "spatio_temporal":
-    macs += m.num_layers * block(nt * s + cls, 1, d, m.mlp_dim)
+    macs += _encoder_macs(m, nt * s + cls, 1)
   elif m.variant == "factorised_encoder":
-    macs += m.num_layers * block(s + cls, nt, d, m.mlp_dim)
+    macs += _encoder_macs(m, s + cls, nt)
     macs += m.temporal_layers * block(nt + cls, 1, d, m.mlp_dim)
   elif m.variant == "factorised_self_attention":
     length = nt * s

@@ -174,12 +174,23 @@ class Evaluator:
           return_reconstruction=images)
     return self._steps[use_ema]
 
+  def _use_token_merging_of(self, config: Dict[str, Any]) -> None:
+    """A model checkpoint's `model.token_merging` (its config.json `config`,
+    written by `vivit-compress --token-merging`) applies unless the
+    experiment config sets its own."""
+    stored = (config.get("model") or {}).get("token_merging")
+    if stored and hasattr(self.model, "token_merging") and not any(self.model.token_merging):
+      self.model = self.model.clone(token_merging=tuple(int(r) for r in stored))
+      self._steps = {}
+
   def restore(self, checkpoint: str, allow_init_from: bool = False) -> Restored:
     """The state to evaluate from `checkpoint` (module docstring); raises
     FileNotFoundError when there is none, `ParamMismatchError` on a mismatch."""
     config, resolved, seed = self.config, self.specs, self.specs.seed
     kind, path = workdir.resolve_checkpoint(checkpoint, allow_empty_workdir=allow_init_from)
     stored = checkpoints.load_model_config(path) if kind == "model" else {}
+    if kind == "model":
+      self._use_token_merging_of(stored)
     if stored.get("quantization"):  # an int8 checkpoint of `vivit-compress`
       return self._restore_quantized(path, stored)
     if kind == "model":
