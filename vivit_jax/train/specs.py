@@ -26,7 +26,7 @@ they do in the config files.
 import dataclasses
 from typing import Any, Optional, Tuple
 
-from vivit_jax.constants import IMAGENET_MEAN, IMAGENET_STD
+from vivit_jax.common.constants import IMAGENET_MEAN, IMAGENET_STD
 from vivit_jax.train import partitioning
 
 
