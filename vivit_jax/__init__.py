@@ -5,3 +5,7 @@ Subpackages: `models` (Flax modules), `convert` (published weights in),
 """
 
 __version__ = "0.1.0"
+
+from vivit_jax import tf_logs as _tf_logs
+
+_tf_logs.install()  # TensorFlow's C++ start-up lines off every command
