@@ -95,6 +95,11 @@ class MetricWriter:
       self._writer = None
 
 
+def metric_text(value: float) -> str:
+  """A metric on the console: 4 significant digits (`0.004987`, `1.386`, `23.45`)."""
+  return f"{float(value):.4g}"
+
+
 def _format_duration(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   hours, rest = divmod(seconds, 3600)
@@ -139,7 +144,7 @@ class Progress:
       if name in metrics:
         value = float(metrics[name])
         parts.append(f"{'lr' if name == 'learning_rate' else name} "
-                     + (f"{value:.3e}" if name == "learning_rate" else f"{value:.4f}"))
+                     + (f"{value:.3e}" if name == "learning_rate" else metric_text(value)))
     skipped = skipped_phrase(data_counts or {})
     if skipped:
       parts.append(skipped)
