@@ -96,8 +96,10 @@ class MetricWriter:
 
 
 def metric_text(value: float) -> str:
-  """A metric on the console: 4 significant digits (`0.004987`, `1.386`, `23.45`)."""
-  return f"{float(value):.4g}"
+  """A metric on the console: 5 significant digits (`0.0049876`, `1.3863`, `23.457`),
+  so a small value (a pixel MSE near 0.005) reads as more than zeros and a loss
+  keeps the 4 decimals that show it moving."""
+  return f"{float(value):.5g}"
 
 
 def _format_duration(seconds: float) -> str:
