@@ -94,3 +94,26 @@ def test_damaged_config_json_of_a_model_checkpoint_is_one_line(checkpoint, tmp_p
   config_json.write_text(config_json.read_text()[:40])
   line = _error_line(_predict(str(damaged), checkpoint["video"]), "not a valid JSON file (")
   assert f"({config_json}): restore config.json" in line
+
+
+def test_damaged_options_json_of_a_tfrecord_conversion_is_one_line(tmp_path):
+  videos.write_video(str(tmp_path / "v0.mp4"), num_frames=8)
+  list_path = datasets.write_video_list(str(tmp_path / "list.txt"), [("v0.mp4", 0)])
+  command = [sys.executable, "-m", "vivit_jax.data.make_tfrecords", "--list", list_path,
+             "--video_root", str(tmp_path), "--output_dir", str(tmp_path / "out"),
+             "--num_shards", "1", "--short_side", "32", "--workers", "0", "--no_progress"]
+  first = subprocess.run(command, capture_output=True, text=True, timeout=180)
+  assert first.returncode == 0, first.stderr
+  options = tmp_path / "out" / "train.options.json"
+  options.write_text(options.read_text()[:10])
+  line = _error_line(subprocess.run(command, capture_output=True, text=True, timeout=180),
+                     "not a valid JSON file (")
+  assert f"({options}): delete it and pass --overwrite" in line
+
+
+def test_damaged_signature_json_of_an_export_names_the_file(tmp_path):
+  from vivit_jax.export import load_exported  # pylint: disable=import-outside-toplevel
+  from vivit_jax.user_errors import UserError  # pylint: disable=import-outside-toplevel
+  (tmp_path / "signature.json").write_text('{"program": ')
+  with pytest.raises(UserError, match=r"not a valid JSON file .*signature\.json\): export"):
+    load_exported(str(tmp_path))

@@ -190,8 +190,11 @@ def _is_complete(output_path: str) -> bool:
   summary_path = shard_summary_path(output_path)
   if not (os.path.exists(output_path) and os.path.exists(summary_path)):
     return False
-  with open(summary_path) as f:
-    return json.load(f).get("complete", True)
+  try:
+    with open(summary_path) as f:
+      return json.load(f).get("complete", True)
+  except (ValueError, AttributeError):  # Damaged or edited: redo the shard.
+    return False
 
 
 def _check_options(options_path: str, options: dict, overwrite: bool, shards: List[str]):
@@ -202,8 +205,8 @@ def _check_options(options_path: str, options: dict, overwrite: bool, shards: Li
         if os.path.exists(stale):
           os.remove(stale)
   elif os.path.exists(options_path) and any(os.path.exists(path) for path in shards):
-    with open(options_path) as f:
-      recorded = json.load(f)
+    recorded = user_errors.read_json(options_path, "delete it and pass --overwrite to redo "
+                                     "the shards")
     for key, value in options.items():
       if key in recorded and recorded[key] != value:
         if key == "label_names":
