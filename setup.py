@@ -5,7 +5,10 @@ from setuptools import find_packages, setup
 # Ranges admit both machines this project runs on: Python 3.11 CPU boxes
 # (jax 0.10.2, flax 0.12.8) and the Python 3.12 GPU image (jax 0.11.2,
 # flax 0.12.10, orbax-checkpoint 0.12.4). Models, train steps, checkpoints
-# and benchmarks import without TensorFlow; only `vivit_jax.data` needs it.
+# and benchmarks import without TensorFlow, TFDS, PyAV and dm-pix; only
+# `vivit_jax.data` needs them at import. dm-pix stays in DATA: the steps
+# import it lazily, only for on-device colour jitter and future-masking
+# forecast metrics. The GPU image lacks some CORE packages: scripts/gpu_wheels.sh.
 CORE = [
     "jax>=0.10.2,<0.13",
     "flax>=0.12.8,<0.12.13",
@@ -37,14 +40,14 @@ TEST = ["pytest>=8,<10", "pytest-xdist>=3.5,<4"] + DATA + PARITY + VIEW
 # The commands (`python -m <module>` runs the same code).
 CONSOLE_SCRIPTS = [
     "vivit-train = vivit_jax.main:run",
-    "vivit-evaluate = vivit_jax.evaluate:run",
+    "vivit-evaluate = vivit_jax.train.evaluation.evaluate:run",
     "vivit-predict = vivit_jax.serving.predict:main",
     "vivit-stream = vivit_jax.serving.stream:main",
     "vivit-export = vivit_jax.export.__main__:main",
     "vivit-convert = vivit_jax.convert.__main__:main",
     "vivit-make-tfrecords = vivit_jax.data.make_tfrecords:main",
     "vivit-compress = vivit_jax.compress.__main__:main",
-    "vivit-forecast = vivit_jax.serving.forecast:run",
+    "vivit-forecast = vivit_jax.train.evaluation.forecast:run",
 ]
 # `make mutation` (scripts/mutation.py); not part of `make test`.
 MUTATION = ["cosmic-ray>=8.4,<9"]

@@ -14,7 +14,7 @@ package, so each demo config imports this file as the top-level module
 
 import os
 
-from vivit_jax.data.synthetic import class_names
+from vivit_jax.data.demo.synthetic import class_names
 from vivit_jax.train.experiment import experiment_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,7 +38,7 @@ ENCODER = dict(hidden_size=96, num_layers=4, num_heads=4, mlp_dim=192, patch_siz
 
 
 def set_demo_data(data, data_dir: str = DEMO_DATA_DIR) -> None:
-  """The moving-shapes dataset of `vivit_jax.data.synthetic.write_demo_dataset`."""
+  """The moving-shapes dataset of `vivit_jax.data.demo.synthetic.write_demo_dataset`."""
   data.source = "tfrecord"
   data.train_files = os.path.join(data_dir, "train-*-of-*.tfrecord")
   data.eval_files = os.path.join(data_dir, "eval-*-of-*.tfrecord")

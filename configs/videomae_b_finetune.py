@@ -6,7 +6,8 @@ pretrained encoder (`init_from.kind="pretrain"`: a workdir of
 `configs/videomae_b_pretrain.py`; or "model": a converted Hugging Face
 VideoMAE). AdamW with layer-wise lr decay 0.75, drop path 0.1, Mixup 0.8 +
 CutMix 1.0, label smoothing 0.1, RandAugment (4, 7); 75 epochs, 5 warm-up.
-Evaluation: 5 temporal x 3 spatial views.
+Evaluation: 5 temporal x 3 spatial views. uint8 clips, normalised on the
+device (`data.dtype="uint8"`).
 
     python -m vivit_jax.main --config=configs/videomae_b_finetune.py --workdir=$WORKDIR \
       --config.init_from.path=$PRETRAIN_WORKDIR \
@@ -41,6 +42,7 @@ def get_config():
   d.eval_temporal_views = 5
   d.eval_spatial_views = 3
   d.shuffle_buffer = 1024
+  d.dtype = "uint8"  # normalised on the device
 
   epochs, warmup_epochs = 75, 5
   config.train.batch_size = 384

@@ -5,6 +5,14 @@ them visible), a 4-layer 384-wide decoder, per-tubelet normalised pixel
 targets; AdamW (0.9, 0.95), lr 1.5e-4 per 256 clips, cosine, 40 warm-up
 epochs, 800 epochs. Sampling stride 4 (Kinetics), multi-scale crops, flips.
 
+Fed for an accelerator: uint8 clips, normalised on the device
+(`data.dtype="uint8"`), and `data.clips_per_video=2` clips from each decoded
+video (repeated sampling: VideoMAE fine-tunes on 2 clips per video, MAE-ST
+pretrains on 4): a video file is decoded once for both clips, a TFRecord read
+and parsed once (each clip still decodes its own JPEG frames). The batch
+counts clips (512, from 256 videos) and an epoch is 240k clips, so the lr,
+step count and clips seen are those of one clip per video.
+
     python -m vivit_jax.main --config=configs/videomae_b_pretrain.py --workdir=$WORKDIR \
       --config.data.train_files='gs://BUCKET/kinetics400/train-*' \
       --config.data.eval_files='gs://BUCKET/kinetics400/validation-*'
@@ -13,6 +21,7 @@ epochs, 800 epochs. Sampling stride 4 (Kinetics), multi-scale crops, flips.
 from vivit_jax.train.experiment import experiment_config, finalize
 
 TRAIN_VIDEOS = 240_000
+CLIPS_PER_VIDEO = 2  # repeated sampling: clips drawn from each decoded video
 
 
 def get_config():
@@ -33,6 +42,8 @@ def get_config():
   d.crop = "multi_scale"
   d.flip = True
   d.shuffle_buffer = 1024
+  d.dtype = "uint8"  # normalised on the device (docs/performance.md: host cores)
+  d.clips_per_video = CLIPS_PER_VIDEO
 
   epochs, warmup_epochs = 800, 40
   config.train.batch_size = 512

@@ -5,6 +5,7 @@ initialised from an ImageNet-21k ViT-B/16 (central-frame tubelet inflation)
 plus a fresh 4-layer temporal encoder; SGD with momentum, cosine decay with
 linear warm-up, label smoothing, Mixup, gradient clipping; 30 epochs at a
 global batch of 64. Evaluation: 4 temporal x 3 spatial views per video.
+uint8 clips, normalised on the device (`data.dtype="uint8"`).
 
 Data: DMVR-layout TFRecords (`tf.SequenceExample`, JPEG frames). Set the
 file patterns and the ViT checkpoint (a model checkpoint dir, e.g. from
@@ -43,6 +44,7 @@ def get_config():
   d.eval_temporal_views = 4
   d.eval_spatial_views = 3
   d.shuffle_buffer = 1024
+  d.dtype = "uint8"  # normalised on the device
 
   epochs = 30
   config.train.batch_size = 64

@@ -11,7 +11,10 @@ Prints one table row per run: clips/s, step time, model TFLOP/s and MFU
 MFU is against `--peak-tflops` if given, else against the chip's dense bf16
 rate from PEAK_BF16_TFLOPS by device kind, or with `--measure-peak` against
 a measured 8192^3 bf16 matmul on this device (the table says which).
-Imports without TensorFlow: batches are random arrays made on the devices.
+Imports without TensorFlow: batches are random arrays made on the devices,
+uint8 pixels for the GPU presets (`data.dtype="uint8"`, as the accelerator
+configs feed them: the step normalises on the device, and that is timed)
+and float32 for the tiny ones; `--set data.dtype=float32` switches.
 """
 
 import argparse
@@ -30,6 +33,8 @@ from vivit_jax.train import defaults, experiment, mesh as mesh_lib, partitioning
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0,
                     "TPU v5 lite": 197.0, "TPU v5": 459.0, "TPU v4": 275.0}
 
+GPU_DATA_DTYPE = "uint8"  # what the accelerator configs (configs/*) ship to the device
+
 VIVIT_B = dict(name="vivit", size="B", num_classes=400, patch_size=16, tubelet_size=2,
                dtype="bfloat16", attention_impl="cudnn")
 VIDEOMAE_B_FT = dict(VIVIT_B, variant="spatio_temporal", classifier="gap", fc_norm=True,
@@ -40,7 +45,7 @@ def _vivit_preset(variant, frames, batch):
   classifier = "gap" if variant in ("factorised_self_attention", "factorised_dot_product") \
       else "token"
   return dict(mode="train", model=dict(VIVIT_B, variant=variant, classifier=classifier),
-              clip=(frames, 224, 224, 3), batch_size=batch)
+              clip=(frames, 224, 224, 3), batch_size=batch, data_dtype=GPU_DATA_DTYPE)
 
 
 PRESETS = {
@@ -54,9 +59,11 @@ PRESETS = {
         decoder_mlp_dim=32, mask_ratio=0.75), clip=(8, 32, 32, 3), batch_size=4),
     "videomae_b_pretrain_16x224": dict(mode="pretrain", model=dict(
         name="videomae", size="B", mask_type="tube", mask_ratio=0.9, dtype="bfloat16",
-        attention_impl="cudnn"), clip=(16, 224, 224, 3), batch_size=64),
+        attention_impl="cudnn"), clip=(16, 224, 224, 3), batch_size=64,
+        data_dtype=GPU_DATA_DTYPE),
     "videomae_b_finetune_16x224": dict(mode="finetune", model=VIDEOMAE_B_FT,
-                                       clip=(16, 224, 224, 3), batch_size=16),
+                                       clip=(16, 224, 224, 3), batch_size=16,
+                                       data_dtype=GPU_DATA_DTYPE),
 }
 for _variant in ("spatio_temporal", "factorised_encoder", "factorised_self_attention",
                  "factorised_dot_product"):
@@ -84,6 +91,7 @@ def build_config(args):
     config.mode = preset["mode"]
     config.model = preset["model"]
     config.train.batch_size = preset["batch_size"]
+    config.data.dtype = preset.get("data_dtype", "float32")
     clip = preset["clip"]
   if args.batch_size:
     config.train.batch_size = args.batch_size
@@ -137,8 +145,12 @@ def run(config, clip, num_steps, warmup, profile_dir=None):
   state, shardings = steps.init_train_state(config, model, mesh, config.seed, clip)
   sharding = partitioning.batch_sharding(mesh)
   key = jax.random.key(1)
-  batch = {"video": jax.device_put(jax.random.normal(key, (batch_size,) + clip,
-                                                     jnp.float32), sharding),
+  video_dtype = (config.get("data") or {}).get("dtype", "float32")
+  if video_dtype == "uint8":  # raw pixels: the step normalises them on the device
+    video = jax.random.randint(key, (batch_size,) + clip, 0, 256, jnp.int32).astype(jnp.uint8)
+  else:
+    video = jax.random.normal(key, (batch_size,) + clip, jnp.float32)
+  batch = {"video": jax.device_put(video, sharding),
            "label": jax.device_put(jnp.arange(batch_size, dtype=jnp.int32) % 2, sharding)}
   if config.mode == "eval":
     step_fn = steps.make_eval_step(config, model, mesh, shardings)
@@ -171,7 +183,7 @@ def run(config, clip, num_steps, warmup, profile_dir=None):
   step_s = float(np.median(times))
   forward = 2 * flops.forward_macs(model, clip)
   per_clip = forward if config.mode == "eval" else 3 * forward
-  return dict(mode=config.mode, batch_size=batch_size, clip=list(clip),
+  return dict(mode=config.mode, batch_size=batch_size, clip=list(clip), video_dtype=video_dtype,
               step_s=step_s, clips_per_s=batch_size / step_s,
               model_tflops_per_s=per_clip * batch_size / step_s / 1e12,
               compile_s=compile_s, peak_memory_gib=peak_memory_gib(),

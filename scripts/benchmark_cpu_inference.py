@@ -34,9 +34,9 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from vivit_jax.compress import quantize  # pylint: disable=g-import-not-at-top
+from vivit_jax.common.params import param_bytes  # pylint: disable=g-import-not-at-top
 from vivit_jax.convert import huggingface, parity
-from vivit_jax.models import build_model
+from vivit_jax.models import build_model, quantized
 
 VIDEOMAE_16X224 = dict(image_size=224, patch_size=16, tubelet_size=2, num_frames=16,
                        num_labels=400)
@@ -81,11 +81,11 @@ def contenders(preset: str, seed: int = 0) -> Dict[str, Any]:
   runs = {"torch_eager": torch_runner(hf), "torch_int8": torch_runner(hf_int8),
           "jax_float32": jax_runner(conversion.model, conversion.params),
           "jax_float32_chunked": jax_runner(chunked, conversion.params)}
-  sizes = {"float32": quantize.param_bytes(conversion.params)}
+  sizes = {"float32": param_bytes(conversion.params)}
   for method in ("int8_weight", "int8_dynamic"):
-    qmodel, qparams = quantize.quantize_model_params(chunked, conversion.params, shape, method)
+    qmodel, qparams = quantized.quantize_model_params(chunked, conversion.params, shape, method)
     runs[f"jax_{method}"] = jax_runner(qmodel, qparams)
-    sizes[method] = quantize.param_bytes(qparams)
+    sizes[method] = param_bytes(qparams)
   return {"video": video, "runs": runs, "param_bytes": sizes,
           "attention": getattr(hf.config, "_attn_implementation", None)}
 

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from vivit_jax import data
-from vivit_jax.data import convert
+from vivit_jax.data import make_tfrecords
 from vivit_jax.data import pyav_decode
 
 
@@ -162,8 +162,8 @@ def main(argv=None):
     list_path = write_videos(directory, args.num_videos, args.frames_per_video)
     timings["write_mp4_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    summary = convert.convert(list_path, os.path.join(directory, "tfrecords"), num_shards=4,
-                              short_side=256, workers=0)
+    summary = make_tfrecords.write_tfrecords(list_path, os.path.join(directory, "tfrecords"),
+                                             num_shards=4, short_side=256, workers=0)
     timings["convert_to_tfrecord_s"] = time.perf_counter() - start
     common = dict(num_classes=10, num_frames=args.num_frames, stride=2,
                   image_size=args.image_size, resize_short_side=256, crop="random_resized",

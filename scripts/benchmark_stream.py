@@ -40,7 +40,8 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from vivit_jax.serving import inference  # pylint: disable=g-import-not-at-top
+from vivit_jax.checkpoints.input_spec import InputSpec  # pylint: disable=g-import-not-at-top
+from vivit_jax.serving import inference
 from vivit_jax.serving import stream
 from vivit_jax.serving import video_io
 from vivit_jax.models import build_model
@@ -59,7 +60,7 @@ def demo_classifier(dtype=None, attention_impl=None) -> inference.Classifier:
   if attention_impl:
     model_config["attention_impl"] = attention_impl
   data = config.data
-  input_spec = inference.InputSpec(
+  input_spec = InputSpec(
       num_frames=data.num_frames, frame_stride=data.stride,
       image_size=(data.image_size, data.image_size), resize_short_side=data.resize_short_side,
       mean=tuple(data.mean), std=tuple(data.std))

@@ -33,8 +33,9 @@ sys.path.insert(0, os.path.join(REPO, "configs"))  # demo_common, as the demo co
 
 from absl import logging as absl_logging  # noqa: E402
 
-from vivit_jax.data import synthetic  # noqa: E402
-from vivit_jax.train import curves, experiment, loop  # noqa: E402
+from vivit_jax.data.demo import synthetic  # noqa: E402
+from vivit_jax.train import experiment, loop  # noqa: E402
+from vivit_jax.train.evaluation import curves  # noqa: E402
 
 import demo_common  # noqa: E402  pylint: disable=wrong-import-order
 

@@ -34,7 +34,7 @@ import jax  # noqa: E402
 from absl import logging as absl_logging  # noqa: E402
 
 from vivit_jax import checkpoints  # noqa: E402
-from vivit_jax.data import synthetic  # noqa: E402
+from vivit_jax.data.demo import synthetic  # noqa: E402
 from vivit_jax.models import registry  # noqa: E402
 from vivit_jax.train import experiment, loop  # noqa: E402
 

@@ -13,13 +13,17 @@ and gpu_suite.md (clips/s, TFLOP/s, MFU against the measured ceiling, peak
 and estimated memory, compile time, ratios to HF) to $OUT if set, else the
 current folder.
 
-Installs nothing. A side whose packages are missing (jax/flax/optax for
-ours, torch/transformers for the reference) is skipped with a message; each
+Installs nothing itself: `gpu_suite.sh` first installs the wheels the GPU
+image lacks (`scripts/gpu_wheels.sh`) into a folder on `PYTHONPATH`. The
+report records each package's version and folder (`packages`). A side
+whose packages are missing (jax/flax/optax/ml_collections for ours,
+torch/transformers for the reference) is skipped with a message; each
 measurement runs in its own process (a clean peak-memory counter, and a
 failure or timeout costs one row), within `--budget-s` overall.
 """
 
 import argparse
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -58,6 +62,23 @@ print(json.dumps(dict(tflops=benchmark.measured_peak_tflops({size}), backend=jax
 
 def missing(modules):
   return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+def package_sources(modules=OURS_MODULES + ("qwix", "tensorboardX") + REFERENCE_MODULES):
+  """`{module: {"version", "folder"}}`, without importing (None where absent)."""
+  found = {}
+  for name in modules:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.origin:
+      found[name] = None
+      continue
+    try:
+      version = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      version = None
+    package_dir = os.path.dirname(spec.origin)
+    found[name] = dict(version=version, folder=os.path.dirname(package_dir))
+  return found
 
 
 def _child_env():
@@ -130,7 +151,7 @@ def run_suite(args):
                if not args.preset or r[0] in args.preset]
   runner = Runner(args.budget_s, args.per_run_s)
   report = dict(started=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                tiny=args.tiny, notes=[], ceiling=None, rows=[])
+                tiny=args.tiny, packages=package_sources(), notes=[], ceiling=None, rows=[])
   note = lambda text: (print(text, flush=True), report["notes"].append(text))
   ours_missing, ref_missing = missing(OURS_MODULES), missing(REFERENCE_MODULES)
   if ours_missing:
@@ -198,6 +219,10 @@ def markdown(report):
   if ceiling:
     lines += [f"Device: {ceiling['device']} ({ceiling['backend']}, jax {ceiling['jax_version']}); "
               f"measured matmul ceiling {ceiling['tflops']:.4g} TFLOP/s (MFU is against it).", ""]
+  versions = [f"{name} {info['version']}" for name, info in report.get("packages", {}).items()
+              if info]
+  if versions:
+    lines += ["Packages: " + ", ".join(versions) + ".", ""]
   lines += ["| workload | implementation | batch | remat | clips/s | TFLOP/s | MFU | peak GiB "
             "| est. GiB | compile s | x HF eager | x HF compile |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -4,7 +4,7 @@ r"""What masked pretraining buys: fine-tuning from random init vs the pretrained
     python scripts/pretraining_gain.py --seeds=5 --pretrain_steps=3000 \
         --num_train=4096 --out=demo_workdir/pretraining_gain_big.json
 
-The data are the demo world's clips (`vivit_jax.data.synthetic`, the
+The data are the demo world's clips (`vivit_jax.data.demo.synthetic`, the
 geometry of `configs/demo_common.py`: 16 frames of 64 x 64 read as 8 frames
 (every 2nd) at 32 x 32, 2 x 2 mean-pooled), generated in memory: no
 TFRecords, so many short runs fit in one process. Models, losses, optimiser
@@ -43,10 +43,10 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from vivit_jax import checkpoints  # noqa: E402
-from vivit_jax.data import synthetic  # noqa: E402
+from vivit_jax.data.demo import synthetic  # noqa: E402
 from vivit_jax.models import build_model, embedding, registry, transfer  # noqa: E402
 from vivit_jax.train import device_preprocess, experiment, partitioning, steps  # noqa: E402
-from vivit_jax.train import linear_probe as linear_probe_lib  # noqa: E402
+from vivit_jax.train.evaluation import linear_probe as linear_probe_lib  # noqa: E402
 from vivit_jax.train.mesh import create_mesh  # noqa: E402
 from vivit_jax.train.optimizer import make_optimizer  # noqa: E402
 

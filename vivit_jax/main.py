@@ -13,7 +13,7 @@ A user mistake (a bad key or value, missing data, a batch or mesh that does
 not fit the devices, frames or image size that do not fit the model, a
 checkpoint of another model) is found at start-up, before anything is
 compiled or written, and ends in one line `error: <what> (<where>): <fix>`
-with exit status 2 (`vivit_jax/user_errors.py`; the traceback too with
+with exit status 2 (`vivit_jax/common/errors.py`; the traceback too with
 `--verbosity=1` or `VIVIT_TRACEBACK=1`). One found later ends the same way:
 a label outside `data.num_classes` met while streaming, a workdir whose
 `config.json` is damaged. A training fault (a non-finite
@@ -34,7 +34,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from vivit_jax import user_errors
+from vivit_jax.common import errors
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (a Python file with get_config()).",
@@ -56,16 +56,16 @@ def main(argv) -> None:
     loop.run(config, _WORKDIR.value)
   except FloatingPointError as e:
     # The message names the step and the key to change; a traceback adds nothing.
-    if user_errors.traceback_wanted(sys.argv):
+    if errors.traceback_wanted(sys.argv):
       traceback.print_exc()
-    print(f"error: {user_errors.one_line(e)}", file=sys.stderr, flush=True)
+    print(f"error: {errors.one_line(e)}", file=sys.stderr, flush=True)
     sys.exit(1)
 
 
 def run() -> None:
   """The `vivit-train` command (`python -m vivit_jax.main`)."""
   flags.mark_flags_as_required(["config", "workdir"])
-  user_errors.run_absl(main)
+  errors.run_absl(main)
 
 
 if __name__ == "__main__":

@@ -20,17 +20,19 @@ def _load(name):
   return module
 
 
-@pytest.mark.parametrize("preset", ["tiny", "tiny_pretrain"])
-def test_benchmark_tiny_preset_reports_a_full_row(preset, tmp_path, capsys):
+@pytest.mark.parametrize("preset,video_dtype", [("tiny", "uint8"), ("tiny_pretrain", "float32")])
+def test_benchmark_tiny_preset_reports_a_full_row(preset, video_dtype, tmp_path, capsys):
   """The README's columns (clips/s, step time, model TFLOP/s, MFU, peak
   memory, compile time), printed and in the JSON, consistent with each other
-  and with the analytic FLOPs of the preset's model (3x forward for training)."""
+  and with the analytic FLOPs of the preset's model (3x forward for training);
+  uint8 batches (what the GPU presets feed) as well as float32 ones."""
   from vivit_jax.models import build_model, flops  # pylint: disable=import-outside-toplevel
   module = _load("benchmark")
   output = tmp_path / "bench.json"
-  module.main(["--preset", preset, "--steps", "2", "--warmup", "1",
-               "--peak-tflops", "1.0", "--output", str(output)])
+  module.main(["--preset", preset, "--steps", "2", "--warmup", "1", "--set",
+               f"data.dtype={video_dtype}", "--peak-tflops", "1.0", "--output", str(output)])
   result = json.loads(output.read_text())
+  assert result["video_dtype"] == video_dtype
   spec = module.PRESETS[preset]
   assert result["mode"] == spec["mode"] and result["batch_size"] == spec["batch_size"]
   assert result["clip"] == list(spec["clip"]) and result["name"] == preset
@@ -58,6 +60,10 @@ def test_benchmark_presets_cover_the_issue_workloads():
                "vivit_b_factorised_self_attention_32x224", "vivit_b_factorised_dot_product_16x224"):
     assert name in presets
   assert presets["videomae_b_pretrain_16x224"]["batch_size"] == 64
+  # The GPU presets feed uint8 pixels, normalised in the step, as the accelerator configs do.
+  for name, preset in presets.items():
+    assert preset.get("data_dtype", "float32") == ("float32" if name.startswith("tiny")
+                                                   else "uint8"), name
 
 
 def test_benchmark_imports_without_tensorflow():

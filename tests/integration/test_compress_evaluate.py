@@ -5,7 +5,7 @@ import os
 import pytest
 
 from support import train_runs as fx
-from vivit_jax import evaluate
+from vivit_jax.train.evaluation import evaluate
 from vivit_jax.compress import __main__ as compress_cli
 from vivit_jax.train import loop
 

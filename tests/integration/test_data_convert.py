@@ -78,18 +78,6 @@ def test_command_line_with_worker_processes_shows_progress(video_list, tmp_path,
   assert next(it)["video"].shape == (2, 4, 32, 32, 3)
 
 
-def test_old_command_name_still_runs_and_names_the_new_one(video_list, tmp_path):
-  list_path, root = video_list
-  out = str(tmp_path / "old")
-  result = subprocess.run(
-      [sys.executable, "-m", "vivit_jax.data.convert", "--list", list_path, "--video_root",
-       root, "--output_dir", out, "--num_shards", "1", "--short_side", "32", "--workers", "0",
-       "--no_progress"], capture_output=True, text=True, check=True)
-  assert "use `python -m vivit_jax.data.make_tfrecords`" in result.stderr
-  assert "converted 4 of 6 videos" in result.stdout
-  assert os.path.exists(make_tfrecords.shard_path(out, "train", 0, 1))
-
-
 def _cli(*args):
   return subprocess.run([sys.executable, "-m", "vivit_jax.data.make_tfrecords", "--workers",
                          "0", "--no_progress", *args], capture_output=True, text=True)

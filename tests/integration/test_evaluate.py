@@ -1,4 +1,4 @@
-"""`python -m vivit_jax.evaluate` and the model checkpoint training writes.
+"""`python -m vivit_jax.train.evaluation.evaluate` and the model checkpoint training writes.
 
 Metric functions against hand-computed numbers; a tiny fine-tuning run whose
 `WORKDIR/model` loads for inference with the training params' outputs; the
@@ -16,10 +16,11 @@ import pytest
 from PIL import Image
 
 from support import train_runs as fx
-from vivit_jax import checkpoints, evaluate
+from vivit_jax import checkpoints
 from vivit_jax.serving import inference
 from vivit_jax.models import build_model
-from vivit_jax.train import confusion, evaluation, loop
+from vivit_jax.train import loop
+from vivit_jax.train.evaluation import confusion, evaluate, passes
 
 NUM_STEPS = 2
 
@@ -30,18 +31,18 @@ def test_top_k_confusion_and_per_class_accuracy_by_hand():
                      [0.1, 0.3, 0.6],    # true 2, predicted 2
                      [0.2, 0.5, 0.3]])   # true 2, predicted 1 (2 is 2nd)
   labels = np.array([0, 1, 2, 2])
-  np.testing.assert_array_equal(evaluation.top_k_correct(scores, labels, 1),
+  np.testing.assert_array_equal(passes.top_k_correct(scores, labels, 1),
                                 [True, False, True, False])
-  np.testing.assert_array_equal(evaluation.top_k_correct(scores, labels, 2), [True] * 4)
-  np.testing.assert_array_equal(evaluation.top_k_correct(scores, labels, 5), [True] * 4)
-  matrix = evaluation.confusion_matrix(np.argmax(scores, -1), labels, 3)
+  np.testing.assert_array_equal(passes.top_k_correct(scores, labels, 2), [True] * 4)
+  np.testing.assert_array_equal(passes.top_k_correct(scores, labels, 5), [True] * 4)
+  matrix = passes.confusion_matrix(np.argmax(scores, -1), labels, 3)
   np.testing.assert_array_equal(matrix, [[1, 0, 0], [1, 0, 0], [0, 1, 1]])
-  np.testing.assert_allclose(evaluation.per_class_accuracy(matrix), [1.0, 0.0, 0.5])
-  assert evaluation.mean_class_accuracy(matrix) == pytest.approx(0.5)  # top-1 is also 0.5
+  np.testing.assert_allclose(passes.per_class_accuracy(matrix), [1.0, 0.0, 0.5])
+  assert passes.mean_class_accuracy(matrix) == pytest.approx(0.5)  # top-1 is also 0.5
   # A class with no video is left out of the mean, not counted as 0.
-  matrix4 = evaluation.confusion_matrix(np.array([0, 0]), np.array([0, 1]), 4)
-  assert np.isnan(evaluation.per_class_accuracy(matrix4)[2])
-  assert evaluation.mean_class_accuracy(matrix4) == pytest.approx(0.5)
+  matrix4 = passes.confusion_matrix(np.array([0, 0]), np.array([0, 1]), 4)
+  assert np.isnan(passes.per_class_accuracy(matrix4)[2])
+  assert passes.mean_class_accuracy(matrix4) == pytest.approx(0.5)
 
 
 def test_views_that_disagree_are_averaged_per_video():
@@ -49,14 +50,14 @@ def test_views_that_disagree_are_averaged_per_video():
   # the mean is [0.5, 0.45, 0.05] -> class 0. Video 3 has one view.
   probs = np.array([[0.9, 0.1, 0.0], [0.1, 0.3, 0.6], [0.1, 0.8, 0.1]])
   ids = np.array([[0, 7], [0, 3], [0, 7]])
-  ids_out, scores, labels = evaluation.average_views(probs, ids, np.array([1, 2, 1]))
+  ids_out, scores, labels = passes.average_views(probs, ids, np.array([1, 2, 1]))
   np.testing.assert_array_equal(ids_out, [[0, 3], [0, 7]])
   np.testing.assert_allclose(scores, [[0.1, 0.3, 0.6], [0.5, 0.45, 0.05]])
   np.testing.assert_array_equal(labels, [2, 1])
   # Video 7's label is 1 and the average picks 0: wrong, though one view was right.
-  np.testing.assert_array_equal(evaluation.top_k_correct(scores, labels, 1), [True, False])
+  np.testing.assert_array_equal(passes.top_k_correct(scores, labels, 1), [True, False])
   # Views keyed by (process, video): the same index on two processes is two videos.
-  ids_out, _, _ = evaluation.average_views(probs[:2], np.array([[0, 5], [1, 5]]),
+  ids_out, _, _ = passes.average_views(probs[:2], np.array([[0, 5], [1, 5]]),
                                            np.array([0, 0]))
   assert len(ids_out) == 2
 
@@ -154,7 +155,7 @@ def test_evaluate_rejects_what_is_not_a_checkpoint(dataset, tmp_path):
 @pytest.mark.slow
 def test_evaluate_command_line_and_mismatch(dataset, trained, tmp_path):
   overrides = _overrides(dataset, **{"eval.num_batches": 0})
-  base = [sys.executable, "-m", "vivit_jax.evaluate",
+  base = [sys.executable, "-m", "vivit_jax.train.evaluation.evaluate",
           f"--config={os.path.join(fx.REPO, 'configs', 'demo_finetune.py')}"]
   flags = [f"--config.{k}={v}" for k, v in overrides.items()]
   out = str(tmp_path / "cli")
@@ -170,7 +171,7 @@ def test_evaluate_command_line_and_mismatch(dataset, trained, tmp_path):
   result = subprocess.run(base + [f"--checkpoint={trained}/model"] + wider +
                           ["--config.model.hidden_size=48"], cwd=fx.REPO,
                           capture_output=True, text=True, timeout=300)
-  assert result.returncode == 2  # a user mistake: one `error:` line (vivit_jax/user_errors.py)
+  assert result.returncode == 2  # a user mistake: one `error:` line (vivit_jax/common/errors.py)
   line = result.stderr.strip().splitlines()[-1]
   assert line.startswith("error: checkpoint of another model") and "32)" in line and "48)" in line
 

@@ -1,6 +1,6 @@
 """A two-head ViViT (class_splits, like Epic-Kitchens verb + noun) trained a few
 steps by `vivit_jax.main` on real TFRecords, then evaluated by the loop, by
-mode=eval and by `vivit_jax.evaluate`, and served by predict / stream: every
+mode=eval and by `vivit_jax.train.evaluation.evaluate`, and served by predict / stream: every
 per-head number is recomputed here from the model checkpoint's logits."""
 
 import json
@@ -103,11 +103,12 @@ def assert_eval_metrics(metrics, want):
 
 
 def test_classifier_pass_scores_each_head_and_refuses_one_combined_confusion():
-  from vivit_jax.train import evaluation, multihead  # pylint: disable=import-outside-toplevel
+  from vivit_jax.train import multihead  # pylint: disable=import-outside-toplevel
+  from vivit_jax.train.evaluation import passes  # pylint: disable=import-outside-toplevel
   # Video 0: verb 1, noun 2 (both right); video 1: verb 0 right, noun 0 wrong.
   scores = np.array([[0.2, 0.8, 0.1, 0.2, 0.7], [0.9, 0.1, 0.3, 0.6, 0.1]])
   labels = multihead.encode_labels([np.array([1, 0]), np.array([2, 0])], SPLITS)
-  result = evaluation.ClassifierPass(scores, labels, loss_sum=3.0, num_clips=4.0,
+  result = passes.ClassifierPass(scores, labels, loss_sum=3.0, num_clips=4.0,
                                      clip_correct=1.0, class_splits=SPLITS,
                                      clip_head_correct=np.array([3.0, 2.0]))
   metrics = result.metrics()
@@ -140,7 +141,7 @@ def test_training_loop_and_mode_eval_report_every_heads_accuracy(run):
 def test_evaluate_writes_per_head_report_and_confusion_pngs(run, tmp_path):
   workdir, overrides = run
   want = recomputed(workdir, overrides)
-  command = [sys.executable, "-m", "vivit_jax.evaluate",
+  command = [sys.executable, "-m", "vivit_jax.train.evaluation.evaluate",
              f"--config={os.path.join(fixtures.REPO, 'configs', 'demo_tfrecord.py')}",
              f"--checkpoint={os.path.join(workdir, 'model')}", f"--output={tmp_path}"]
   command += [f"--config.{k}={v}" for k, v in overrides.items()]
@@ -176,7 +177,7 @@ def test_predict_and_stream_rank_each_head_on_a_real_mp4(run, tmp_path, capsys):
   assert predict.main(["--checkpoint", model_dir, mp4, "--json", "--top-k", "2"]) == 0
   result = json.loads(capsys.readouterr().out)["results"][0]
 
-  spec = inference.resolve_input_spec(checkpoints.load_model_config(model_dir))
+  spec = checkpoints.input_spec.resolve_input_spec(checkpoints.load_model_config(model_dir))
   indices = predict.eval_views.view_indices(video_io.probe(mp4).num_frames, spec.num_frames,
                                             spec.stride_for(video_io.probe(mp4).num_frames))[0]
   frames = inference.preprocess(video_io.read_frames(mp4, indices), spec)

@@ -113,7 +113,7 @@ def test_damaged_options_json_of_a_tfrecord_conversion_is_one_line(tmp_path):
 
 def test_damaged_signature_json_of_an_export_names_the_file(tmp_path):
   from vivit_jax.export import load_exported  # pylint: disable=import-outside-toplevel
-  from vivit_jax.user_errors import UserError  # pylint: disable=import-outside-toplevel
+  from vivit_jax.common.errors import UserError  # pylint: disable=import-outside-toplevel
   (tmp_path / "signature.json").write_text('{"program": ')
   with pytest.raises(UserError, match=r"not a valid JSON file .*signature\.json\): export"):
     load_exported(str(tmp_path))

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from support import train_runs as fx
-from vivit_jax import evaluate
+from vivit_jax.train.evaluation import evaluate
 from vivit_jax.data.sources import tfrecord as dmvr
 from vivit_jax.train import loop
 

@@ -57,7 +57,7 @@ def test_main_job_reads_dmvr_tfrecords(tiny_dataset, tmp_path):
 
 @pytest.mark.slow
 def test_main_job_reads_tfds(tmp_path):
-  from vivit_jax.data import synthetic  # pylint: disable=import-outside-toplevel
+  from vivit_jax.data.demo import synthetic  # pylint: disable=import-outside-toplevel
   labels = [label for _, label in synthetic.iterate_demo_videos(32, 8, 32, 4, 1)]
   _run("demo_tfds.py", str(tmp_path / "run"), {
       "data.tfds_name": "vivit_demo_motion/small", "data.tfds_data_dir": str(tmp_path / "tfds"),

@@ -164,7 +164,7 @@ def test_failing_final_eval_keeps_the_final_checkpoint(tiny_dataset, tmp_path, k
 
 
 def test_forecast_without_a_video_or_with_a_missing_checkpoint_is_one_line(tmp_path):
-  base = [sys.executable, "-m", "vivit_jax.serving.forecast"]
+  base = [sys.executable, "-m", "vivit_jax.train.evaluation.forecast"]
   line = _the_line(subprocess.run(base, cwd=fx.REPO, capture_output=True, text=True,
                                   timeout=120))
   assert "(command line)" in line and "--checkpoint=WORKDIR VIDEO" in line

@@ -23,7 +23,7 @@ TINY_ENCODER = dict(hidden_size=32, num_layers=1, num_heads=4, mlp_dim=64, patch
 
 
 def write_tiny_dataset(out_dir: str) -> dict:
-  from vivit_jax.data.synthetic import write_demo_dataset  # pylint: disable=import-outside-toplevel
+  from vivit_jax.data.demo.synthetic import write_demo_dataset  # pylint: disable=import-outside-toplevel
   return write_demo_dataset(out_dir, num_train=48, num_eval=16, num_frames=FRAMES, size=SIZE,
                             num_classes=CLASSES, num_train_shards=2)
 

@@ -17,7 +17,7 @@ They are `UserError`s: every command prints `error: <str(e)>` and exits with sta
 import errno
 import re
 
-from vivit_jax.user_errors import UserError
+from vivit_jax.common.errors import UserError
 
 
 class CheckpointError(UserError):

@@ -25,6 +25,7 @@ from etils import epath
 
 from vivit_jax.checkpoints import model as checkpoints
 from vivit_jax.checkpoints import train as train_checkpoints
+from vivit_jax.checkpoints import workdir
 from vivit_jax.models import embedding, registry, transfer
 
 
@@ -33,7 +34,7 @@ def newest_state_dir(path: str) -> epath.Path:
   (a workdir, its `checkpoints/` folder, or one step folder); Orbax lists the steps."""
   path = epath.Path(path)
   state = train_checkpoints.STATE_ITEM
-  for base in (path, path / train_checkpoints.CHECKPOINTS_DIR):
+  for base in (path, path / workdir.CHECKPOINTS_DIR):
     if (base / state).is_dir():
       return base / state
     if base.is_dir():
@@ -41,7 +42,7 @@ def newest_state_dir(path: str) -> epath.Path:
       if newest is not None:
         return epath.Path(newest.path) / state
   raise FileNotFoundError(f"init_from.path={str(path)!r} holds no training checkpoint "
-                          f"(expected {train_checkpoints.CHECKPOINTS_DIR}/<step>/{state})")
+                          f"(expected {workdir.CHECKPOINTS_DIR}/<step>/{state})")
 
 
 def read_pretrained_params(path: str) -> Any:

@@ -28,8 +28,8 @@ import os
 from typing import Any, Dict, List, Tuple
 
 from vivit_jax.checkpoints import faults
-from vivit_jax.checkpoints.model import json_default
-from vivit_jax.user_errors import read_json
+from vivit_jax.common.params import json_default
+from vivit_jax.common.errors import read_json
 
 CONFIG_JSON = "config.json"
 FLAG = "checkpoint.resume_with_changes"

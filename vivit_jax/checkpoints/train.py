@@ -59,11 +59,12 @@ from orbax.checkpoint import checkpoint_managers as policies
 
 from vivit_jax.checkpoints import damage, faults, layout, noise
 from vivit_jax.checkpoints import model as model_checkpoints
-from vivit_jax.train import metric_writer as train_logging
+from vivit_jax.checkpoints.workdir import CHECKPOINTS_DIR
+from vivit_jax.common import console
+from vivit_jax.common import params as params_lib
 
 STATE_ITEM = "state"
 DATA_ITEM = "data"
-CHECKPOINTS_DIR = "checkpoints"
 CORRUPT_DIR = "checkpoints_corrupt"
 # State sections besides params whose layout must match, and the keys that shape them.
 _STATE_SECTIONS = {"opt_state": "optimizer.* (e.g. optimizer.name)",
@@ -214,7 +215,7 @@ class TrainCheckpointer:
   def _check_structure(self, step: int, stored, abstract_state) -> None:
     """ParamMismatchError / StateMismatchError if `stored` cannot fill `abstract_state`."""
     stored_params = stored["params"] if isinstance(stored, Mapping) else stored.params
-    model_checkpoints.check_params_match(
+    params_lib.check_params_match(
         abstract_state.params, stored_params,
         f"training checkpoint {self.directory / str(step)}")
     for section, keys in _STATE_SECTIONS.items():
@@ -276,12 +277,12 @@ class TrainCheckpointer:
       NoRestorableCheckpoint: every checkpoint is damaged (nothing moved).
     """
     noise.install()
-    abstract_state = model_checkpoints.abstract_like(abstract_state)
+    abstract_state = params_lib.abstract_like(abstract_state)
     failed = []
     for step in reversed(self.all_steps()):
       try:
         state, data_state = self.restore(step, abstract_state)
-      except (model_checkpoints.ParamMismatchError, faults.StateMismatchError):
+      except (params_lib.ParamMismatchError, faults.StateMismatchError):
         raise
       except Exception as e:  # pylint: disable=broad-except
         with noise.aftermath():
@@ -289,7 +290,7 @@ class TrainCheckpointer:
         continue
       for bad_step, reason in failed:
         target = self._move_aside(bad_step)
-        train_logging.warn(f"checkpoint step {bad_step} cannot be restored "
+        console.warn(f"checkpoint step {bad_step} cannot be restored "
                            f"({self.directory / str(bad_step)}): {reason}; moved it to {target}, "
                            f"resuming from step {step}")
       return step, state, data_state
@@ -344,7 +345,7 @@ class StopRequest:
   def _handler(self, signum, frame):
     del frame
     self._event.set()
-    train_logging.warn(f"received signal {signum}; saving a checkpoint at the next "
+    console.warn(f"received signal {signum}; saving a checkpoint at the next "
                        "step boundary, then exiting")
 
   def install(self) -> "StopRequest":

@@ -21,11 +21,13 @@ import os
 import socket
 from typing import Iterator, Optional, Tuple
 
+from vivit_jax.common.errors import VerbatimMistake
+
 LOCK_FILE = "run.lock"
 
 
-class WorkdirLockedError(RuntimeError):
-  """Another live run holds the workdir's lock."""
+class WorkdirLockedError(VerbatimMistake, RuntimeError):
+  """Another live run holds the workdir's lock (a user mistake: one line, exit 2)."""
 
 
 def _read(path: str) -> Optional[Tuple[str, int]]:

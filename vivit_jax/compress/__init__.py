@@ -1,14 +1,10 @@
-"""Making a model checkpoint smaller and faster for deployment.
+"""`vivit-compress`: a model checkpoint made smaller and faster for deployment.
 
     python -m vivit_jax.compress --checkpoint=DIR --output=DIR --method=int8_weight
 
-`quantize`: post-training int8 quantization with qwix (weight-only or
-dynamic range); the result is a model checkpoint that predict, stream,
-evaluate and export load like any other (see `quantize.load_quantized`).
+Post-training int8 quantization with qwix (weight-only or dynamic range):
+the quantized model is `vivit_jax.models.quantized`, its checkpoint is
+written and read by `vivit_jax.checkpoints` (`save_quantized`,
+`load_model`), so predict, stream, evaluate and export load it like any other.
+This package holds only the command (`__main__.py`).
 """
-
-from vivit_jax.compress.quantize import (METHODS, QuantizedModel, is_quantized, load_quantized,
-                                         quantize_model_params, save_quantized)
-
-__all__ = ["METHODS", "QuantizedModel", "is_quantized", "load_quantized",
-           "quantize_model_params", "save_quantized"]

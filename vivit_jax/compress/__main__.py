@@ -25,10 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from vivit_jax import user_errors
 from vivit_jax import checkpoints
-from vivit_jax.compress import quantize
-from vivit_jax.models import build_model
+from vivit_jax.common import errors
+from vivit_jax.common.params import param_bytes
+from vivit_jax.models import build_model, quantized
 
 
 def compress_checkpoint(checkpoint: str, output: str, method: str, calibration: str = "absmax",
@@ -37,7 +37,7 @@ def compress_checkpoint(checkpoint: str, output: str, method: str, calibration: 
   """Quantizes `checkpoint` into `output`; returns the report (see module docstring)."""
   where = os.path.join(checkpoint, checkpoints.CONFIG_FILE)
   config = checkpoints.load_model_config(checkpoint)
-  if quantize.is_quantized(config):
+  if quantized.is_quantized(config):
     raise ValueError(f"{checkpoint} is already quantized ({config['quantization']['method']}); "
                      "pass the float checkpoint it came from")
   model_config = dict(config["model"])
@@ -46,15 +46,15 @@ def compress_checkpoint(checkpoint: str, output: str, method: str, calibration: 
                      "classifiers / feature extractors are quantized")
   if os.path.exists(os.path.join(output, checkpoints.CONFIG_FILE)) and not force:
     raise FileExistsError(f"{output} already holds a checkpoint; pass --force to overwrite")
-  block = quantize.method_config(method, calibration)
-  video_shape = quantize.video_shape_of(config, where)
+  block = quantized.method_config(method, calibration)
+  video_shape = checkpoints.video_shape_of(config, where)
   model = build_model(model_config)
   dummy = jnp.zeros((1, *video_shape), jnp.float32)
   expected = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy))["params"]
   _, params = checkpoints.load_model_checkpoint(checkpoint, expected_params=expected)
-  qmodel, qparams = quantize.quantize_model_params(model, params, video_shape, method,
-                                                   calibration)
-  quantize.save_quantized(output, qparams, config, block, force=force)
+  qmodel, qparams = quantized.quantize_model_params(model, params, video_shape, method,
+                                                    calibration)
+  checkpoints.save_quantized(output, qparams, config, block, force=force)
 
   float_fn = jax.jit(lambda p, x: model.apply({"params": p}, x))
   quant_fn = jax.jit(lambda p, x: qmodel.apply({"params": p}, x))
@@ -65,18 +65,18 @@ def compress_checkpoint(checkpoint: str, output: str, method: str, calibration: 
     diff = np.abs(np.asarray(float_fn(params, clip)) - np.asarray(quant_fn(qparams, clip)))
     max_diff = max(max_diff, float(diff.max()))
   return {"checkpoint": checkpoint, "output": output, "quantization": block,
-          "param_bytes_before": quantize.param_bytes(params),
-          "param_bytes_after": quantize.param_bytes(qparams),
+          "param_bytes_before": param_bytes(params),
+          "param_bytes_after": param_bytes(qparams),
           "check_clips": check_clips, "max_abs_logit_diff": max_diff if check_clips else None}
 
 
-@user_errors.command
+@errors.command
 def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = argparse.ArgumentParser(
       prog="python -m vivit_jax.compress", description=__doc__.split("\n\n")[0])
   parser.add_argument("--checkpoint", required=True, help="float model checkpoint directory")
   parser.add_argument("--output", required=True, help="where the quantized checkpoint goes")
-  parser.add_argument("--method", required=True, choices=sorted(quantize.METHODS))
+  parser.add_argument("--method", required=True, choices=sorted(quantized.METHODS))
   parser.add_argument("--calibration", default="absmax",
                       help="weight scale: absmax, absmax,<clip> or rms,<multiple>")
   parser.add_argument("--check-clips", type=int, default=4,

@@ -24,7 +24,7 @@ models on a random video and prints the largest absolute difference per output.
 import argparse
 import sys
 
-from vivit_jax import user_errors
+from vivit_jax.common import errors
 from vivit_jax.convert import conversion as conversion_lib
 from vivit_jax.convert import huggingface
 
@@ -100,11 +100,11 @@ def convert(args) -> conversion_lib.Conversion:
   return image_vit.convert_hf_vit(args.input, spec, labels)
 
 
-@user_errors.command
+@errors.command
 def main(argv=None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
   if args.verify and args.source != "huggingface":
-    raise user_errors.UserError("--verify compares with transformers", "--verify",
+    raise errors.UserError("--verify compares with transformers", "--verify",
                                 "use it only with --from huggingface")
   conversion = convert(args)
   out = conversion_lib.save_converted(conversion, args.output, force=args.force)

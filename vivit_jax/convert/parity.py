@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vivit_jax.constants import IMAGENET_MEAN, IMAGENET_STD
+from vivit_jax.common.constants import IMAGENET_MEAN, IMAGENET_STD
 from vivit_jax.convert.conversion import Conversion
 from vivit_jax.models import videomae as videomae_lib
 

@@ -24,8 +24,8 @@ _LAZY = {
     "create_iterator": ("vivit_jax.data.builder", "create_iterator"),
     "build_source": ("vivit_jax.data.builder", "build_source"),
     "VideoIterator": ("vivit_jax.data.iterator", "VideoIterator"),
-    "write_demo_dataset": ("vivit_jax.data.synthetic", "write_demo_dataset"),
-    "demo_data_config": ("vivit_jax.data.synthetic", "demo_data_config"),
+    "write_demo_dataset": ("vivit_jax.data.demo.synthetic", "write_demo_dataset"),
+    "demo_data_config": ("vivit_jax.data.demo.synthetic", "demo_data_config"),
 }
 
 __all__ = ["default_data_config", "register_op", "register_source", "resolve_data_config",

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import ml_collections
 from ml_collections import config_dict
 
-from vivit_jax.constants import IMAGENET_MEAN, IMAGENET_STD
+from vivit_jax.common.constants import IMAGENET_MEAN, IMAGENET_STD
 from vivit_jax.data import registry
 
 CROPS = ("random_resized", "multi_scale", "random")

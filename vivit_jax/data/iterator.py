@@ -21,7 +21,7 @@ from typing import Optional
 import numpy as np
 
 from vivit_jax.data import pipeline
-from vivit_jax.user_errors import UserError
+from vivit_jax.common.errors import UserError
 
 _STATE_KEYS = ("next_index", "next_clip", "batches", "seed", "train", "skipped")
 SKIP_KINDS = ("corrupt_record", "corrupt_frame", "unreadable")

@@ -24,8 +24,6 @@ The run exits 2 with one `error:` line when fewer than
 nothing or missed a listed file is not complete, so a corrected rerun redoes
 it. `<name>.options.json` records the options that shape the records; a rerun
 with other ones refuses unless `--overwrite`.
-
-(`python -m vivit_jax.data.convert` is the deprecated name of this command.)
 """
 
 import argparse
@@ -41,7 +39,7 @@ from typing import List, Sequence, Tuple
 import av
 import tqdm
 
-from vivit_jax import user_errors
+from vivit_jax.common import errors
 from vivit_jax.data.sources import video_list
 
 
@@ -205,7 +203,7 @@ def _check_options(options_path: str, options: dict, overwrite: bool, shards: Li
         if os.path.exists(stale):
           os.remove(stale)
   elif os.path.exists(options_path) and any(os.path.exists(path) for path in shards):
-    recorded = user_errors.read_json(options_path, "delete it and pass --overwrite to redo "
+    recorded = errors.read_json(options_path, "delete it and pass --overwrite to redo "
                                      "the shards")
     for key, value in options.items():
       if key in recorded and recorded[key] != value:
@@ -312,7 +310,7 @@ def write_tfrecords(list_path: str, output_dir: str, name: str = "train",
   return total
 
 
-@user_errors.command
+@errors.command
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--list", required=True, help="`path label` or `path,label` lines")

@@ -5,11 +5,13 @@ decodes forward and stops after the last wanted frame, so a 16-frame clip
 from a long video costs one GOP of extra decoding rather than the whole file.
 Frame `i` is the frame whose timestamp is nearest `i / fps` after the stream
 start (exact for constant frame rate, the norm for datasets).
+
+PyAV is imported by the two functions that open files, so `VideoDecodeError`
+(and `vivit_jax.serving.video_io`, which re-exports it) import without PyAV.
 """
 
 from typing import Sequence, Tuple
 
-import av
 import numpy as np
 
 
@@ -39,6 +41,7 @@ def _frame_rate(stream) -> float:
 def probe(path: str) -> Tuple[int, int, int]:
   """`(num_frames, height, width)` of the first video stream, from headers
   when they say (mp4 always does), else by counting packets (no decoding)."""
+  import av  # pylint: disable=import-outside-toplevel
   with av.open(path) as container:
     stream = _video_stream(container, path)
     height, width = stream.codec_context.height, stream.codec_context.width
@@ -53,6 +56,7 @@ def probe(path: str) -> Tuple[int, int, int]:
 def decode_frames(path: str, indices: Sequence[int]) -> np.ndarray:
   """`(len(indices), H, W, 3)` uint8 RGB frames at `indices` (any order,
   repeats allowed). Indices past the real end get the last decoded frame."""
+  import av  # pylint: disable=import-outside-toplevel
   indices = [int(i) for i in indices]
   wanted = sorted(set(indices))
   first, last = wanted[0], wanted[-1]

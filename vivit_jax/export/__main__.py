@@ -14,7 +14,7 @@ Without --batch-size the batch dimension is symbolic where the model allows
 import argparse
 import sys
 
-from vivit_jax import user_errors
+from vivit_jax.common import errors
 from vivit_jax import export
 
 
@@ -32,7 +32,7 @@ def parse_args(argv):
   return parser.parse_args(argv)
 
 
-@user_errors.command
+@errors.command
 def main(argv=None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
   platforms = tuple(p.strip() for p in args.platforms.split(",") if p.strip())

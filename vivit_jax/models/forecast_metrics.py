@@ -15,6 +15,10 @@ per-example float32 `(B,)` arrays, so callers can weight out padding.
                         averaged over frames) of the forecast, of copying
                         the last visible frame, and of the per-patch mean.
 
+dm-pix (the `data` extra) is imported only when `frame_quality` runs, so
+this module, and the train steps that import it, load without it (the GPU
+image has no dm-pix).
+
 With normalised-pixel targets a prediction is mapped back with the true
 tubelet's mean and std (as VideoMAE's visualisation does), so it borrows
 those two statistics from the truth: compare it with the per-patch-mean
@@ -24,7 +28,6 @@ borrowed, and copy-last-frame is the baseline to beat.
 
 from typing import Dict, Optional, Sequence
 
-import dm_pix
 import jax.numpy as jnp
 
 from vivit_jax.models import masking, videomae
@@ -62,6 +65,7 @@ def hidden_pixel_errors(video, predictions, masked_indices, patch_size, tubelet_
 
 def frame_quality(forecast, truth) -> Dict[str, jnp.ndarray]:
   """PSNR [dB] and SSIM of `(B, K, H, W, C)` frames in [0, 1], means over K: `(B,)`."""
+  import dm_pix  # pylint: disable=import-outside-toplevel  (only future-masking evals need it)
   forecast = jnp.clip(jnp.asarray(forecast, jnp.float32), 0.0, 1.0)
   truth = jnp.clip(jnp.asarray(truth, jnp.float32), 0.0, 1.0)
   b, k = truth.shape[:2]

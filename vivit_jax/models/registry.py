@@ -53,7 +53,7 @@ def register_model(name: str, interface: ModelInterface) -> None:
 
 def interface_of(model: Union[nn.Module, str, Mapping[str, Any]]) -> ModelInterface:
   """The `ModelInterface` of a built model, a model name or a model config."""
-  model = getattr(model, "float_module", model)  # a quantized model (vivit_jax.compress)
+  model = getattr(model, "float_module", model)  # a quantized model (models/quantized.py)
   if isinstance(model, nn.Module):
     for interface in MODELS.values():
       if type(model) is interface.module:  # pylint: disable=unidiomatic-typecheck

@@ -8,7 +8,7 @@
                          kernel, spatial position embedding resized.
 
 All functions take and return plain nested dicts of arrays, and raise
-`checkpoints.ParamMismatchError` naming the parameters that do not fit.
+`vivit_jax.common.params.ParamMismatchError` naming the parameters that do not fit.
 """
 
 import copy
@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from vivit_jax import checkpoints
+from vivit_jax.common import params as params_lib
 from vivit_jax.models import embedding as emb
 
 Params = Dict[str, Any]
@@ -31,8 +31,8 @@ def _copy_matching(target: Mapping, source: Mapping, what: str,
   A name of `target` absent from `source` is an error unless listed in
   `allow_missing` (prefix match); extra `source` names are ignored.
   """
-  tgt = checkpoints.flatten_params(target)
-  src = checkpoints.flatten_params(source)
+  tgt = params_lib.flatten_params(target)
+  src = params_lib.flatten_params(source)
   problems = []
   for name, value in tgt.items():
     if name in src:
@@ -44,10 +44,10 @@ def _copy_matching(target: Mapping, source: Mapping, what: str,
     elif not any(name.startswith(p) for p in allow_missing):
       problems.append(f"  missing from {what}: {name} {tuple(np.shape(value))}")
   if problems:
-    raise checkpoints.ParamMismatchError(
+    raise params_lib.ParamMismatchError(
         f"{what} does not fit the classifier: {len(problems)} difference(s):\n"
         + "\n".join(problems))
-  return checkpoints.unflatten_params(tgt)
+  return params_lib.unflatten_params(tgt)
 
 
 def encoder_to_classifier(classifier_params: Mapping, mae_params: Mapping) -> Params:
@@ -104,8 +104,8 @@ def inflate_image_vit(classifier_params: Mapping, vit_params: Mapping,
   `factorised_self_attention` keep their fresh init, as in ViViT.
   """
   target = nn.unbox(classifier_params)
-  vit = copy.deepcopy(checkpoints.flatten_params(vit_params))
-  flat_target = checkpoints.flatten_params(target)
+  vit = copy.deepcopy(params_lib.flatten_params(vit_params))
+  flat_target = params_lib.flatten_params(target)
 
   kernel = np.asarray(vit.pop("embedding/projection/kernel"))
   kernel = kernel[0] if kernel.ndim == 5 else kernel
@@ -142,5 +142,5 @@ def inflate_image_vit(classifier_params: Mapping, vit_params: Mapping,
 
   fresh = ("head", "fc_norm", "pre_logits", "temporal_", "cls_token")
   fresh += tuple(n for n in flat_target if "/temporal_attention/" in n or "/norm_temporal/" in n)
-  return _copy_matching(target, checkpoints.unflatten_params(vit), "2D ViT",
+  return _copy_matching(target, params_lib.unflatten_params(vit), "2D ViT",
                         allow_missing=fresh)

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vivit_jax.constants import IMAGENET_MEAN, IMAGENET_STD
+from vivit_jax.common.constants import IMAGENET_MEAN, IMAGENET_STD
 from vivit_jax.models import embedding as emb
 from vivit_jax.models import interface
 from vivit_jax.models import layers

@@ -9,120 +9,23 @@ sampling, preprocessing and a jitted `classify(clips) -> probs`.
     clip = classifier.preprocess(frames)                # (T, h, w, 3) float32
     probs = classifier.classify(clip[None])             # (1, num_classes)
 
-The input spec (`InputSpec`) comes, key by key, from explicit overrides (the
-CLI flags), else the checkpoint's `config.json` `"input"` block
-
-    "input": {"num_frames": 16, "frame_stride": 2, "image_size": [224, 224],
-              "resize_short_side": 256, "mean": [0.485, 0.456, 0.406],
-              "std": [0.229, 0.224, 0.225]}
-
-(what training writes), else `"source"` (`num_frames`, `image_size` from the
-Hugging Face converter), else the defaults: stride 2 (1 for videos shorter
-than a stride-2 clip), short side resized to `round(256 / 224 * max(h, w))`,
-ImageNet mean / std. Preprocessing equals the training pipeline's eval path:
+The input spec (`InputSpec`) is the checkpoint's, with the CLI flags
+overriding it key by key (`vivit_jax.checkpoints.input_spec`). Preprocessing equals the training pipeline's eval path:
 bilinear resize (half-pixel centres, no antialiasing) of the short side, a
 centre crop, then `(pixels / 255 - mean) / std`.
 """
 
-import dataclasses
 import functools
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from vivit_jax import checkpoints
-from vivit_jax.constants import IMAGENET_MEAN, IMAGENET_STD
-from vivit_jax.data.eval_views import clip_span
+from vivit_jax.checkpoints.input_spec import InputSpec, resolve_input_spec
 from vivit_jax.models import registry
-
-DEFAULT_STRIDE = 2
-INPUT_KEYS = ("num_frames", "frame_stride", "image_size", "resize_short_side", "mean", "std")
-
-
-@dataclasses.dataclass(frozen=True)
-class InputSpec:
-  """What the model takes and how frames become it.
-
-  Attributes:
-    num_frames: T, frames per clip.
-    frame_stride: source frames between sampled frames; None picks per video
-      (`stride_for`): DEFAULT_STRIDE, or 1 when the video is too short.
-    image_size: `(h, w)` of the model input in pixels.
-    resize_short_side: short side (pixels) frames are resized to before the
-      centre crop.
-    mean, std: per-channel RGB normalisation on the [0, 1] pixel scale.
-  """
-  num_frames: int
-  frame_stride: Optional[int]
-  image_size: Tuple[int, int]
-  resize_short_side: int
-  mean: Tuple[float, float, float] = IMAGENET_MEAN
-  std: Tuple[float, float, float] = IMAGENET_STD
-
-  def stride_for(self, num_source_frames: Optional[int] = None) -> int:
-    """The stride for a video of `num_source_frames` (None: unbounded)."""
-    if self.frame_stride is not None:
-      return self.frame_stride
-    if num_source_frames is not None and num_source_frames < clip_span(
-        self.num_frames, DEFAULT_STRIDE):
-      return 1
-    return DEFAULT_STRIDE
-
-  def to_json(self) -> Dict[str, Any]:
-    return {"num_frames": self.num_frames, "frame_stride": self.frame_stride,
-            "image_size": list(self.image_size), "resize_short_side": self.resize_short_side,
-            "mean": list(self.mean), "std": list(self.std)}
-
-
-def _pair(value) -> Tuple[int, int]:
-  if isinstance(value, (int, np.integer)):
-    return int(value), int(value)
-  h, w = value
-  return int(h), int(w)
-
-
-def resolve_input_spec(config: Mapping[str, Any], where: str = "config.json",
-                       **overrides) -> InputSpec:
-  """The `InputSpec` of a checkpoint config (see module docstring).
-
-  `overrides` are `INPUT_KEYS`; None values are ignored. Raises ValueError
-  naming `where` when neither the config nor the overrides give
-  num_frames / image_size, or on an unknown key.
-  """
-  unknown = sorted(set(overrides) - set(INPUT_KEYS))
-  if unknown:
-    raise ValueError(f"unknown input spec key(s) {unknown}; valid: {list(INPUT_KEYS)}")
-  block = dict(config.get("input") or {})
-  unknown = sorted(set(block) - set(INPUT_KEYS))
-  if unknown:
-    raise ValueError(f"{where}: unknown key(s) {unknown} in \"input\"; valid: {list(INPUT_KEYS)}")
-  source = config.get("source") or {}
-  value = {}
-  for key in INPUT_KEYS:
-    for layer in (overrides, block, source if key in ("num_frames", "image_size") else {}):
-      if layer.get(key) is not None:
-        value[key] = layer[key]
-        break
-  for key, flag in (("num_frames", "--num-frames"), ("image_size", "--image-size")):
-    if key not in value:
-      raise ValueError(f"{where} says no {key} (neither \"input\" nor \"source\"); pass {flag}")
-  image_size = _pair(value["image_size"])
-  short_side = value.get("resize_short_side") or int(round(max(image_size) * 256 / 224))
-  spec = InputSpec(
-      num_frames=int(value["num_frames"]),
-      frame_stride=None if value.get("frame_stride") is None else int(value["frame_stride"]),
-      image_size=image_size, resize_short_side=int(short_side),
-      mean=tuple(float(v) for v in value.get("mean", IMAGENET_MEAN)),
-      std=tuple(float(v) for v in value.get("std", IMAGENET_STD)))
-  if spec.num_frames < 1 or min(spec.image_size) < 1 or spec.resize_short_side < 1:
-    raise ValueError(f"{where}: bad input spec {spec.to_json()}")
-  if (spec.frame_stride is not None and spec.frame_stride < 1) or len(spec.mean) != 3 \
-      or len(spec.std) != 3 or min(spec.std) <= 0:
-    raise ValueError(f"{where}: bad input spec {spec.to_json()}")
-  return spec
 
 
 def resize_geometry(height: int, width: int, spec: InputSpec):
@@ -260,7 +163,7 @@ def load_classifier(checkpoint_dir: str, labels_file: Optional[str] = None,
     dtype, attention_impl: override the model config's computation dtype
       ("float32" | "bfloat16" | "float16") and attention kernel ("xla" |
       "cudnn"; cudnn needs a GPU and a 16-bit dtype).
-    **input_overrides: `INPUT_KEYS` overriding the checkpoint's input spec.
+    **input_overrides: `input_spec.INPUT_KEYS` overriding the checkpoint's input spec.
   Raises:
     FileNotFoundError / ValueError / checkpoints.ParamMismatchError with a
     message naming the checkpoint.

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from vivit_jax import user_errors
+from vivit_jax.common import errors
 from vivit_jax.data import eval_views
 from vivit_jax.serving import flags
 from vivit_jax.serving import inference
@@ -103,7 +103,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   return args
 
 
-@user_errors.command
+@errors.command
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(argv)
   try:

@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from vivit_jax import checkpoints
+from vivit_jax.checkpoints.input_spec import resolve_input_spec
 from vivit_jax.models import registry
-from vivit_jax.serving import inference
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +35,7 @@ class ServedModel:
     video_shape: `(T, H, W, C)` of one example.
     output_name: "logits" or "features".
     output_size: classes, or the feature width.
-    input_spec: `inference.InputSpec.to_json()`: how frames become `video`.
+    input_spec: `checkpoints.input_spec.InputSpec.to_json()`: how frames become `video`.
     labels: class names (None without any).
     model_config: the checkpoint's model config.
   """
@@ -70,8 +70,7 @@ def load_served_model(checkpoint_dir: str, num_frames: Optional[int] = None,
   if registry.objective_of(model_config) != "classification":
     raise ValueError(f"{where}: model.name={model_config.get('name')!r}; export needs a "
                      "classifier or feature extractor (e.g. 'vivit'), not a pretraining model")
-  spec = inference.resolve_input_spec(config, where, num_frames=num_frames,
-                                      image_size=image_size)
+  spec = resolve_input_spec(config, where, num_frames=num_frames, image_size=image_size)
   channels = int((config.get("source") or {}).get("num_channels", 3))
   h, w = spec.image_size
   video_shape = (spec.num_frames, h, w, channels)

@@ -41,7 +41,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from vivit_jax import user_errors
+from vivit_jax.common import errors
 from vivit_jax.serving import flags
 from vivit_jax.serving import video_io
 from vivit_jax.serving.stream_buffers import FrameQueue, SlidingWindow
@@ -238,7 +238,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   return args
 
 
-@user_errors.command
+@errors.command
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(argv)
   try:

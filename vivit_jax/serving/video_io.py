@@ -6,6 +6,9 @@ Frame `i` of a file is the frame whose timestamp is nearest `i / fps` after
 the stream start (`vivit_jax.data.pyav_decode`, which this module reuses for
 random access). Every failure is a `VideoDecodeError` whose one-line
 message starts with the file, URL or device it is about.
+
+PyAV is imported when a video is first opened, not with this module: the
+serving commands import on the GPU image, which has no PyAV.
 """
 
 import dataclasses
@@ -13,14 +16,18 @@ import os
 import re
 from typing import Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
-import av
 import numpy as np
 
 from vivit_jax.data import pyav_decode
 from vivit_jax.data.pyav_decode import VideoDecodeError
 
-# Errors PyAV / FFmpeg raise for unreadable input (av.FFmpegError is an OSError).
-_DECODE_ERRORS = (OSError, ValueError, EOFError, IndexError, RuntimeError, av.FFmpegError)
+
+def _decode_errors() -> tuple:
+  """Errors PyAV / FFmpeg raise for unreadable input (av.FFmpegError is an OSError)."""
+  import av  # pylint: disable=import-outside-toplevel
+  return (OSError, ValueError, EOFError, IndexError, RuntimeError, av.FFmpegError)
+
+
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _DEVICE = re.compile(r"^/dev/video\d+$")
 
@@ -59,6 +66,7 @@ def _check_file(path: str) -> None:
 def probe(path: str) -> VideoInfo:
   """Frame count, frame rate and size of the video file at `path`."""
   _check_file(path)
+  import av  # pylint: disable=import-outside-toplevel
   try:
     num_frames, height, width = pyav_decode.probe(path)
     with av.open(path) as container:
@@ -66,7 +74,7 @@ def probe(path: str) -> VideoInfo:
       rate = stream.average_rate or stream.guessed_rate or stream.base_rate
   except VideoDecodeError as e:
     raise VideoDecodeError(_one_line(path, e)) from None
-  except _DECODE_ERRORS as e:
+  except _decode_errors() as e:
     raise VideoDecodeError(_one_line(path, e)) from None
   if not rate:
     raise VideoDecodeError(f"{path}: unknown frame rate")
@@ -82,7 +90,7 @@ def read_frames(path: str, indices: Sequence[int]) -> np.ndarray:
     return pyav_decode.decode_frames(path, indices)
   except VideoDecodeError as e:
     raise VideoDecodeError(_one_line(path, e)) from None
-  except _DECODE_ERRORS as e:
+  except _decode_errors() as e:
     raise VideoDecodeError(_one_line(path, e)) from None
 
 
@@ -139,6 +147,7 @@ class LiveSource:
   def open(self) -> "LiveSource":
     if self.kind == "file":
       _check_file(self.source)
+    import av  # pylint: disable=import-outside-toplevel
     try:
       self._container = av.open(self.source, format=self._format, options=self._options)
       if not self._container.streams.video:
@@ -149,7 +158,7 @@ class LiveSource:
     except VideoDecodeError:
       self.close()
       raise
-    except _DECODE_ERRORS as e:
+    except _decode_errors() as e:
       self.close()
       raise VideoDecodeError(_one_line(self.source, e)) from None
     self.fps = float(rate) if rate else None
@@ -172,7 +181,7 @@ class LiveSource:
           seconds = index / fps
         yield index, seconds, frame.to_ndarray(format="rgb24")
         index += 1
-    except _DECODE_ERRORS as e:
+    except _decode_errors() as e:
       if index == 0:
         raise VideoDecodeError(_one_line(self.source, e)) from None
       # A stream that breaks off after some frames ends there (a truncated

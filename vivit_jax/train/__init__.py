@@ -1,21 +1,35 @@
 """Sharded training library: mesh, logical-axis rules, optax recipes, pure steps.
 
-Importing this package pulls in jax, flax and optax only (never TensorFlow).
+Importing this package pulls in jax, flax and optax only (never TensorFlow),
+and only on first use of a name below (so `vivit-evaluate --help`, under
+`train/evaluation/`, starts fast). `evaluation/` is the evaluation room.
 """
 
-from vivit_jax.train.defaults import default_train_config
-from vivit_jax.train.distributed import make_global_batch, maybe_initialize_distributed
-from vivit_jax.train.mesh import MESH_AXES, create_mesh
-from vivit_jax.train.optimizer import make_optimizer
-from vivit_jax.train.partitioning import DEFAULT_RULES, batch_sharding
-from vivit_jax.train.state import TrainState
-from vivit_jax.train.steps import (abstract_train_state, check_finite, init_train_state,
-                                   make_eval_step, make_train_step)
+import importlib
 
-__all__ = [
-    "DEFAULT_RULES", "MESH_AXES", "TrainState", "abstract_train_state", "batch_sharding",
-    "check_finite",
-    "create_mesh", "default_train_config", "init_train_state", "make_eval_step",
-    "make_global_batch", "make_optimizer", "make_train_step",
-    "maybe_initialize_distributed",
-]
+_LAZY = {
+    "default_train_config": "vivit_jax.train.defaults",
+    "make_global_batch": "vivit_jax.train.distributed",
+    "maybe_initialize_distributed": "vivit_jax.train.distributed",
+    "MESH_AXES": "vivit_jax.train.mesh",
+    "create_mesh": "vivit_jax.train.mesh",
+    "make_optimizer": "vivit_jax.train.optimizer",
+    "DEFAULT_RULES": "vivit_jax.train.partitioning",
+    "batch_sharding": "vivit_jax.train.partitioning",
+    "TrainState": "vivit_jax.train.state",
+    "abstract_train_state": "vivit_jax.train.steps",
+    "check_finite": "vivit_jax.train.steps",
+    "init_train_state": "vivit_jax.train.steps",
+    "make_eval_step": "vivit_jax.train.steps",
+    "make_train_step": "vivit_jax.train.steps",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+  if name not in _LAZY:
+    raise AttributeError(f"module 'vivit_jax.train' has no attribute {name!r}")
+  value = getattr(importlib.import_module(_LAZY[name]), name)
+  globals()[name] = value
+  return value

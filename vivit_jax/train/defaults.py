@@ -53,7 +53,7 @@ Sections and keys (units in brackets):
 import ml_collections
 from ml_collections import config_dict
 
-from vivit_jax.constants import IMAGENET_MEAN, IMAGENET_STD
+from vivit_jax.common.constants import IMAGENET_MEAN, IMAGENET_STD
 from vivit_jax.train.partitioning import DEFAULT_RULES
 
 

@@ -77,7 +77,7 @@ from vivit_jax.train import distill, objectives
 from vivit_jax.train.defaults import default_train_config
 from vivit_jax.train.optimizer import OPTIMIZERS
 from vivit_jax.train.steps import NAN_POLICIES
-from vivit_jax.user_errors import UserError
+from vivit_jax.common.errors import UserError
 
 INIT_KINDS = ("", "pretrain", "model", "image_vit")
 

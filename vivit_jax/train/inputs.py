@@ -2,7 +2,7 @@
 
   video_shape(config)      `(T, H, W, C)` of one clip.
   class_names(config)      `data.class_names`, or None.
-  input_spec(config)       the serving `"input"` block matching the eval path.
+  input_spec(config)       the checkpoint's `"input"` block matching the eval path.
   create_iterator(config, train)   this process's shard of the data pipeline
                            (imported lazily: it needs TensorFlow).
   data_counters(iterator)  its skip and bad-file counts as `data/<name>` scalars.
@@ -11,6 +11,8 @@
 from typing import Any, Dict, List, Optional, Tuple
 
 import jax
+
+from vivit_jax.checkpoints.input_spec import InputSpec
 
 
 def video_shape(config) -> Tuple[int, int, int, int]:
@@ -28,10 +30,11 @@ def class_names(config) -> Optional[List[str]]:
 def input_spec(config) -> Dict[str, Any]:
   """The inference `"input"` block matching the data config's eval path."""
   data = config.data
-  return {"num_frames": int(data.num_frames), "frame_stride": int(data.stride),
-          "image_size": [int(data.image_size), int(data.image_size)],
-          "resize_short_side": int(data.eval_resize_short_side or data.resize_short_side),
-          "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std]}
+  return InputSpec(
+      num_frames=int(data.num_frames), frame_stride=int(data.stride),
+      image_size=(int(data.image_size), int(data.image_size)),
+      resize_short_side=int(data.eval_resize_short_side or data.resize_short_side),
+      mean=tuple(float(v) for v in data.mean), std=tuple(float(v) for v in data.std)).to_json()
 
 
 def local_batch_size(global_batch: int, what: str) -> int:

@@ -41,23 +41,24 @@ import jax
 import numpy as np
 
 from vivit_jax import checkpoints as model_checkpoints
-from vivit_jax.checkpoints import model as model_checkpoint_files
 from vivit_jax.checkpoints import init_from, resume_config
 from vivit_jax.checkpoints import train as train_checkpoints
+from vivit_jax.checkpoints import workdir as workdir_names
 from vivit_jax.checkpoints import workdir_lock
+from vivit_jax.common import console
 from vivit_jax.models import build_model
 from vivit_jax.train import distill, objectives, partitioning, startup
 from vivit_jax.train import metric_writer as train_logging
-from vivit_jax.train import plots
 from vivit_jax.train.distributed import make_global_batch
-from vivit_jax.train.evaluator import Evaluator
+from vivit_jax.train.evaluation import plots
+from vivit_jax.train.evaluation.evaluator import Evaluator
 from vivit_jax.train.inputs import class_names, data_counters, input_spec, video_shape
 from vivit_jax.train.mesh import create_mesh
 from vivit_jax.train.steps import check_finite, init_train_state, make_train_step
-from vivit_jax.user_errors import UserError
+from vivit_jax.common.errors import UserError
 
 TRAIN_KEYS = ("video", "label")
-MODEL_DIR = model_checkpoint_files.TRAIN_MODEL_DIR  # WORKDIR/model: the finished classifier
+MODEL_DIR = workdir_names.MODEL_DIR  # WORKDIR/model: the finished classifier
 
 
 def initial_state(config, model, mesh, ckpt: train_checkpoints.TrainCheckpointer):
@@ -67,7 +68,7 @@ def initial_state(config, model, mesh, ckpt: train_checkpoints.TrainCheckpointer
   restored = ckpt.restore_latest(state)
   if restored is not None:
     step, state, data_state = restored
-    train_logging.console(f"restored checkpoint at step {step} from {ckpt.directory}")
+    console.console(f"restored checkpoint at step {step} from {ckpt.directory}")
     return state, shardings, step, data_state
   if config.init_from.kind:
     try:
@@ -78,7 +79,7 @@ def initial_state(config, model, mesh, ckpt: train_checkpoints.TrainCheckpointer
                       "start from a checkpoint of this model (or make --config.model.* "
                       "match it), or set --config.init_from.kind= for random init"
                       ) from error
-    train_logging.console(f"initialised parameters from {config.init_from.kind} "
+    console.console(f"initialised parameters from {config.init_from.kind} "
                           f"checkpoint {config.init_from.path}")
   return state, shardings, 0, None
 
@@ -105,7 +106,7 @@ class MetricBuffer:
       check_finite(metrics, step, self.nan_policy)
       if not bool(metrics["is_finite"]):
         self.skipped_steps += 1
-        train_logging.warn(f"step {step}: non-finite loss; update skipped "
+        console.warn(f"step {step}: non-finite loss; update skipped "
                            "(train.nan_policy='skip')")
         if self.max_skipped_steps is not None and self.skipped_steps > self.max_skipped_steps:
           raise FloatingPointError(
@@ -126,9 +127,10 @@ def _write_eval(writer: train_logging.MetricWriter, workdir: str, step: int, met
   for name, picture in images:
     writer.write_image(step, f"eval/{name}", picture)
     plots.write_png(workdir, name, step, picture)
-  shown = ", ".join(f"{k.split('/', 1)[1]} {train_logging.metric_text(v)}" for k, v in sorted(metrics.items())
+  shown = ", ".join(f"{k.split('/', 1)[1]} {train_logging.metric_text(v)}"
+                    for k, v in sorted(metrics.items())
                     if not k.endswith(("num_videos", "num_clips")))
-  train_logging.console(f"eval at step {step}: {shown}")
+  console.console(f"eval at step {step}: {shown}")
 
 
 def save_model(config, workdir: str, mesh, state, step: int) -> str:
@@ -150,7 +152,7 @@ def save_model(config, workdir: str, mesh, state, step: int) -> str:
                         "mode": config.mode}}
   directory = model_checkpoints.save_model_checkpoint(
       os.path.join(workdir, MODEL_DIR), params, payload, force=True)
-  train_logging.console(f"wrote model checkpoint (step {step}) to {directory}")
+  console.console(f"wrote model checkpoint (step {step}) to {directory}")
   return directory
 
 
@@ -158,10 +160,10 @@ def _write_json(path: str, payload: Dict[str, Any]) -> None:
   """Writes `payload`; a non-finite number is written as null, with a warning."""
   bad = sorted(k for k, v in payload.items() if isinstance(v, float) and not math.isfinite(v))
   if bad:
-    train_logging.warn(f"{', '.join(f'{k}={payload[k]}' for k in bad)}: not finite; written "
+    console.warn(f"{', '.join(f'{k}={payload[k]}' for k in bad)}: not finite; written "
                        f"as null to {path}")
     payload = {k: (None if k in bad else v) for k, v in payload.items()}
-  if train_logging.is_writer():
+  if console.is_writer():
     with open(path, "w") as f:
       json.dump(payload, f, indent=2, sort_keys=True, allow_nan=False)
 
@@ -172,7 +174,7 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
   model = build_model(config.model)
   ckpt = train_checkpoints.TrainCheckpointer(workdir, config.checkpoint)
   if ckpt.all_steps():  # Resuming: say what changed, refuse what changes the run.
-    resume_config.check(workdir, config, console=train_logging.console)
+    resume_config.check(workdir, config, console=console.console)
   state, shardings, start_step, data_state = initial_state(config, model, mesh, ckpt)
   # Only now: a run that fails to restore must not overwrite its workdir's config.
   train_logging.write_config_json(workdir, config, train_logging.CONFIG_JSON)
@@ -188,7 +190,7 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
   stop = train_checkpoints.StopRequest()
   if config.checkpoint.save_on_sigterm:
     stop.install()
-  train_logging.console(
+  console.console(
       f"{config.mode}: {type(model).__name__}, {jax.device_count()} devices on "
       f"{jax.process_count()} process(es), mesh {dict(mesh.shape)}, steps "
       f"{start_step}->{num_steps}, global batch {config.train.batch_size}")
@@ -239,14 +241,14 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
                   force=last or stopping)
       if config.debug.sigkill_after_step == step:
         ckpt.wait_until_finished()
-        train_logging.warn(f"debug.sigkill_after_step={step}: killing this process")
+        console.warn(f"debug.sigkill_after_step={step}: killing this process")
         os.kill(os.getpid(), signal.SIGKILL)
       if stopping:
-        train_logging.console(f"stop requested: saved step {step}; re-run the same "
+        console.console(f"stop requested: saved step {step}; re-run the same "
                               "command to resume")
         break
     if start_step >= num_steps:
-      train_logging.console(f"already trained to step {start_step}; evaluating only")
+      console.console(f"already trained to step {start_step}; evaluating only")
       result = evaluator.run(state)
       eval_metrics = result.metrics
       _write_eval(writer, workdir, start_step, eval_metrics, result.images)

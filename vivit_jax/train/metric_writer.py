@@ -1,6 +1,6 @@
 """What a user reads of a run: console progress, TensorBoard scalars, config.json.
 
-Only process 0 writes anything (`is_writer()`); on other processes every
+Only process 0 writes anything (`vivit_jax.common.console.is_writer()`); on other processes every
 writer here is a no-op, so the training loop calls them unconditionally.
 
   MetricWriter       scalars and images as TensorBoard event files
@@ -9,38 +9,21 @@ writer here is a no-op, so the training loop calls them unconditionally.
                      learning rate, skipped videos (if any), clips/s and ETA.
   write_config_json  the resolved config, as `WORKDIR/config.json`.
 
-Pictures (reconstruction grids as PNGs) are in `vivit_jax.train.plots`.
+Pictures (reconstruction grids as PNGs) are in `vivit_jax.train.evaluation.plots`.
 """
 
 import json
 import os
-import sys
 import time
 from typing import Any, Dict, Mapping, Optional
 
-import jax
 import numpy as np
 
-from vivit_jax.checkpoints.model import json_default
+from vivit_jax.common.console import console, is_writer
+from vivit_jax.common.params import json_default
 
 TENSORBOARD_DIR = "tensorboard"
 CONFIG_JSON = "config.json"
-
-
-def is_writer() -> bool:
-  """True on the one process that writes logs (process 0)."""
-  return jax.process_index() == 0
-
-
-def console(message: str) -> None:
-  """Prints `message` on process 0, flushed at once (logs are often piped)."""
-  if is_writer():
-    print(message, flush=True)
-
-
-def warn(message: str) -> None:
-  """Prints a warning to stderr on every process (it may concern that host)."""
-  print(f"WARNING: {message}", file=sys.stderr, flush=True)
 
 
 def write_config_json(workdir: str, config, filename: str = CONFIG_JSON) -> Optional[str]:

@@ -57,7 +57,7 @@ def check_mode(config, model) -> str:
   """
   run_mode(config)
   objective = registry.objective_of(model)
-  model = getattr(model, "float_module", model)  # a quantized model (vivit_jax.compress)
+  model = getattr(model, "float_module", model)  # a quantized model (models/quantized.py)
   name = type(model).__name__ if isinstance(model, nn.Module) else "model.name=" + repr(
       model.get("name", "vivit"))
   if config.mode == "pretrain" and objective != "pretrain":

@@ -19,11 +19,12 @@ from typing import Sequence, Tuple
 
 import jax
 
+from vivit_jax.checkpoints import workdir as workdir_names
+from vivit_jax.common.errors import UserError
 from vivit_jax.models import build_model
 from vivit_jax.models import embedding
 from vivit_jax.train import experiment, objectives
 from vivit_jax.train.mesh import BATCH_AXES, MESH_AXES, resolve_mesh_shape
-from vivit_jax.user_errors import UserError
 
 _SECTIONS = ("data", "model", "train", "eval", "optimizer", "checkpoint", "log", "mesh",
              "init_from", "distill", "sharding", "distributed", "debug", "mode", "seed")
@@ -111,7 +112,7 @@ def check_video_shape(config, model) -> None:
 
 
 def _has_checkpoints(workdir: str) -> bool:
-  directory = os.path.join(workdir, "checkpoints")
+  directory = os.path.join(workdir, workdir_names.CHECKPOINTS_DIR)
   return os.path.isdir(directory) and any(n.isdigit() for n in os.listdir(directory))
 
 

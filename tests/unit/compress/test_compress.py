@@ -14,9 +14,9 @@ from support import videos as fx
 from vivit_jax import checkpoints
 from vivit_jax.serving import inference, predict, stream
 from vivit_jax.compress import __main__ as compress_cli
-from vivit_jax.compress import quantize
 from vivit_jax.export import export_checkpoint, load_exported
-from vivit_jax.models import build_model
+from vivit_jax.common.params import param_bytes
+from vivit_jax.models import build_model, quantized
 
 VIDEO_SHAPE = (fx.INPUT["num_frames"], *fx.INPUT["image_size"], 3)
 
@@ -26,7 +26,7 @@ def workdir(tmp_path_factory):
   root = tmp_path_factory.mktemp("compress")
   paths = {"float": fx.make_checkpoint(str(root / "float")),
            "video": fx.write_video(str(root / "clip.mp4"), num_frames=40)}
-  for method in quantize.METHODS:
+  for method in quantized.METHODS:
     paths[method] = str(root / method)
     paths[f"{method}_report"] = compress_cli.compress_checkpoint(
         paths["float"], paths[method], method, check_clips=1, progress=False)
@@ -42,12 +42,12 @@ def _float_logits(path, clip):
   return np.asarray(build_model(config["model"]).apply({"params": params}, clip))
 
 
-@pytest.mark.parametrize("method", sorted(quantize.METHODS))
+@pytest.mark.parametrize("method", sorted(quantized.METHODS))
 def test_quantized_checkpoint_round_trips_int8_weights_and_logits(workdir, method):
   config = checkpoints.load_model_config(workdir[method])
   assert config["quantization"]["method"] == method
   assert config["labels"] == fx.LABELS and config["input"] == fx.INPUT
-  model, params = quantize.load_quantized(workdir[method], build_model(config["model"]),
+  model, params = checkpoints.load_quantized(workdir[method], build_model(config["model"]),
                                           VIDEO_SHAPE)
   flat = checkpoints.flatten_params(params)
   kernel = "encoder/block_00/attention/query/kernel/array"
@@ -55,7 +55,7 @@ def test_quantized_checkpoint_round_trips_int8_weights_and_logits(workdir, metho
   # Stored int8 values are exactly what quantizing the float weights gives.
   float_config, float_params = checkpoints.load_model_checkpoint(workdir["float"])
   float_model = build_model(float_config["model"])
-  _, fresh = quantize.quantize_model_params(float_model, float_params, VIDEO_SHAPE, method)
+  _, fresh = quantized.quantize_model_params(float_model, float_params, VIDEO_SHAPE, method)
   for name, value in checkpoints.flatten_params(fresh).items():
     np.testing.assert_array_equal(np.asarray(flat[name]), np.asarray(value), err_msg=name)
   clip = _clip()
@@ -70,15 +70,15 @@ def test_quantized_checkpoint_round_trips_int8_weights_and_logits(workdir, metho
   scales = sum(v.size * 4 for k, v in flat.items() if k.endswith("/scale") and "/array/" in k)
   assert qvalues > 0
   assert report["param_bytes_after"] == report["param_bytes_before"] - 3 * qvalues + scales
-  assert report["param_bytes_after"] == quantize.param_bytes(params)
+  assert report["param_bytes_after"] == param_bytes(params)
 
 
 def test_dynamic_range_quantizes_activations_too(workdir):
   config = checkpoints.load_model_config(workdir["int8_dynamic"])
-  model, params = quantize.load_quantized(workdir["int8_dynamic"], build_model(config["model"]),
+  model, params = checkpoints.load_quantized(workdir["int8_dynamic"], build_model(config["model"]),
                                           VIDEO_SHAPE)
   text = jax.jit(lambda p, x: model.apply({"params": p}, x)).lower(params, _clip()).as_text()
-  weight_only = quantize.load_quantized(workdir["int8_weight"], build_model(config["model"]),
+  weight_only = checkpoints.load_quantized(workdir["int8_weight"], build_model(config["model"]),
                                         VIDEO_SHAPE)
   text_w = jax.jit(lambda p, x: weight_only[0].apply({"params": p}, x)).lower(
       weight_only[1], _clip()).as_text()

@@ -1,4 +1,4 @@
-"""Every model option the README documents is settable on every shipped config.
+"""Every model option docs/models.md documents is settable on every shipped config.
 
 Iterates configs/ so a new config file is covered without editing this test.
 Each override goes through the same paths as the command line: dotted-key
@@ -44,7 +44,7 @@ def _experiment_configs():
 
 CONFIGS = _experiment_configs()
 
-# README "Models" options -> (override value, the built module's attribute value).
+# docs/models.md options -> (override value, the built module's attribute value).
 DOCUMENTED = {
     "attention_impl": ("cudnn", "cudnn"),
     "remat_policy": ("dots", "dots"),

@@ -17,7 +17,7 @@ from vivit_jax.data import builder
 from vivit_jax.data import pipeline
 from vivit_jax.data import transforms
 from vivit_jax.data.sources import tfrecord as dmvr
-from vivit_jax.user_errors import UserError
+from vivit_jax.common.errors import UserError
 
 NUM_VIDEOS = 10
 HEIGHT, WIDTH = 48, 64

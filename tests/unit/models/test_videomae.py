@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vivit_jax import checkpoints
-from vivit_jax.constants import IMAGENET_MEAN, IMAGENET_STD
+from vivit_jax.common.constants import IMAGENET_MEAN, IMAGENET_STD
 from vivit_jax.models import build_model, masking, transfer, videomae
 from vivit_jax.models import embedding as emb
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from support import videos as fx
+from vivit_jax.checkpoints import input_spec
 from vivit_jax.data.eval_views import view_indices
 from vivit_jax.serving import inference
 from vivit_jax.serving import predict
@@ -37,21 +38,12 @@ def test_input_spec_from_input_block_and_overrides(classifier):
   spec = classifier.spec
   assert (spec.num_frames, spec.frame_stride, spec.image_size) == (8, 2, (32, 32))
   assert spec.resize_short_side == 36 and spec.mean == (0.45,) * 3
-  over = inference.resolve_input_spec({"input": fx.INPUT}, frame_stride=1, mean=None)
+  over = input_spec.resolve_input_spec({"input": fx.INPUT}, frame_stride=1, mean=None)
   assert over.frame_stride == 1 and over.mean == (0.45,) * 3
 
 
-def test_input_spec_from_converter_source_with_defaults():
-  spec = inference.resolve_input_spec({"source": {"num_frames": 32, "image_size": [224, 224]}})
-  assert spec.frame_stride is None and spec.resize_short_side == 256
-  assert spec.mean == inference.IMAGENET_MEAN and spec.std == inference.IMAGENET_STD
-  assert spec.stride_for(1000) == 2 and spec.stride_for(40) == 1  # 63 frames for stride 2.
-  with pytest.raises(ValueError, match="--num-frames"):
-    inference.resolve_input_spec({"model": {}}, where="ck/config.json")
-
-
 def test_preprocess_resizes_short_side_and_centre_crops():
-  spec = inference.InputSpec(4, 1, (32, 32), 36, (0.0,) * 3, (1.0,) * 3)
+  spec = input_spec.InputSpec(4, 1, (32, 32), 36, (0.0,) * 3, (1.0,) * 3)
   frames = np.zeros((2, 48, 64, 3), np.uint8)
   frames[:, :, 32:] = 255  # Right half white: after resize to 36x48, crop x 8..40.
   out = inference.preprocess(frames, spec)
@@ -147,7 +139,7 @@ def test_preprocess_matches_training_eval_transforms():
   from vivit_jax.data import transforms  # Imports TensorFlow.
   frames = np.random.default_rng(0).integers(0, 256, (2, 37, 53, 3), np.uint8)
   want = transforms.spatial_views(transforms.resize_short_side(frames, 40), 1, 33)[0]
-  spec = inference.InputSpec(2, 1, (33, 33), 40, (0.0,) * 3, (1 / 255,) * 3)
+  spec = input_spec.InputSpec(2, 1, (33, 33), 40, (0.0,) * 3, (1 / 255,) * 3)
   np.testing.assert_allclose(inference.preprocess(frames, spec), np.asarray(want), atol=0.01)
 
 

@@ -55,7 +55,8 @@ def _lower(preset, model_overrides=None):
     mesh = mesh_lib.create_mesh(config.mesh)
     state, shardings = steps.abstract_train_state(config, model, mesh, clip)
     sharding = partitioning.batch_sharding(mesh)
-    batch = {"video": jax.ShapeDtypeStruct((batch_size,) + clip, jnp.float32, sharding=sharding),
+    video_dtype = jnp.uint8 if p.get("data_dtype") == "uint8" else jnp.float32  # as the suite
+    batch = {"video": jax.ShapeDtypeStruct((batch_size,) + clip, video_dtype, sharding=sharding),
              "label": jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=sharding)}
     train = steps.make_train_step(config, model, mesh, shardings)
     train_text = train.trace(state, batch).lower(lowering_platforms=("cuda",)).as_text()

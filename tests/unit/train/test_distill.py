@@ -13,7 +13,7 @@ from vivit_jax import checkpoints
 from vivit_jax.models import build_model, registry
 from vivit_jax.train import distill, experiment
 from vivit_jax.train.distributed import make_global_batch
-from vivit_jax.train.evaluator import Evaluator
+from vivit_jax.train.evaluation.evaluator import Evaluator
 from vivit_jax.train.mesh import create_mesh
 from vivit_jax.train.steps import init_train_state, make_train_step
 

@@ -11,7 +11,7 @@ import pytest
 from support import train_runs as fx
 from vivit_jax.models import build_model
 from vivit_jax.train import experiment, loop, startup
-from vivit_jax.user_errors import UserError
+from vivit_jax.common.errors import UserError
 
 
 def _config(**overrides):

@@ -14,7 +14,7 @@ from vivit_jax.data.sources import tfrecord
 
 def _builder(config):
   # Importing registers the demo builder with TFDS.
-  from vivit_jax.data import tfds_demo  # pylint: disable=import-outside-toplevel,unused-import
+  from vivit_jax.data.demo import tfds_demo  # pylint: disable=import-outside-toplevel,unused-import
   kwargs = {"data_dir": config.tfds_data_dir or None}
   try:
     builder = tfds.builder(config.tfds_name, **kwargs)

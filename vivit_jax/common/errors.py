@@ -7,12 +7,15 @@ wrapped by `command` (argparse-style `main(argv) -> int`) or `run_absl`
 the wrapper prints the line on stderr and exits with status 2 for
 
   * `UserError`;
+  * a `VerbatimMistake` (its message is already the line);
   * the known library exceptions of a user mistake, translated here: a bad
     `--config.<key>` (unknown key, with ml_collections' "did you mean"
     hint; a value of the wrong type), an unknown or missing flag, a config
-    file that does not load, a missing file (`FileNotFoundError`), a
-    checkpoint of another model (`ParamMismatchError`) and a workdir held by
-    another run (`WorkdirLockedError`).
+    file that does not load, a missing file (`FileNotFoundError`) and a
+    checkpoint of another model (`vivit_jax.common.params.ParamMismatchError`).
+
+This module imports nothing of the package at import time (`translate`
+looks up `ParamMismatchError` in `common.params`, the same floor).
 
 Mistakes found while running are `UserError`s too (a label outside
 `data.num_classes` in the streamed data; a workdir or checkpoint JSON file
@@ -121,15 +124,20 @@ def translate(error: BaseException, argv: Sequence[str] = ()) -> Optional[UserEr
     what = error.strerror if error.filename else str(error)
     return UserError(what or "file not found", str(where),
                      "check the path (and the working directory), then rerun")
-  from vivit_jax.checkpoints.model import ParamMismatchError  # pylint: disable=import-outside-toplevel
+  from vivit_jax.common.params import ParamMismatchError  # pylint: disable=import-outside-toplevel
   if isinstance(error, ParamMismatchError):
     flag = next((a for a in argv if a.startswith("--checkpoint=")), "the checkpoint")
     return UserError(f"checkpoint of another model: {error}", flag,
                      "pass a checkpoint of this model, or make --config.model.* match it")
-  from vivit_jax.checkpoints.workdir_lock import WorkdirLockedError  # pylint: disable=import-outside-toplevel
-  if isinstance(error, WorkdirLockedError):
+  if isinstance(error, VerbatimMistake):  # e.g. checkpoints.workdir_lock.WorkdirLockedError
     return _Verbatim(str(error))
   return None
+
+
+class VerbatimMistake(Exception):
+  """A mixin for exceptions of a user mistake whose message already reads
+  `what (where): fix` (e.g. `WorkdirLockedError(VerbatimMistake, RuntimeError)`):
+  `translate` passes the message on as it is."""
 
 
 class _Verbatim(UserError):
@@ -199,11 +207,31 @@ def parse_absl_flags(argv: Sequence[str]):
   return flags.FLAGS(list(argv))
 
 
+HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
+
+
+def _show_command_help(main: Callable) -> None:
+  """absl's `--help` prints `__main__`'s docstring and flags; a console script's
+  `__main__` (`vivit-train`) has neither, so lend it those of `main`'s module."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  script = sys.modules["__main__"]
+  if script.__doc__ or main.__module__ == "__main__":
+    return
+  script.__doc__ = sys.modules[main.__module__].__doc__
+  for flag in flags.FLAGS.get_key_flags_for_module(main.__module__):
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
+
 def run_absl(main: Callable[[Sequence[str]], None]) -> None:
-  """`app.run(main)`, with user mistakes (also in flags) as one line and exit 2."""
+  """`app.run(main)`, with user mistakes (also in flags) as one line and exit 2;
+  `--help` shows the command's docstring and flags and exits 0 (absl: 1)."""
   from absl import app  # pylint: disable=import-outside-toplevel
+  _show_command_help(main)
   try:
     app.run(main, flags_parser=parse_absl_flags)
+  except SystemExit as exit_:
+    asked = any(arg in HELP_FLAGS for arg in sys.argv[1:])
+    sys.exit(0 if asked and exit_.code == 1 else exit_.code)
   except Exception as error:  # pylint: disable=broad-except
     status = report(error, sys.argv)
     if status is None:

@@ -44,14 +44,14 @@ unusable checkpoint (missing, parameter mismatch) or config.
 
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from vivit_jax import user_errors
+from vivit_jax.common import errors
 
 REPORT_FILE = "report.json"
 CONFUSION_FILE = "confusion_matrix.png"
@@ -67,12 +67,6 @@ _OUTPUT = flags.DEFINE_string("output", None, "Output directory (default CHECKPO
 _EMA = flags.DEFINE_bool("ema", False, "Training checkpoints: evaluate the EMA params.")
 
 
-def resolve_checkpoint(path: str) -> Tuple[str, str]:
-  """`("model", dir)` or `("workdir", workdir)` (`evaluator.resolve_checkpoint`)."""
-  from vivit_jax.train import evaluator  # pylint: disable=g-import-not-at-top
-  return evaluator.resolve_checkpoint(path)
-
-
 def default_output(kind: str, path: str) -> str:
   """`CHECKPOINT/eval` (a model dir or a workdir)."""
   del kind
@@ -81,8 +75,8 @@ def default_output(kind: str, path: str) -> str:
 
 def per_class_rows(matrix, names: Sequence[str]) -> List[Dict[str, Any]]:
   """`[{index, name, num_videos, accuracy (None if no video)}]` per class."""
-  from vivit_jax.train import evaluation  # pylint: disable=g-import-not-at-top
-  accuracy = evaluation.per_class_accuracy(matrix)
+  from vivit_jax.train.evaluation import passes  # pylint: disable=g-import-not-at-top
+  accuracy = passes.per_class_accuracy(matrix)
   return [{"index": i, "name": names[i], "num_videos": int(matrix[i].sum()),
            "accuracy": None if matrix[i].sum() == 0 else float(accuracy[i])}
           for i in range(len(names))]
@@ -96,10 +90,10 @@ def run_evaluation(config, checkpoint: str, output: Optional[str] = None,
   See the module docstring for the checkpoint kinds and the outputs.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from vivit_jax.train import confusion, experiment, inputs  # pylint: disable=g-import-not-at-top
-  from vivit_jax.train import multihead  # pylint: disable=g-import-not-at-top
-  from vivit_jax.train import metric_writer as train_logging  # pylint: disable=g-import-not-at-top
-  from vivit_jax.train.evaluator import Evaluator  # pylint: disable=g-import-not-at-top
+  from vivit_jax.common import console  # pylint: disable=g-import-not-at-top
+  from vivit_jax.train import experiment, inputs, multihead  # pylint: disable=g-import-not-at-top
+  from vivit_jax.train.evaluation import confusion  # pylint: disable=g-import-not-at-top
+  from vivit_jax.train.evaluation.evaluator import Evaluator  # pylint: disable=g-import-not-at-top
 
   experiment.validate(config)
   evaluator = Evaluator(config)
@@ -126,7 +120,7 @@ def run_evaluation(config, checkpoint: str, output: Optional[str] = None,
       raise ValueError(f"{len(names)} class names for data.num_classes={num_classes}")
   views = int(config.data.eval_temporal_views) * int(config.data.eval_spatial_views)
   heads = f" ({' + '.join(map(str, splits))} in {len(splits)} heads)" if splits else ""
-  train_logging.console(
+  console.console(
       f"evaluating {path} (step {step}) on {num_classes} classes{heads}: batches of "
       f"{config.eval.batch_size} clips, {views} view(s) per video, "
       f"{jax.device_count()} device(s) on {jax.process_count()} process(es)")
@@ -159,7 +153,7 @@ def run_evaluation(config, checkpoint: str, output: Optional[str] = None,
   else:
     report.update({"per_class": per_class_rows(matrix, names),
                    "confusion_matrix": matrix.tolist()})
-  if train_logging.is_writer():
+  if console.is_writer():
     os.makedirs(output, exist_ok=True)
     with open(os.path.join(output, REPORT_FILE), "w") as f:
       json.dump(report, f, indent=1)
@@ -277,17 +271,17 @@ def main(argv) -> None:
     run_evaluation(config, _CHECKPOINT.value, _OUTPUT.value, _EMA.value,
                    config_flags.get_config_filename(flags.FLAGS["config"]))
   except ValueError as e:  # The config does not fit the checkpoint; other kinds: run_absl.
-    if isinstance(e, (user_errors.UserError, ParamMismatchError)):
+    if isinstance(e, (errors.UserError, ParamMismatchError)):
       raise
-    raise user_errors.UserError(str(e), f"--checkpoint={_CHECKPOINT.value}",
+    raise errors.UserError(str(e), f"--checkpoint={_CHECKPOINT.value}",
                                 "pass a --config (and --config.* overrides) matching "
                                 "the checkpoint's model and data") from e
 
 
 def run() -> None:
-  """The `vivit-evaluate` command (`python -m vivit_jax.evaluate`)."""
+  """The `vivit-evaluate` command (`python -m vivit_jax.train.evaluation.evaluate`)."""
   flags.mark_flags_as_required(["config"])
-  user_errors.run_absl(main)
+  errors.run_absl(main)
 
 
 if __name__ == "__main__":

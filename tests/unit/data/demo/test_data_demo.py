@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from vivit_jax import data
-from vivit_jax.data import synthetic
+from vivit_jax.data.demo import synthetic
 
 
 def test_write_demo_dataset_is_idempotent_and_trainable_config(tmp_path):

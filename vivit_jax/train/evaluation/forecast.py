@@ -1,6 +1,6 @@
 r"""Next-frame forecast with a pretrained masked autoencoder, as a PNG strip.
 
-    python -m vivit_jax.serving.forecast --checkpoint=WORKDIR VIDEO [--output=strip.png]
+    python -m vivit_jax.train.evaluation.forecast --checkpoint=WORKDIR VIDEO [--output=strip.png]
 
 WORKDIR is a pretraining run (`config.json` + `checkpoints/`, e.g. the demo's
 pretraining with `--config.model.mask_type=future`). The centre clip of
@@ -24,10 +24,11 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from vivit_jax import user_errors
+from vivit_jax.checkpoints.input_spec import resolve_input_spec
+from vivit_jax.common import errors
 from vivit_jax.data.eval_views import view_indices
 from vivit_jax.serving import inference, video_io
-from vivit_jax.models import build_model, embedding, forecast_metrics, masking, videomae
+from vivit_jax.models import embedding, forecast_metrics, masking, videomae
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("checkpoint", None, "Pretraining workdir (config.json, checkpoints/).")
@@ -35,15 +36,14 @@ flags.DEFINE_string("output", "", "PNG path; default VIDEO's name + _forecast.pn
 
 
 def load_run(workdir: str):
-  """`(config, model, params)` of the newest training checkpoint in `workdir`."""
+  """`(config, model, params)` of the newest training checkpoint in `workdir`
+  (restored by `Evaluator.restore`)."""
   workdir = os.path.abspath(workdir)  # Orbax needs absolute paths
-  from vivit_jax.checkpoints import train as train_checkpoints  # pylint: disable=import-outside-toplevel
-  from vivit_jax.train import loop  # pylint: disable=import-outside-toplevel
-  from vivit_jax.train.mesh import create_mesh  # pylint: disable=import-outside-toplevel
+  from vivit_jax.train.evaluation.evaluator import Evaluator  # pylint: disable=import-outside-toplevel
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} not found: --checkpoint must be a pretraining workdir")
-  config = ml_collections.ConfigDict(user_errors.read_json(
+  config = ml_collections.ConfigDict(errors.read_json(
       path, "pass a pretraining workdir whose config.json is intact"))
   if config.model.get("name") != "videomae":
     raise ValueError(f"{workdir} is a {config.model.get('name')!r} run; forecasting needs a "
@@ -52,16 +52,14 @@ def load_run(workdir: str):
     raise ValueError(f"{workdir} was pretrained with mask_type="
                      f"{config.model.get('mask_type')!r}; forecasting needs a run with "
                      "--config.model.mask_type=future")
-  model = build_model(config.model)
-  mesh = create_mesh(config.mesh)
-  ckpt = train_checkpoints.TrainCheckpointer(workdir, config.checkpoint)
-  try:
-    state, _, step, _ = loop.initial_state(config, model, mesh, ckpt)
-  finally:
-    ckpt.close()
-  if step == 0:
+  evaluator = Evaluator(config)
+  try:  # allow_init_from: a workdir without checkpoints is one, not "neither" kind
+    restored = evaluator.restore(workdir, allow_init_from=True)
+  except FileNotFoundError:
+    restored = None
+  if restored is None or restored.kind != "workdir":
     raise FileNotFoundError(f"{workdir} has no training checkpoint")
-  return config, model, jax.device_get(state.params)
+  return config, evaluator.model, jax.device_get(restored.state.params)
 
 
 def forecast_clip(config, model, params, clip: np.ndarray) -> Dict[str, np.ndarray]:
@@ -91,23 +89,23 @@ def forecast_clip(config, model, params, clip: np.ndarray) -> Dict[str, np.ndarr
 def read_clip(config, path: str) -> np.ndarray:
   """The run's eval clip of the video at `path`, normalised `(T, H, W, 3)`."""
   from vivit_jax.train import inputs  # pylint: disable=import-outside-toplevel
-  spec = inference.resolve_input_spec({"input": inputs.input_spec(config)})
+  spec = resolve_input_spec({"input": inputs.input_spec(config)})
   info = video_io.probe(path)
   indices = view_indices(info.num_frames, spec.num_frames, spec.stride_for(info.num_frames))[0]
   return inference.preprocess(video_io.read_frames(path, indices), spec)
 
 
 def main(argv) -> None:
-  from vivit_jax.train import plots  # pylint: disable=import-outside-toplevel
+  from vivit_jax.train.evaluation import plots  # pylint: disable=import-outside-toplevel
   if len(argv) != 2 or not FLAGS.checkpoint:
-    raise user_errors.UserError(
+    raise errors.UserError(
         "one video and --checkpoint are needed", "command line",
-        "python -m vivit_jax.serving.forecast --checkpoint=WORKDIR VIDEO [--output=strip.png]")
+        "python -m vivit_jax.train.evaluation.forecast --checkpoint=WORKDIR VIDEO [--output=strip.png]")
   try:
     config, model, params = load_run(FLAGS.checkpoint)
     result = forecast_clip(config, model, params, read_clip(config, argv[1]))
   except (FileNotFoundError, ValueError, video_io.VideoDecodeError) as e:
-    print(f"error: {user_errors.one_line(e)}", file=sys.stderr, flush=True)
+    print(f"error: {errors.one_line(e)}", file=sys.stderr, flush=True)
     sys.exit(2)
   output = FLAGS.output or os.path.splitext(argv[1])[0] + "_forecast.png"
   strip = plots.reconstruction_grid(result["truth"], result["masked"], result["forecast"])
@@ -121,7 +119,7 @@ def main(argv) -> None:
 
 def run() -> None:
   """The `vivit-forecast` console script."""
-  user_errors.run_absl(main)
+  errors.run_absl(main)
 
 
 if __name__ == "__main__":

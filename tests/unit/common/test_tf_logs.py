@@ -1,4 +1,4 @@
-"""No TensorFlow C++ start-up lines on any command (vivit_jax/tf_logs.py), while
+"""No TensorFlow C++ start-up lines on any command (vivit_jax/common/tf_logs.py), while
 our own warnings and TensorFlow's Python ones still reach stderr."""
 
 import os

@@ -9,7 +9,7 @@ from typing import Optional
 
 import numpy as np
 
-from vivit_jax.train.metric_writer import is_writer
+from vivit_jax.common.console import is_writer
 
 IMAGES_DIR = "images"
 

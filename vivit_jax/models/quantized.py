@@ -1,9 +1,9 @@
-"""Post-training int8 quantization of a model checkpoint with qwix.
+"""A qwix int8-quantized model beside the float ones (post-training quantization).
 
     qmodel, qparams = quantize_model_params(model, params, video_shape, "int8_weight")
-    save_quantized(out_dir, qparams, config, method_config)   # int8 checkpoint
-    model, params = load_quantized(out_dir, build_model(config["model"]), video_shape)
-    logits = model.apply({"params": params}, video)            # like any model
+    checkpoints.save_quantized(out_dir, qparams, config, method_config(...))  # int8 checkpoint
+    model, params = checkpoints.load_quantized(out_dir, build_model(config["model"]), video_shape)
+    logits = model.apply({"params": params}, video)            # like any model, (B, num_classes)
 
 Methods (`METHODS`), both on every `jax.lax.dot_general` of the model (the
 query / key / value / output projections, the MLPs and the head; the tubelet
@@ -19,22 +19,22 @@ A quantized checkpoint is an ordinary model checkpoint (`vivit_jax.checkpoints`)
 whose `config.json` has a `"quantization"` block (`{"method", "library",
 "weight_calibration", ...}`) and whose `params/` hold, for each quantized
 kernel, `kernel/array/qvalue` (int8) and `kernel/array/scale` (float32)
-instead of the float `kernel`. `load_quantized` rebuilds the qwix model from
-the config; its `apply` takes these plain nested dicts of arrays, so
+instead of the float `kernel`. `checkpoints.load_quantized` (what
+`checkpoints.load_model` calls for such a checkpoint) rebuilds the qwix model
+from the config; its `apply` takes these plain nested dicts of arrays, so
 callers (predict, stream, evaluate, export) pass them around like float
-parameters.
+parameters. `vivit-compress` (`vivit_jax.compress`) writes such checkpoints.
 """
 
 import dataclasses
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import qwix
 
-from vivit_jax import checkpoints
+from vivit_jax.common import params as params_lib
 
 QUANTIZATION_KEY = "quantization"
 METHODS = {
@@ -93,7 +93,7 @@ def _abstract_qparams(qmodel: nn.Module, video_shape: Sequence[int]):
 
 def to_plain(tree) -> Dict[str, Any]:
   """Nested plain dicts (names like `kernel/array/qvalue`) of a qwix tree."""
-  return checkpoints.unflatten_params(checkpoints.flatten_params(tree))
+  return params_lib.unflatten_params(params_lib.flatten_params(tree))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +113,7 @@ class QuantizedModel:
 
   def qwix_params(self, plain):
     """Plain nested dicts -> the qwix parameter tree."""
-    flat = checkpoints.flatten_params(plain)
+    flat = params_lib.flatten_params(plain)
     return jax.tree_util.tree_unflatten(self.treedef, [flat[name] for name in self.names])
 
   def apply(self, variables, *args, **kwargs):
@@ -134,7 +134,7 @@ def quantized_model(model: nn.Module, quantization: Mapping[str, Any],
   qmodel = qwix_model(model, quantization)
   abstract = _abstract_qparams(qmodel, video_shape)
   leaves, treedef = jax.tree_util.tree_flatten(abstract)
-  names = tuple(checkpoints.flatten_params(abstract))
+  names = tuple(params_lib.flatten_params(abstract))
   if len(names) != len(leaves):
     raise ValueError("qwix parameter names are not unique")
   return QuantizedModel(qmodel, model, treedef, names, dict(quantization)), to_plain(abstract)
@@ -147,71 +147,3 @@ def quantize_model_params(model: nn.Module, params, video_shape: Sequence[int], 
   abstract = _abstract_qparams(qmodel.module, video_shape)
   params = jax.tree_util.tree_map(jnp.asarray, nn.unbox(params))
   return qmodel, to_plain(qwix.quantize_params(params, abstract))
-
-
-def param_bytes(params) -> int:
-  """Bytes of all parameter arrays."""
-  return int(sum(np.dtype(x.dtype).itemsize * int(np.prod(x.shape))
-                 for x in jax.tree_util.tree_leaves(params)))
-
-
-def save_quantized(directory: str, qparams, config: Mapping[str, Any],
-                   quantization: Mapping[str, Any], force: bool = False) -> str:
-  """Writes a quantized model checkpoint: `config` plus the `"quantization"` block."""
-  config = dict(config)
-  config[QUANTIZATION_KEY] = dict(quantization)
-  return checkpoints.save_model_checkpoint(directory, qparams, config, force=force)
-
-
-def load_quantized(directory: str, model: nn.Module, video_shape: Sequence[int],
-                   config: Optional[Mapping[str, Any]] = None
-                   ) -> Tuple[QuantizedModel, Dict[str, Any]]:
-  """`(QuantizedModel, params)` from a quantized model checkpoint.
-
-  Args:
-    directory: written by `save_quantized` (`python -m vivit_jax.compress`).
-    model: the float model its config.json describes (with any overrides,
-      e.g. dtype), as built by `vivit_jax.models.build_model`.
-    video_shape: `(T, H, W, C)` of one clip.
-    config: its config.json if already read.
-  Raises:
-    ValueError: not a quantized checkpoint; checkpoints.ParamMismatchError
-    when the stored names / shapes differ from what the method creates.
-  """
-  config = checkpoints.load_model_config(directory) if config is None else config
-  if not is_quantized(config):
-    raise ValueError(f"{directory} holds float parameters (no \"{QUANTIZATION_KEY}\" in "
-                     f"{checkpoints.CONFIG_FILE}); load it as a float checkpoint")
-  qmodel, abstract = quantized_model(model, config[QUANTIZATION_KEY], video_shape)
-  _, params = checkpoints.load_model_checkpoint(directory, expected_params=abstract)
-  return qmodel, params
-
-
-def video_shape_of(config: Mapping[str, Any], where: str = checkpoints.CONFIG_FILE
-                   ) -> Tuple[int, int, int, int]:
-  """`(T, H, W, C)` of a checkpoint's clips (its input spec and channels)."""
-  from vivit_jax.serving import inference  # pylint: disable=g-import-not-at-top
-  spec = inference.resolve_input_spec(config, where)
-  channels = int((config.get("source") or {}).get("num_channels", 3))
-  return (spec.num_frames, *spec.image_size, channels)
-
-
-def eval_state(config, model: nn.Module, mesh, directory: str):
-  """`(QuantizedModel, state, shardings, step, labels)` for `vivit_jax.evaluate`.
-
-  Like `evaluate.load_state` for a model checkpoint, but the state's
-  `params` are the quantized checkpoint's (replicated over `mesh`) and the
-  returned model is the one to build the eval step with.
-  """
-  from vivit_jax.train import inputs, steps  # pylint: disable=g-import-not-at-top
-  shape = inputs.video_shape(config)
-  state, shardings = steps.init_train_state(config, model, mesh, int(config.seed), shape)
-  stored = checkpoints.load_model_config(directory)
-  qmodel, params = load_quantized(directory, model, shape, stored)
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  params = jax.device_put(params, replicated)
-  params_shardings = jax.tree_util.tree_map(lambda _: replicated, params)
-  state = state.replace(params=params, ema_params=None)
-  shardings = shardings.replace(params=params_shardings, ema_params=None)
-  step = (stored.get("source") or {}).get("step")
-  return qmodel, state, shardings, None if step is None else int(step), stored.get("labels")

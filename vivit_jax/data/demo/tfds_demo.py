@@ -14,7 +14,7 @@ import dataclasses
 from etils import epath
 import tensorflow_datasets as tfds
 
-from vivit_jax.data import synthetic
+from vivit_jax.data.demo import synthetic
 
 NAME = "vivit_demo_motion"
 

@@ -16,7 +16,7 @@ Classification metrics (keys of the returned dict):
                    video-level top-1 per true class, averaged over the
                    classes present (robust to class imbalance).
   eval/num_videos, eval/num_clips
-A model with `class_splits` (several heads, `multihead.py`; labels combine
+A model with `class_splits` (several heads, `train/multihead.py`; labels combine
 the heads') averages each head's softmax over the views on its own, so
 eval/top1 and eval/clip_top1 are action accuracy (every head right) and
 each head h adds eval/head_<h>_top1, _top5, _mean_class_accuracy and

@@ -1,10 +1,10 @@
-"""The demo world (`vivit_jax.data.synthetic`): balanced labels that only motion tells."""
+"""The demo world (`vivit_jax.data.demo.synthetic`): balanced labels that only motion tells."""
 
 import numpy as np
 import pytest
 
-from vivit_jax.data import synthetic
-from vivit_jax.train import linear_probe
+from vivit_jax.data.demo import synthetic
+from vivit_jax.train.evaluation import linear_probe
 
 
 def softmax_regression_accuracy(train_x, train_y, test_x, test_y, num_classes):

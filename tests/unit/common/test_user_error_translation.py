@@ -1,4 +1,4 @@
-"""`vivit_jax.user_errors`: the one-line form, the translation of the library
+"""`vivit_jax.common.errors`: the one-line form, the translation of the library
 exceptions of a user mistake, the command wrapper and the traceback switch."""
 
 import os
@@ -7,9 +7,9 @@ import pytest
 from absl import flags
 
 from support import train_runs as fx
-from vivit_jax import user_errors
+from vivit_jax.common import errors
 from vivit_jax.checkpoints import ParamMismatchError
-from vivit_jax.user_errors import UserError
+from vivit_jax.common.errors import UserError
 
 
 def test_user_error_is_one_line_what_where_fix_and_a_value_error():
@@ -37,7 +37,7 @@ def _lookup_error(lookup):
 ])
 def test_unknown_config_key_names_the_flag_and_keeps_did_you_mean(lookup, bad, argv, where,
                                                                   suggestion):
-  translated = user_errors.translate(_lookup_error(lookup), argv)
+  translated = errors.translate(_lookup_error(lookup), argv)
   assert translated.where == where
   assert translated.what == f"unknown config key {bad!r}"
   assert translated.fix.startswith(f"did you mean {suggestion}?")
@@ -63,7 +63,7 @@ def _flag_values():
 def test_absl_flag_errors_become_one_line(argv, line):
   with pytest.raises(flags.Error) as info:
     _flag_values()(argv)
-  assert user_errors.translate(info.value, argv).line == line
+  assert errors.translate(info.value, argv).line == line
 
 
 def test_a_config_variant_that_get_config_refuses_is_one_line_without_the_traceback():
@@ -73,7 +73,7 @@ def test_a_config_variant_that_get_config_refuses_is_one_line_without_the_traceb
   argv = ["prog", f"--config={fx.REPO}/configs/demo_pretrain.py:nope"]
   with pytest.raises(flags.Error) as info:
     values(argv)
-  translated = user_errors.translate(info.value, argv)
+  translated = errors.translate(info.value, argv)
   assert translated.line == (
       f"error: {fx.REPO}/configs/demo_pretrain.py:nope does not load: ValueError: "
       "configs/demo_pretrain.py has variants ['forecast'], got 'nope' (--config): "
@@ -84,26 +84,26 @@ def test_missing_file_names_the_path(tmp_path):
   missing = str(tmp_path / "nope.txt")
   with pytest.raises(FileNotFoundError) as info:
     open(missing)  # pylint: disable=consider-using-with
-  translated = user_errors.translate(info.value)
+  translated = errors.translate(info.value)
   assert translated.where == missing and translated.what == "No such file or directory"
 
 
 def test_param_mismatch_names_the_checkpoint_flag():
   error = ParamMismatchError("head/kernel: model (32, 4), checkpoint (48, 4)")
-  translated = user_errors.translate(error, ["prog", "--checkpoint=/ckpt/m"])
+  translated = errors.translate(error, ["prog", "--checkpoint=/ckpt/m"])
   assert translated.where == "--checkpoint=/ckpt/m"
   assert translated.what.startswith("checkpoint of another model: head/kernel")
 
 
 @pytest.mark.parametrize("error", [RuntimeError("bug"), ValueError("bug"), KeyError("k")])
 def test_unexpected_exceptions_are_not_user_errors(error):
-  assert user_errors.translate(error) is None
+  assert errors.translate(error) is None
 
 
 def test_command_returns_2_with_one_line_and_reraises_the_rest(capsys, monkeypatch):
-  monkeypatch.delenv(user_errors.TRACEBACK_ENV, raising=False)
+  monkeypatch.delenv(errors.TRACEBACK_ENV, raising=False)
 
-  @user_errors.command
+  @errors.command
   def main(argv=None):
     if argv == ["bad"]:
       raise UserError("x=1 is wrong", "--x", "pass --x=2")
@@ -116,7 +116,7 @@ def test_command_returns_2_with_one_line_and_reraises_the_rest(capsys, monkeypat
   assert capsys.readouterr().err == "error: x=1 is wrong (--x): pass --x=2\n"
   with pytest.raises(RuntimeError, match="a bug"):
     main(["bug"])
-  monkeypatch.setenv(user_errors.TRACEBACK_ENV, "1")
+  monkeypatch.setenv(errors.TRACEBACK_ENV, "1")
   assert main(["bad"]) == 2
   err = capsys.readouterr().err
   assert err.startswith("Traceback (most recent call last)")
@@ -129,14 +129,14 @@ def test_command_returns_2_with_one_line_and_reraises_the_rest(capsys, monkeypat
     ("", ["prog", "-v", "2"], True), ("", ["prog", "--verbosity=-1"], False),
 ])
 def test_traceback_wanted_by_env_var_or_verbosity(monkeypatch, env, argv, wanted):
-  monkeypatch.setenv(user_errors.TRACEBACK_ENV, env)
-  assert user_errors.traceback_wanted(argv) is wanted
+  monkeypatch.setenv(errors.TRACEBACK_ENV, env)
+  assert errors.traceback_wanted(argv) is wanted
 
 
 def test_module_imports_without_tensorflow_or_jax():
   import subprocess  # pylint: disable=import-outside-toplevel
   import sys  # pylint: disable=import-outside-toplevel
-  code = ("import sys, vivit_jax.user_errors; "
+  code = ("import sys, vivit_jax.common.errors; "
           "assert not {'tensorflow', 'jax'} & set(sys.modules), sorted(sys.modules)")
   subprocess.run([sys.executable, "-c", code], check=True, cwd=fx.REPO,
                  env=dict(os.environ))
@@ -147,7 +147,7 @@ def test_module_imports_without_tensorflow_or_jax():
     ("data.eval_files: '/x-*' matches no files", "--config.data.eval_files"),
 ])
 def test_missing_file_without_a_filename_names_the_flag_or_key_in_its_message(message, where):
-  translated = user_errors.translate(FileNotFoundError(message))
+  translated = errors.translate(FileNotFoundError(message))
   assert translated.where == where and translated.what == message
 
 
@@ -173,4 +173,4 @@ def test_every_console_script_goes_through_the_one_line_wrapper(entry, function)
   import ast  # pylint: disable=import-outside-toplevel
   decorators = {ast.unparse(d) for d in function.decorator_list}
   calls = {ast.unparse(n.func) for n in ast.walk(function) if isinstance(n, ast.Call)}
-  assert "user_errors.command" in decorators or "user_errors.run_absl" in calls, entry
+  assert "errors.command" in decorators or "errors.run_absl" in calls, entry

@@ -3,8 +3,8 @@
 import numpy as np
 from tensorboardX import SummaryWriter
 
-from vivit_jax.train import curves
-from vivit_jax.train import plots
+from vivit_jax.train.evaluation import curves
+from vivit_jax.train.evaluation import plots
 
 
 def test_loss_curve_reads_the_logged_scalars_and_draws_them(tmp_path):

@@ -10,17 +10,18 @@ pretraining model's reconstruction and its token mask for the PNG), and
 `restore` is the single checkpoint resolution:
 
   * a model checkpoint dir (`config.json` + `params/`): `checkpoints.load_model`
-    into a fresh train state;
+    into a fresh train state (an int8 one of `vivit-compress`: its params,
+    replicated, and its quantized model replaces the evaluator's);
   * a training workdir or its `checkpoints/` folder: the newest readable
     step (`TrainCheckpointer.restore_latest`); with `allow_init_from`, an
     empty workdir falls back to `config.init_from` (mode=eval).
 
-Metric keys: `evaluation.py` (classification) and `eval/loss`,
-`eval/num_clips` (pretraining).
+What a pass computes is an evaluation picked by name (`registry.py`): the
+model's objective by default, "classification" (metric keys: `passes.py`) or
+"pretrain" (`eval/loss`, `eval/num_clips`, ...), both registered below.
 """
 
 import dataclasses
-import os
 from typing import Any, Dict, List, Optional, Tuple
 
 import jax
@@ -29,11 +30,11 @@ import numpy as np
 from vivit_jax import checkpoints
 from vivit_jax.checkpoints import init_from
 from vivit_jax.checkpoints import train as train_checkpoints
+from vivit_jax.checkpoints import workdir
+from vivit_jax.common import console
 from vivit_jax.models import build_model
-from vivit_jax.train import (confusion, distill, evaluation, inputs, multihead, objectives,
-                             steps)
-from vivit_jax.train import metric_writer as train_logging
-from vivit_jax.train import plots
+from vivit_jax.train import distill, inputs, multihead, objectives, steps
+from vivit_jax.train.evaluation import confusion, passes, plots, registry
 from vivit_jax.train.mesh import create_mesh
 
 
@@ -53,7 +54,7 @@ class EvalResult:
   """
   metrics: Dict[str, float]
   images: List[Tuple[str, np.ndarray]]
-  classifier: Optional[evaluation.ClassifierPass] = None
+  classifier: Optional[passes.ClassifierPass] = None
   data_stats: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
   @property
@@ -62,7 +63,7 @@ class EvalResult:
     return self.images[0] if self.images else None
 
 
-def confusion_pictures(result: evaluation.ClassifierPass, names=None
+def confusion_pictures(result: passes.ClassifierPass, names=None
                        ) -> List[Tuple[str, np.ndarray]]:
   """`[("confusion", picture)]`, or one `("confusion_head_<h>", picture)` per
   head; `names`: the class names (one head: C of them; several: sum C_h)."""
@@ -94,28 +95,6 @@ class Restored:
   labels: Optional[List[str]] = None
 
 
-def resolve_checkpoint(path: str, allow_empty_workdir: bool = False) -> Tuple[str, str]:
-  """`("model", dir)` for a model checkpoint, `("workdir", workdir)` for training ones.
-
-  Raises FileNotFoundError saying what was looked for (unless
-  `allow_empty_workdir`, where any directory is a workdir).
-  """
-  path = os.path.abspath(path)
-  if os.path.isfile(os.path.join(path, checkpoints.CONFIG_FILE)) and os.path.isdir(
-      os.path.join(path, checkpoints.PARAMS_DIR)):
-    return "model", path
-  ckpt_dir = train_checkpoints.CHECKPOINTS_DIR
-  if os.path.isdir(os.path.join(path, ckpt_dir)):
-    return "workdir", path
-  if os.path.basename(path) == ckpt_dir and os.path.isdir(path):
-    return "workdir", os.path.dirname(path)
-  if allow_empty_workdir:
-    return "workdir", path
-  raise FileNotFoundError(
-      f"--checkpoint={path} is neither a model checkpoint ({checkpoints.CONFIG_FILE} + "
-      f"{checkpoints.PARAMS_DIR}/) nor a training workdir (with {ckpt_dir}/)")
-
-
 def reconstruction_picture(images) -> np.ndarray:
   """Stacks `(original, masked, reconstructed)` grids of every clip vertically."""
   grid = plots.reconstruction_grid(*(clip[0] for clip in images))
@@ -123,6 +102,36 @@ def reconstruction_picture(images) -> np.ndarray:
     grid = np.concatenate([grid, np.full((4,) + grid.shape[1:], 255, np.uint8),
                            plots.reconstruction_grid(*(c[i] for c in images))])
   return grid
+
+
+@registry.register_evaluation("classification")
+def classification(evaluator: "Evaluator", eval_step, state, batches,
+                   shuffle_frames: bool) -> EvalResult:
+  """Top-1 / top-5 / mean class accuracy over averaged views, and the confusion
+  picture(s) (`passes.classifier_pass`; multi-head models per head too)."""
+  config = evaluator.config
+  result = passes.classifier_pass(
+      eval_step, state, batches, evaluator.mesh, shuffle_frames=shuffle_frames,
+      seed=int(config.seed), max_batches=int(config.eval.num_batches),
+      class_splits=evaluator.class_splits)
+  # data.class_names name the combined labels; a head's classes have none.
+  names = None if evaluator.class_splits else inputs.class_names(config)
+  return EvalResult(result.metrics(), confusion_pictures(result, names), result)
+
+
+@registry.register_evaluation("pretrain")
+def pretrain(evaluator: "Evaluator", eval_step, state, batches,
+             shuffle_frames: bool) -> EvalResult:
+  """The masked-reconstruction metrics over the eval split and a reconstruction
+  picture (`passes.pretrain_pass`)."""
+  del shuffle_frames  # the motion control applies to classification
+  config = evaluator.config
+  mean, std = objectives.pixel_normalisation(config)
+  metrics, images = passes.pretrain_pass(
+      eval_step, state, evaluator.model, batches, evaluator.mesh, mean, std,
+      int(config.eval.num_images), int(config.eval.num_batches))
+  pictures = [] if images is None else [("reconstruction", reconstruction_picture(images))]
+  return EvalResult(metrics, pictures)
 
 
 def _input_stats(batches) -> Dict[str, Any]:
@@ -139,13 +148,17 @@ class Evaluator:
     config: the experiment config (`data`, `eval`, `model`, `mesh`, ...).
     model, mesh: reuse the caller's (the training loop's); else built from
       the config.
+    evaluation: the registered evaluation a pass runs (`registry.py`);
+      default: the one named by the model's objective.
   """
 
-  def __init__(self, config, model=None, mesh=None):
+  def __init__(self, config, model=None, mesh=None, evaluation: Optional[str] = None):
     self.config = config
     self.model = build_model(config.model) if model is None else model
     self.mesh = create_mesh(config.mesh) if mesh is None else mesh
     self.objective = objectives.check_mode(config, self.model)
+    self.evaluation = evaluation or self.objective
+    registry.get_evaluation(self.evaluation)  # an unknown name fails here, not after a restore
     self.video_shape = inputs.video_shape(config)
     self.class_splits = tuple(int(c) for c in getattr(self.model, "class_splits", ()) or ())
     self._steps: Dict[bool, Any] = {}
@@ -163,13 +176,10 @@ class Evaluator:
     """The state to evaluate from `checkpoint` (module docstring); raises
     FileNotFoundError when there is none, `ParamMismatchError` on a mismatch."""
     config, seed = self.config, int(self.config.seed)
-    kind, path = resolve_checkpoint(checkpoint, allow_empty_workdir=allow_init_from)
-    if kind == "model" and checkpoints.load_model_config(path).get("quantization"):
-      from vivit_jax.compress import quantize  # pylint: disable=g-import-not-at-top
-      self.model, state, shardings, step, labels = quantize.eval_state(
-          config, self.model, self.mesh, path)
-      self._steps = {}  # the eval step applies the quantized model
-      return Restored(state, shardings, step, kind, path, labels)
+    kind, path = workdir.resolve_checkpoint(checkpoint, allow_empty_workdir=allow_init_from)
+    stored = checkpoints.load_model_config(path) if kind == "model" else {}
+    if stored.get("quantization"):  # an int8 checkpoint of `vivit-compress`
+      return self._restore_quantized(path, stored)
     if kind == "model":
       state, shardings = steps.init_train_state(config, self.model, self.mesh, seed,
                                                 self.video_shape)
@@ -203,6 +213,22 @@ class Evaluator:
                             "checkpoint" + (" and init_from.kind is empty"
                                             if allow_init_from else ""))
 
+  def _restore_quantized(self, path: str, stored) -> Restored:
+    """A fresh train state whose `params` are the int8 checkpoint's (replicated
+    over the mesh); the evaluator then applies the quantized model."""
+    state, shardings = steps.init_train_state(self.config, self.model, self.mesh,
+                                              int(self.config.seed), self.video_shape)
+    qmodel, params = checkpoints.load_quantized(path, self.model, self.video_shape, stored)
+    replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+    params = jax.device_put(params, replicated)
+    params_shardings = jax.tree_util.tree_map(lambda _: replicated, params)
+    state = state.replace(params=params, ema_params=None)
+    shardings = shardings.replace(params=params_shardings, ema_params=None)
+    self.model, self._steps = qmodel, {}  # the eval step applies the quantized model
+    step = (stored.get("source") or {}).get("step")
+    return Restored(state, shardings, None if step is None else int(step), "model", path,
+                    stored.get("labels"))
+
   def num_batches(self, batches) -> Optional[int]:
     """Batches one pass reads (None if the iterator does not say)."""
     total = getattr(batches, "num_batches", None)
@@ -229,23 +255,11 @@ class Evaluator:
     if progress:
       from tqdm import tqdm  # pylint: disable=g-import-not-at-top
       stream = tqdm(batches, total=self.num_batches(batches), desc="eval", unit="batch",
-                    dynamic_ncols=True, disable=not train_logging.is_writer())
+                    dynamic_ncols=True, disable=not console.is_writer())
     try:
-      if self.objective == "pretrain":
-        mean, std = objectives.pixel_normalisation(config)
-        metrics, images = evaluation.pretrain_pass(
-            eval_step, state, self.model, stream, self.mesh, mean, std,
-            int(config.eval.num_images), int(config.eval.num_batches))
-        pictures = [] if images is None else [("reconstruction",
-                                                reconstruction_picture(images))]
-        return EvalResult(metrics, pictures, data_stats=_input_stats(batches))
-      result = evaluation.classifier_pass(
-          eval_step, state, stream, self.mesh, shuffle_frames=shuffle, seed=int(config.seed),
-          max_batches=int(config.eval.num_batches), class_splits=self.class_splits)
-      # data.class_names name the combined labels; a head's classes have none.
-      names = None if self.class_splits else inputs.class_names(config)
-      return EvalResult(result.metrics(), confusion_pictures(result, names), result,
-                        _input_stats(batches))
+      result = registry.get_evaluation(self.evaluation)(self, eval_step, state, stream, shuffle)
+      result.data_stats = _input_stats(batches)
+      return result
     finally:
       if stream is not batches:
         stream.close()
