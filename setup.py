@@ -33,7 +33,10 @@ DATA = [
 ]
 # torch==2.13.0 installs from the CPU wheel kept on the CPU machines.
 PARITY = ["torch==2.13.0", "transformers>=4.46,<6"]
-TEST = ["pytest>=8,<10", "pytest-xdist>=3.5,<4"] + DATA + PARITY
+# TensorBoard to view the event files (`make demo` prints the command; its
+# environment is the test one).
+VIEW = ["tensorboard>=2.18,<3"]
+TEST = ["pytest>=8,<10", "pytest-xdist>=3.5,<4"] + DATA + PARITY + VIEW
 # The commands (`python -m <module>` runs the same code).
 CONSOLE_SCRIPTS = [
     "vivit-train = vivit_jax.main:run",
@@ -56,7 +59,7 @@ setup(
     packages=find_packages(include=["vivit_jax", "vivit_jax.*"]),
     python_requires=">=3.11",
     install_requires=CORE,
-    extras_require={"data": DATA, "parity": PARITY, "test": TEST,
+    extras_require={"data": DATA, "parity": PARITY, "test": TEST, "view": VIEW,
                     "mutation": MUTATION},
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
 )

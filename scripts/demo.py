@@ -76,6 +76,21 @@ def load_config(name: str, **overrides):
   return experiment.load_config_file(os.path.join(REPO, "configs", name), overrides)
 
 
+def tensorboard_hint(logdir: str, python: str = sys.executable) -> str:
+  """The line that says how to open TensorBoard on `logdir`: the `tensorboard`
+  installed beside `python` (`make demo`'s environment has it: setup.py's
+  `view` extra, part of `test`), else the one pip line that installs it there.
+  Paths under the working directory are shown relative to it."""
+  def shown(path):
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+  tensorboard = os.path.join(os.path.dirname(python), "tensorboard")
+  view = f"{shown(tensorboard)} --logdir {shown(logdir)}"
+  if not os.path.exists(tensorboard):
+    view = f"{shown(python)} -m pip install 'tensorboard>=2.18,<3' && {view}"
+  return f"TensorBoard event files under {shown(logdir)}; to view them: {view}"
+
+
 def banner(text: str) -> None:
   print(f"\n=== {text} ===", flush=True)
 
@@ -163,8 +178,7 @@ def main() -> None:
         f"frames shuffled: {pct(scarce_shuffled)}")
   print(f"{labelled} labels, same recipe from scratch: {pct(scarce['scratch'])}")
   print(f"total time:                               {total:.0f}s")
-  print(f"TensorBoard event files under {WORKDIR} (to view: pip install tensorboard; "
-        f"tensorboard --logdir {WORKDIR})")
+  print(tensorboard_hint(WORKDIR))
   print(f"the classifier as a model checkpoint: {os.path.join(finetune_dir, loop.MODEL_DIR)} "
         "(see docs/evaluate.md)")
   if finetune["eval/top1"] < chance + 0.25:

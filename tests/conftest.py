@@ -5,6 +5,8 @@
   `from support import datasets, train_runs, videos` (see tests/support/).
 - Fixtures used across rooms: `tiny_dataset` (the demo's moving shapes at
   4 frames of 16 x 16, written once per session as TFRecords).
+- Known third-party deprecation warnings filtered by exact message
+  (`THIRD_PARTY_WARNINGS`); the one home of the test run's warning filters.
 - One JAX persistent compilation cache per session (a fresh temporary
   directory, shared by the xdist workers and every subprocess they start
   through the environment): the many `vivit_jax.main` runs of the same tiny
@@ -32,8 +34,23 @@ if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 
+# Known third-party deprecations, each by its exact message (pytest's
+# `filterwarnings` syntax; the message is a regular expression matched from
+# its start). Warnings of our own code are fixed, never listed here.
+THIRD_PARTY_WARNINGS = (
+    # ml_collections.config_flags loads a --config file with load_module().
+    r"ignore:the load_module\(\) method is deprecated and slated for removal in "
+    r"Python 3\.12; use exec_module\(\) instead:DeprecationWarning",
+    # qwix (utils/flax_util.py) still names nnx.VariableState.
+    r"ignore:'VariableState' was removed, this is just an alias to 'Variable'\. "
+    r"Plase use 'Variable' directly instead\.:DeprecationWarning",
+)
+
+
 def pytest_configure(config):
   config.addinivalue_line("markers", "slow: takes over ~30 s on a 2-core CPU machine")
+  for line in THIRD_PARTY_WARNINGS:
+    config.addinivalue_line("filterwarnings", line)
 
 
 def pytest_unconfigure(config):

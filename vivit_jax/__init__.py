@@ -9,3 +9,7 @@ in), `serving` (predict, stream), `train` (sharded steps, the loop and
 """
 
 __version__ = "0.1.0"
+
+from vivit_jax.common import tf_logs as _tf_logs
+
+_tf_logs.install()  # TensorFlow's C++ start-up lines off every command

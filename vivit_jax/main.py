@@ -14,7 +14,9 @@ not fit the devices, frames or image size that do not fit the model, a
 checkpoint of another model) is found at start-up, before anything is
 compiled or written, and ends in one line `error: <what> (<where>): <fix>`
 with exit status 2 (`vivit_jax/common/errors.py`; the traceback too with
-`--verbosity=1` or `VIVIT_TRACEBACK=1`). A training fault (a non-finite
+`--verbosity=1` or `VIVIT_TRACEBACK=1`). One found later ends the same way:
+a label outside `data.num_classes` met while streaming, a workdir whose
+`config.json` is damaged. A training fault (a non-finite
 loss, too many skipped steps) ends in one `error:` line with status 1.
 
 Multi-host: run the same command on every host; `jax.distributed` is

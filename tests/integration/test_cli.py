@@ -11,7 +11,8 @@ from support import REPO
 
 
 def _console_scripts():
-  tree = ast.parse(open(os.path.join(REPO, "setup.py")).read())
+  with open(os.path.join(REPO, "setup.py")) as f:
+    tree = ast.parse(f.read())
   for node in tree.body:
     if isinstance(node, ast.Assign) and node.targets[0].id == "CONSOLE_SCRIPTS":
       return [ast.literal_eval(e) for e in node.value.elts]

@@ -1,5 +1,6 @@
 """`python -m vivit_jax.data.make_tfrecords`: mp4 + list -> DMVR TFRecords, resumable."""
 
+import glob
 import json
 import os
 import subprocess
@@ -67,7 +68,11 @@ def test_command_line_with_worker_processes_shows_progress(video_list, tmp_path,
   assert "not_there.mp4: FileNotFoundError" in printed
   with open(os.path.join(out, "train.summary.json")) as f:
     assert json.load(f)["shards_written"] == 2
-  it = data.create_iterator(dict(source="tfrecord", train_files=os.path.join(out, "*.tfrecord"),
+  # The pattern users pass matches the shards alone (no summary or options file).
+  assert sorted(glob.glob(os.path.join(out, "train-*"))) == [
+      make_tfrecords.shard_path(out, "train", s, 2) for s in range(2)]
+  assert os.path.exists(os.path.join(out, "train.00001-of-00002.summary.json"))
+  it = data.create_iterator(dict(source="tfrecord", train_files=os.path.join(out, "train-*"),
                                  num_classes=2, num_frames=4, image_size=32,
                                  resize_short_side=40), train=True, batch_size=2)
   assert next(it)["video"].shape == (2, 4, 32, 32, 3)
@@ -100,6 +105,8 @@ def test_run_where_no_video_converts_fails_and_the_corrected_rerun_converts(tmp_
 
   fixed = _cli(*common, "--video_root", str(videos))
   assert fixed.returncode == 0, fixed.stderr
+  for tf_line in ("absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard"):
+    assert tf_line not in forgot_root.stderr + fixed.stderr
   assert "converted 3 of 3 videos" in fixed.stdout
   assert "(2 written now, 0 already complete)" in fixed.stdout
 

@@ -2,6 +2,7 @@
 confusion PNGs, metrics.json, and `mode=eval` with and without shuffled frames."""
 
 import json
+import math
 import os
 import re
 
@@ -39,7 +40,7 @@ def test_periodic_eval_keeps_the_best_and_eval_mode_reproduces_it(dataset, tmp_p
     metrics = json.load(f)
   assert metrics["step"] == 6 and metrics["skipped_steps"] == 0
   assert metrics["eval/num_videos"] == 16
-  assert abs(metrics["eval/loss"] - losses[6]) < 1e-4 and metrics == json.loads(
+  assert math.isclose(metrics["eval/loss"], losses[6], rel_tol=1e-4) and metrics == json.loads(
       json.dumps(result))
   for step in (2, 4, 6):
     picture = np.asarray(Image.open(os.path.join(workdir, "images",

@@ -56,7 +56,11 @@ def test_configs_are_locked_valid_and_build(name):
 def _tensorboard_bytes(workdir: str) -> bytes:
   files = glob.glob(os.path.join(workdir, "tensorboard", "events.*"))
   assert files, "no TensorBoard event file"
-  return b"".join(open(f, "rb").read() for f in files)
+  chunks = []
+  for path in files:
+    with open(path, "rb") as f:
+      chunks.append(f.read())
+  return b"".join(chunks)
 
 
 @pytest.mark.slow

@@ -30,6 +30,7 @@ import orbax.checkpoint as ocp
 from vivit_jax.checkpoints import input_spec
 from vivit_jax.checkpoints.workdir import CHECKPOINTS_DIR, CONFIG_FILE, MODEL_DIR, PARAMS_DIR
 from vivit_jax.common.params import abstract_like, check_params_match, json_default
+from vivit_jax.common.errors import UserError, read_json
 
 
 
@@ -71,8 +72,8 @@ def load_model_config(directory: str) -> Dict[str, Any]:
   path = os.path.join(directory, CONFIG_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{directory} is not a model checkpoint: no {CONFIG_FILE}")
-  with open(path) as f:
-    return json.load(f)
+  return read_json(path, f"restore {CONFIG_FILE} from where the checkpoint came from, or "
+                   "write the model checkpoint again")
 
 
 def load_model_checkpoint(directory: str, expected_params=None) -> Tuple[Dict[str, Any], Any]:
@@ -180,5 +181,6 @@ def read_labels(path: Optional[str], num_classes: Optional[int] = None) -> Optio
   with open(path) as f:
     labels = [line.strip() for line in f if line.strip()]
   if num_classes is not None and len(labels) != num_classes:
-    raise ValueError(f"{path}: {len(labels)} labels, but the model has {num_classes} classes")
+    raise UserError(f"{len(labels)} labels, but the model has {num_classes} classes", path,
+                    f"list {num_classes} class names, one per line, in the model's class order")
   return labels

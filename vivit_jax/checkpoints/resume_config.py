@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Tuple
 
 from vivit_jax.checkpoints import faults
 from vivit_jax.common.params import json_default
+from vivit_jax.common.errors import read_json
 
 CONFIG_JSON = "config.json"
 FLAG = "checkpoint.resume_with_changes"
@@ -86,8 +87,8 @@ def check(workdir: str, config, console=print) -> List[Tuple[str, Any, Any]]:
   path = os.path.join(workdir, CONFIG_JSON)
   if not os.path.exists(path):
     return []
-  with open(path) as f:
-    old = json.load(f)
+  old = read_json(path, "restore it (every run writes it at start-up), or resume in a new "
+                  "--workdir")
   changes = changed_keys(old, _as_json(config))
   if not changes:
     return []

@@ -8,6 +8,8 @@
                 and the comparison that lists every difference,
                 `abstract_like`, `json_default`.
   console.py    what process 0 prints: `is_writer`, `console`, `warn`.
+  tf_logs.py    TensorFlow's C++ start-up lines kept off the console
+                (installed by `import vivit_jax`; imports no TensorFlow).
 
 Importing this package imports nothing (each module names its own
 dependencies: `errors` and `constants` need none, `params` and `console` jax).

@@ -17,7 +17,9 @@ the wrapper prints the line on stderr and exits with status 2 for
 This module imports nothing of the package at import time (`translate`
 looks up `ParamMismatchError` in `common.params`, the same floor).
 
-Anything else is a bug or a fault and keeps its traceback. The traceback of a
+Mistakes found while running are `UserError`s too (a label outside
+`data.num_classes` in the streamed data; a workdir or checkpoint JSON file
+that does not parse, via `read_json`). Anything else is a bug or a fault and keeps its traceback. The traceback of a
 user mistake is printed too (before the line) with `--verbosity=1` (absl
 commands) or the environment variable `VIVIT_TRACEBACK=1` (every command).
 """
@@ -44,6 +46,17 @@ class UserError(ValueError):
   @property
   def line(self) -> str:
     return f"error: {self}"
+
+
+def read_json(path: str, fix: str):
+  """The JSON document in the file `path`; a file that is not JSON (cut short,
+  edited by hand) raises `UserError` naming it, with `fix`."""
+  import json  # pylint: disable=import-outside-toplevel
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    raise UserError(f"not a valid JSON file ({error})", path, fix) from error
 
 
 def one_line(text: str) -> str:

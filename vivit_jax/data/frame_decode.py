@@ -54,4 +54,5 @@ def decode_frames(encoded_frames, box=None):
   """`(T,)` encoded frames -> `(T, h, w, 3)` uint8, all with the same window."""
   return tf.map_fn(lambda encoded: decode_frame(encoded, box), encoded_frames,
                    fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),
-                   parallel_iterations=4)
+                   # Eagerly (the start-up probe) there is nothing to parallelise.
+                   parallel_iterations=None if tf.executing_eagerly() else 4)

@@ -8,7 +8,9 @@ the stream; each gap in "position" is one skip, counted by the kind of damage
 the source's `diagnose` finds ("corrupt_record", "corrupt_frame",
 "unreadable"; their sum is `skipped_corrupt`). The counts are part of the
 state, so a resumed run goes on counting. Each skipped video is named with
-its reason in one warning per process run, then only counted.
+its reason in one warning per process run, then only counted. A label
+outside `data.num_classes` met while streaming raises `UserError` naming the
+record (one `error:` line, exit 2, like the start-up checks).
 """
 
 import atexit
@@ -19,6 +21,7 @@ from typing import Optional
 import numpy as np
 
 from vivit_jax.data import pipeline
+from vivit_jax.common.errors import UserError
 
 _STATE_KEYS = ("next_index", "next_clip", "batches", "seed", "train", "skipped")
 SKIP_KINDS = ("corrupt_record", "corrupt_frame", "unreadable")
@@ -159,9 +162,11 @@ class VideoIterator:
     bad = np.flatnonzero(~batch["label_ok"])
     if bad.size:
       row = int(bad[0])
-      what = self.source.describe(self._local_id(int(batch["position"][row])))
-      raise ValueError(f"{what}: label {int(batch['label'][row])} is outside "
-                       f"[0, data.num_classes={self.config.num_classes})")
+      where = self.source.describe(self._local_id(int(batch["position"][row])))
+      raise UserError(f"label {int(batch['label'][row])} is outside [0, data.num_classes="
+                      f"{self.config.num_classes})", where,
+                      "relabel that video, or raise --config.data.num_classes above every "
+                      "label of the data")
     last_position, last_clip = int(batch["position"][-1]), int(batch["clip"][-1])
     clips_per_video = self.config.clips_per_video if self.train else self.views_per_video
     if last_clip + 1 < clips_per_video:
@@ -198,7 +203,9 @@ class VideoIterator:
           self._expected_video = self.num_videos
     if batch is None:
       if self.train:
-        raise RuntimeError("the training stream ended; every video failed to decode?")
+        raise UserError("the training stream ended: every video failed to decode",
+                        self.source.name, "check the files (each skipped video was named "
+                        "above with its reason), then rerun")
       if self._template is None:
         self._template = self._empty_eval_batch()
       batch = self._padding(None)

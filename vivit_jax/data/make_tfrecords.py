@@ -8,8 +8,9 @@ Every frame is resized to `--short_side` (256 by default; 320 for
 higher-resolution fine-tuning) and JPEG-encoded; one record per video (see
 `sources/tfrecord.py`). Shard s holds list lines [s N / S, (s + 1) N / S). Shards are
 written in parallel processes to `*.tmp` and renamed when complete, next to a
-`<shard>.summary.json`; a rerun skips complete shards, so an interrupted
-conversion resumes. Videos that cannot be decoded are skipped and reported
+`<name>.SSSSS-of-NNNNN.summary.json` (which the shard pattern `<name>-*` does
+not match); a rerun skips complete shards, so an interrupted conversion
+resumes. Videos that cannot be decoded are skipped and reported
 with the reason in `<name>.summary.json` and on stdout. One rule for short
 videos: a truncated file (it ends before the frames its header announces)
 or a damaged one (a decode error mid-file) keeps the frames decoded before
@@ -52,6 +53,16 @@ class ConversionError(ValueError):
 
 def shard_path(output_dir: str, name: str, shard: int, num_shards: int) -> str:
   return os.path.join(output_dir, f"{name}-{shard:05d}-of-{num_shards:05d}.tfrecord")
+
+
+def shard_summary_path(shard_file: str) -> str:
+  """`<dir>/<name>.SSSSS-of-NNNNN.summary.json` for the shard `<dir>/<name>-SSSSS-of-
+  NNNNN.tfrecord`: a `.` after the name, so the shard pattern `<name>-*` that
+  training is given does not match it."""
+  head, _, tail = shard_file.removesuffix(".tfrecord").rpartition("-")
+  head, _, of = head.rpartition("-")
+  head, _, shard = head.rpartition("-")
+  return f"{head}.{shard}-{of}-{tail}.summary.json"
 
 
 # A header may overstate the frame count by a frame or two (see pyav_decode).
@@ -160,9 +171,10 @@ def convert_shard(videos: Sequence[Tuple[str, int]], output_path: str, short_sid
   # Missing files are an input mistake (e.g. a wrong --video_root), not damage:
   # such a shard, or one that converted nothing, is rewritten on the next run.
   summary["complete"] = summary["converted"] > 0 and not missing
-  with open(output_path + ".summary.json.tmp", "w") as f:
+  summary_path = shard_summary_path(output_path)
+  with open(summary_path + ".tmp", "w") as f:
     json.dump(summary, f, indent=1)
-  os.replace(output_path + ".summary.json.tmp", output_path + ".summary.json")
+  os.replace(summary_path + ".tmp", summary_path)
   if summary["converted"]:
     os.replace(output_path + ".tmp", output_path)
   else:
@@ -173,22 +185,26 @@ def convert_shard(videos: Sequence[Tuple[str, int]], output_path: str, short_sid
 
 
 def _is_complete(output_path: str) -> bool:
-  if not (os.path.exists(output_path) and os.path.exists(output_path + ".summary.json")):
+  summary_path = shard_summary_path(output_path)
+  if not (os.path.exists(output_path) and os.path.exists(summary_path)):
     return False
-  with open(output_path + ".summary.json") as f:
-    return json.load(f).get("complete", True)
+  try:
+    with open(summary_path) as f:
+      return json.load(f).get("complete", True)
+  except (ValueError, AttributeError):  # Damaged or edited: redo the shard.
+    return False
 
 
 def _check_options(options_path: str, options: dict, overwrite: bool, shards: List[str]):
   """Refuses output options that differ from those that wrote existing shards."""
   if overwrite:
     for path in shards:
-      for suffix in ("", ".summary.json"):
-        if os.path.exists(path + suffix):
-          os.remove(path + suffix)
+      for stale in (path, shard_summary_path(path)):
+        if os.path.exists(stale):
+          os.remove(stale)
   elif os.path.exists(options_path) and any(os.path.exists(path) for path in shards):
-    with open(options_path) as f:
-      recorded = json.load(f)
+    recorded = errors.read_json(options_path, "delete it and pass --overwrite to redo "
+                                     "the shards")
     for key, value in options.items():
       if key in recorded and recorded[key] != value:
         if key == "label_names":
@@ -268,7 +284,7 @@ def write_tfrecords(list_path: str, output_dir: str, name: str = "train",
         convert_shard(*job, progress=bar.update)
   shard_summaries = []
   for shard in range(num_shards):
-    with open(shard_path(output_dir, name, shard, num_shards) + ".summary.json") as f:
+    with open(shard_summary_path(shard_path(output_dir, name, shard, num_shards))) as f:
       shard_summaries.append(json.load(f))
   skipped, short = {}, {"truncated": {}, "damaged": {}}
   for summary in shard_summaries:

@@ -193,13 +193,19 @@ def _finish_batch(config):
 
 
 def make_row_fn(source, config, train: bool, seed: int, process_index: int):
-  """The per-video function, traced once: (position, local id) -> rows."""
+  """The per-video function: (position, local id) int64 scalars -> rows.
+
+  A plain Python function: `Dataset.map` traces it into the pipeline and the
+  start-up probe runs it eagerly on a few videos. (Wrapping it in a
+  `tf.function` here made every iterator, e.g. one per periodic eval, trace
+  a new function of the same code: TensorFlow's retracing warning.) Plain
+  TensorFlow code, so AutoGraph is off (as `autograph=False` had it).
+  """
   if train:
     fn = train_clips_fn(source, config, base_key(seed, process_index))
   else:
     fn = eval_views_fn(source, config)
-  scalar = tf.TensorSpec([], tf.int64)
-  return tf.function(fn, input_signature=[scalar, scalar], autograph=False)
+  return tf.autograph.experimental.do_not_convert(fn)
 
 
 def build_dataset(source, config, train: bool, batch_size: int, row_fn,

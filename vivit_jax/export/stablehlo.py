@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vivit_jax import checkpoints
+from vivit_jax.common import errors
 from vivit_jax.serving.served_model import ServedModel
 
 BINARY = "model.stablehlo.bin"
@@ -111,8 +112,8 @@ def load_exported(path: str) -> LoadedExport:
   if not os.path.exists(signature_path):
     raise FileNotFoundError(f"{folder} holds no {SIGNATURE}: not written by "
                             "vivit_jax.export")
-  with open(signature_path) as f:
-    signature = json.load(f)
+  signature = errors.read_json(signature_path, "export the checkpoint again "
+                                    "(python -m vivit_jax.export)")
   with open(os.path.join(folder, signature["program"]), "rb") as f:
     exported = jax.export.deserialize(bytearray(f.read()))
   with np.load(os.path.join(folder, signature["params"])) as data:

@@ -135,7 +135,8 @@ def _write_eval(writer: train_logging.MetricWriter, workdir: str, step: int, met
   for name, picture in images:
     writer.write_image(step, f"eval/{name}", picture)
     plots.write_png(workdir, name, step, picture)
-  shown = ", ".join(f"{k.split('/', 1)[1]} {v:.4f}" for k, v in sorted(metrics.items())
+  shown = ", ".join(f"{k.split('/', 1)[1]} {train_logging.metric_text(v)}"
+                    for k, v in sorted(metrics.items())
                     if not k.endswith(("num_videos", "num_clips")))
   console.console(f"eval at step {step}: {shown}")
 

@@ -78,6 +78,13 @@ class MetricWriter:
       self._writer = None
 
 
+def metric_text(value: float) -> str:
+  """A metric on the console: 5 significant digits (`0.0049876`, `1.3863`, `23.457`),
+  so a small value (a pixel MSE near 0.005) reads as more than zeros and a loss
+  keeps the 4 decimals that show it moving."""
+  return f"{float(value):.5g}"
+
+
 def _format_duration(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   hours, rest = divmod(seconds, 3600)
@@ -122,7 +129,7 @@ class Progress:
       if name in metrics:
         value = float(metrics[name])
         parts.append(f"{'lr' if name == 'learning_rate' else name} "
-                     + (f"{value:.3e}" if name == "learning_rate" else f"{value:.4f}"))
+                     + (f"{value:.3e}" if name == "learning_rate" else metric_text(value)))
     skipped = skipped_phrase(data_counts or {})
     if skipped:
       parts.append(skipped)

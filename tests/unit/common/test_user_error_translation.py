@@ -154,13 +154,15 @@ def test_missing_file_without_a_filename_names_the_flag_or_key_in_its_message(me
 def _console_script_functions():
   import ast  # pylint: disable=import-outside-toplevel
   from support import REPO  # pylint: disable=import-outside-toplevel
-  setup = ast.parse(open(os.path.join(REPO, "setup.py")).read())
+  with open(os.path.join(REPO, "setup.py")) as f:
+    setup = ast.parse(f.read())
   entries = next(ast.literal_eval(node.value) for node in setup.body
                  if isinstance(node, ast.Assign) and node.targets[0].id == "CONSOLE_SCRIPTS")
   for entry in entries:
     module, function = entry.split("=")[1].strip().split(":")
     path = os.path.join(REPO, *module.split(".")) + ".py"
-    tree = ast.parse(open(path).read())
+    with open(path) as f:
+      tree = ast.parse(f.read())
     yield entry, next(node for node in tree.body
                       if isinstance(node, ast.FunctionDef) and node.name == function)
 

@@ -27,7 +27,8 @@ def _experiment_configs():
   one with `VARIANTS` as itself and `path:FIRST_VARIANT`."""
   out = []
   for path in sorted(glob.glob(os.path.join(ROOT, "configs", "*.py"))):
-    text = open(path).read()
+    with open(path) as f:
+      text = f.read()
     rows = re.search(r"^ROWS = \{\s*\"([^\"]+)\"", text, re.M)
     variants = re.search(r"^VARIANTS = \(\s*\"([^\"]+)\"", text, re.M)
     if "def get_config(arg" in text:

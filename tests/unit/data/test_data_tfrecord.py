@@ -5,6 +5,7 @@ t (see data_fixtures), so tests read sampled frame indices back.
 """
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from vivit_jax.data import builder
 from vivit_jax.data import pipeline
 from vivit_jax.data import transforms
 from vivit_jax.data.sources import tfrecord as dmvr
+from vivit_jax.common.errors import UserError
 
 NUM_VIDEOS = 10
 HEIGHT, WIDTH = 48, 64
@@ -104,6 +106,25 @@ def test_eval_views_layout_and_padding(files):
     assert (indices[video] == indices[video, :, :1]).all()  # Same frames in every crop.
   ramp = pixels[..., 2].mean(axis=(3, 4, 5))  # Blue ramp rises left to right.
   assert (np.diff(ramp, axis=-1) > 5).all()
+
+
+def test_an_iterator_per_eval_logs_no_tensorflow_warning(files):
+  """A training run builds the eval iterator anew for every periodic eval: no
+  tf.function retracing (nor AutoGraph) warning however many it builds."""
+  records = []
+  handler = logging.Handler()
+  handler.emit = records.append
+  logger = logging.getLogger("tensorflow")
+  logger.addHandler(handler)
+  try:
+    for train in (False, False, False, False, False, False, True, True):
+      it = data.create_iterator(make_config(files), train=train, batch_size=4)
+      assert next(it)["video"].shape == (4, 4, 32, 32, 3)
+      it.close()
+  finally:
+    logger.removeHandler(handler)
+  warnings = [r.getMessage()[:120] for r in records if r.levelno >= logging.WARNING]
+  assert warnings == []
 
 
 def test_same_seed_same_batches_with_all_augmentations(files):
@@ -251,7 +272,8 @@ def test_label_outside_num_classes_fails_naming_the_file(files):
   # Past the probed videos the check runs on every batch.
   it = data.create_iterator(make_config(files, num_classes=2, probe_videos=1), train=False,
                             batch_size=10)
-  with pytest.raises(ValueError, match=r"clips-00002-of-00003 record \d: label 2 is outside"):
+  with pytest.raises(UserError, match=r"label 2 is outside \[0, data.num_classes=2\) "
+                     r"\(\S+clips-00002-of-00003 record \d\): relabel"):
     next(it)
 
 

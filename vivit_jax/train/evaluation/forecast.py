@@ -13,7 +13,6 @@ to the copy-last-frame and per-patch-mean baselines
 (`vivit_jax.models.forecast_metrics`).
 """
 
-import json
 import os
 import sys
 from typing import Dict
@@ -44,8 +43,8 @@ def load_run(workdir: str):
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} not found: --checkpoint must be a pretraining workdir")
-  with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = ml_collections.ConfigDict(errors.read_json(
+      path, "pass a pretraining workdir whose config.json is intact"))
   if config.model.get("name") != "videomae":
     raise ValueError(f"{workdir} is a {config.model.get('name')!r} run; forecasting needs a "
                      "masked autoencoder (model.name='videomae') pretraining workdir")
