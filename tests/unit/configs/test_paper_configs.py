@@ -22,7 +22,8 @@ from support import datasets as data_fixtures
 from vivit_jax import checkpoints
 from vivit_jax.data.config import resolve_data_config
 from vivit_jax.models import build_model, flops
-from vivit_jax.train import experiment, init_from, multihead
+from vivit_jax.checkpoints import init_from
+from vivit_jax.train import experiment, multihead
 from vivit_jax.train.distributed import make_global_batch
 from vivit_jax.train.mesh import create_mesh
 from vivit_jax.train.steps import init_train_state, make_train_step

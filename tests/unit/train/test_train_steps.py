@@ -6,6 +6,7 @@ tests and model variants (dropout, remat, bf16) reuse its state: their
 parameter trees are identical."""
 
 import chex
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -167,8 +168,17 @@ def test_gradient_accumulation_matches_one_big_batch(cls):
   np.testing.assert_allclose(losses, cls["losses"], rtol=2e-5)
   reference, _ = run(cls["step"], copy_state(cls["state0"]), cls["data"], cls["mesh"])
   # Adam's normalisation magnifies float noise in tiny gradients: atol, not rtol.
-  chex.assert_trees_all_close(jax.device_get(state.params),
-                              jax.device_get(reference.params), rtol=1e-4, atol=3e-5)
+  # A key bias adds the same value to every logit of a query, which softmax
+  # ignores: its true gradient is 0, so both runs move it by rounding noise
+  # alone (Adam scales that noise up to ~1e-5). Those leaves must stay at that
+  # noise level, far below the lr-sized (3e-3) moves of every other parameter.
+  ours, theirs = (traverse_util.flatten_dict(jax.device_get(s.params), sep="/")
+                  for s in (state, reference))
+  key_bias = [k for k in ours if k.endswith("attention/key/bias")]
+  assert key_bias
+  for name in key_bias:
+    assert np.abs(ours.pop(name)).max() < 2e-4 and np.abs(theirs.pop(name)).max() < 2e-4, name
+  chex.assert_trees_all_close(ours, theirs, rtol=1e-4, atol=3e-5)
 
 
 def _cross_entropy(logits, labels):
