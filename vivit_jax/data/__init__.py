@@ -14,8 +14,7 @@ per train augmentation), `registry.py` (both, by name), `pipeline.py`
 (pixel work), `make_tfrecords.py` (videos -> TFRecords).
 """
 
-import importlib
-
+from vivit_jax.common.lazy import lazy_getattr
 from vivit_jax.data.config import default_data_config
 from vivit_jax.data.config import resolve_data_config
 from vivit_jax.data.registry import register_op, register_source
@@ -31,11 +30,4 @@ _LAZY = {
 __all__ = ["default_data_config", "register_op", "register_source", "resolve_data_config",
            *_LAZY]
 
-
-def __getattr__(name):
-  if name not in _LAZY:
-    raise AttributeError(f"module 'vivit_jax.data' has no attribute {name!r}")
-  module_name, attribute = _LAZY[name]
-  value = getattr(importlib.import_module(module_name), attribute)
-  globals()[name] = value
-  return value
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -5,7 +5,7 @@ and only on first use of a name below (so `vivit-evaluate --help`, under
 `train/evaluation/`, starts fast). `evaluation/` is the evaluation room.
 """
 
-import importlib
+from vivit_jax.common.lazy import lazy_getattr
 
 _LAZY = {
     "default_train_config": "vivit_jax.train.defaults",
@@ -28,10 +28,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name):
-  if name not in _LAZY:
-    raise AttributeError(f"module 'vivit_jax.train' has no attribute {name!r}")
-  value = getattr(importlib.import_module(_LAZY[name]), name)
-  globals()[name] = value
-  return value
+__getattr__ = lazy_getattr(__name__, {name: (module, name) for name, module in _LAZY.items()})

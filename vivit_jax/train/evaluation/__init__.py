@@ -18,7 +18,7 @@ Importing this package imports nothing else (the commands stay fast to
 start); `Evaluator`, `EvalResult` and `register_evaluation` load on first use.
 """
 
-import importlib
+from vivit_jax.common.lazy import lazy_getattr
 
 _LAZY = {
     "Evaluator": ("vivit_jax.train.evaluation.evaluator", "Evaluator"),
@@ -29,11 +29,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name):
-  if name not in _LAZY:
-    raise AttributeError(f"module 'vivit_jax.train.evaluation' has no attribute {name!r}")
-  module_name, attribute = _LAZY[name]
-  value = getattr(importlib.import_module(module_name), attribute)
-  globals()[name] = value
-  return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
