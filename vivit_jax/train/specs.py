@@ -34,6 +34,19 @@ def _section(config, name: str):
   return config.get(name) or {}
 
 
+def _fields_from(cls, section, **given):
+  """`cls` with each field not in `given` read from `section` under its own
+  name, cast to its default's type; a missing key keeps the default."""
+  defaults = cls()
+  values = {}
+  for field in dataclasses.fields(cls):
+    if field.name not in given:
+      default = getattr(defaults, field.name)
+      value = section.get(field.name, default)
+      values[field.name] = value if value is None or default is None else type(default)(value)
+  return cls(**values, **given)
+
+
 def _float_or_none(value) -> Optional[float]:
   return None if value is None else float(value)
 
@@ -249,11 +262,7 @@ class EvalSpec:
 
   @classmethod
   def from_config(cls, config) -> "EvalSpec":
-    e = _section(config, "eval")
-    return cls(every_steps=int(e.get("every_steps", 1000)), batch_size=int(e.get("batch_size", 64)),
-               num_batches=int(e.get("num_batches", 0)),
-               shuffle_frames=bool(e.get("shuffle_frames", False)),
-               num_images=int(e.get("num_images", 2)), seed=int(config.seed))
+    return _fields_from(cls, _section(config, "eval"), seed=int(config.seed))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,10 +283,7 @@ class CheckpointSpec:
 
   @classmethod
   def from_config(cls, config) -> "CheckpointSpec":
-    c = _section(config, "checkpoint")
-    defaults = cls()
-    return cls(**{f.name: c.get(f.name, getattr(defaults, f.name))
-                  for f in dataclasses.fields(cls)})
+    return _fields_from(cls, _section(config, "checkpoint"))
 
 
 @dataclasses.dataclass(frozen=True)
