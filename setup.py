@@ -31,8 +31,11 @@ DATA = [
     "importlib_resources>=5",  # tensorflow-datasets imports it without declaring it
     "dm-pix>=0.4.3,<0.5",
 ]
-# torch==2.13.0 installs from the CPU wheel kept on the CPU machines.
-PARITY = ["torch==2.13.0", "transformers>=4.46,<6"]
+# torch==2.13.0 installs from the CPU wheel kept on the CPU machines. The CPU
+# race (scripts/benchmark_cpu_inference.py) exports the Hugging Face model with
+# torch.onnx (onnxscript) and runs it in ONNX Runtime.
+PARITY = ["torch==2.13.0", "transformers>=4.46,<6", "onnx>=1.20,<2", "onnxscript>=0.5,<1",
+          "onnxruntime>=1.24,<2"]
 # TensorBoard to view the event files (`make demo` prints the command; its
 # environment is the test one).
 VIEW = ["tensorboard>=2.18,<3"]

@@ -1,7 +1,7 @@
-r"""CPU inference race: our jitted VideoMAE classifiers vs Hugging Face PyTorch, batch 1.
+r"""CPU inference race: our VideoMAE classifiers vs PyTorch and ONNX Runtime, batch 1.
 
-    python scripts/benchmark_cpu_inference.py                       # VideoMAE-S and -B, 16x224
-    python scripts/benchmark_cpu_inference.py --preset S --repeats 5 --output race.json
+    python scripts/benchmark_cpu_inference.py --preset S --repeats 7 --output race.json
+    python scripts/benchmark_cpu_inference.py --preset S,B --token-merging 96
     python scripts/benchmark_cpu_inference.py --preset tiny         # plumbing check, seconds
 
 Per preset, one `VideoMAEForVideoClassification` with random weights
@@ -9,34 +9,48 @@ Per preset, one `VideoMAEForVideoClassification` with random weights
 converter (`vivit_jax.convert`), so every contender holds the same weights:
   torch_eager         transformers in PyTorch eager mode (its default SDPA attention)
   torch_int8          the same after `torch.ao.quantization.quantize_dynamic` (int8 Linear)
+  ort_float32         the same model exported with `torch.onnx.export` (dynamo) and run
+                      by ONNX Runtime, all graph optimisations
+  ort_int8            that ONNX model after `onnxruntime.quantization.quantize_dynamic`
   jax_float32         ours, jitted, `jax.nn.dot_product_attention` (attention_impl "xla")
   jax_float32_chunked ours with attention_impl "chunked" (query blocks, `models.attention`)
   jax_int8_weight     ours, qwix int8 weights (`vivit_jax.compress`), chunked attention
   jax_int8_dynamic    ours, qwix int8 weights and activations, chunked attention
+  jax_tome            ours, chunked, token merging (`--token-merging`, ToMe)
+  jax_int8_tome       jax_int8_dynamic with token merging
 Runs are interleaved (one call of each contender per round, `--repeats`
 rounds after `--warmup`), so load on the machine hits all alike. Prints a
-table (median / p90 latency in ms, clips/s, speed relative to torch_eager,
-max |logit - torch_eager logit|) and writes JSON (`--output`). Needs torch
-and transformers (`pip install -e .[parity]`).
+table per preset (median / p90 latency in ms, clips/s, speed relative to
+torch_eager and to ort_float32, tokens left after the last block, max
+|logit - torch_eager logit|) and writes JSON (`--output`). `machine_load`
+records the load average before and after and the CPU the other processes
+used; a run on a loaded machine says so in its table and JSON and meets no
+target. Needs torch, transformers, onnx, onnxscript and onnxruntime
+(`pip install -e .[parity]`).
 """
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Dict, List
+import warnings
+from typing import Any, Callable, Dict, List, Sequence
 
 import jax
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "scripts"))
 
+import machine_load  # pylint: disable=g-import-not-at-top,wrong-import-position
 from vivit_jax.common.params import param_bytes  # pylint: disable=g-import-not-at-top
 from vivit_jax.convert import huggingface, parity
-from vivit_jax.models import build_model, quantized
+from vivit_jax.models import build_model, quantized, token_merging
 
 VIDEOMAE_16X224 = dict(image_size=224, patch_size=16, tubelet_size=2, num_frames=16,
                        num_labels=400)
@@ -49,44 +63,129 @@ PRESETS = {
     "B": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
               intermediate_size=3072, **VIDEOMAE_16X224),
 }
-CONTENDERS = ("torch_eager", "torch_int8", "jax_float32", "jax_float32_chunked",
-              "jax_int8_weight", "jax_int8_dynamic")
-BASELINE = "torch_eager"
+CONTENDERS = ("torch_eager", "torch_int8", "ort_float32", "ort_int8", "jax_float32",
+              "jax_float32_chunked", "jax_int8_weight", "jax_int8_dynamic", "jax_tome",
+              "jax_int8_tome")
+BASELINE, ORT_BASELINE = "torch_eager", "ort_float32"
+DEFAULT_TOKEN_MERGING = "96"
 
 
-def contenders(preset: str, seed: int = 0) -> Dict[str, Any]:
-  """`{"video": (1, T, H, W, 3) float32, name: (run() -> logits (1, classes))}`."""
+def torch_runner(model, pixel_values) -> Callable[[], np.ndarray]:
+  import torch  # pylint: disable=g-import-not-at-top
+
+  def run():
+    with torch.inference_mode():
+      return model(pixel_values).logits.numpy()
+  return run
+
+
+def jax_runner(model, params, video) -> Callable[[], np.ndarray]:
+  forward = jax.jit(lambda p, x: model.apply({"params": p}, x))
+  params, x = jax.device_put(params), jax.device_put(video)
+  return lambda: np.asarray(forward(params, x).block_until_ready())
+
+
+@contextlib.contextmanager
+def quiet():
+  """Silences the exporters' and quantizers' advice (torchvision ops skipped,
+  "consider pre-processing", torch.ao's deprecation) while building contenders."""
+  loggers = [logging.getLogger(), logging.getLogger("torch.onnx")]
+  levels = [logger.level for logger in loggers]
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    for logger in loggers:
+      logger.setLevel(logging.ERROR)
+    try:
+      yield
+    finally:
+      for logger, level in zip(loggers, levels):
+        logger.setLevel(level)
+
+
+def ort_session(path: str, threads=None):
+  """ONNX Runtime on the CPU, all graph optimisations. Its worker threads do
+  not spin between calls: spinning threads would steal the cores from the
+  contender timed next in the interleaved race."""
+  import onnxruntime as ort  # pylint: disable=g-import-not-at-top
+  options = ort.SessionOptions()
+  options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+  options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+  if threads:
+    options.intra_op_num_threads = threads
+  return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def ort_runner(session, inputs: np.ndarray) -> Callable[[], np.ndarray]:
+  name = session.get_inputs()[0].name
+  return lambda: session.run(None, {name: inputs})[0]
+
+
+def hf_onnx_files(hf, pixel_values, folder: str) -> Dict[str, str]:
+  """`{"ort_float32": path, "ort_int8": path}`: the Hugging Face model as ONNX
+  (torch.onnx dynamo exporter) and its ONNX Runtime dynamic-int8 version."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from onnxruntime.quantization import QuantType, quantize_dynamic  # pylint: disable=g-import-not-at-top
+  fp32, int8 = os.path.join(folder, "model.onnx"), os.path.join(folder, "model_int8.onnx")
+  with quiet():
+    torch.onnx.export(hf, (pixel_values,), fp32, dynamo=True, verbose=False,
+                      input_names=["pixel_values"], output_names=["logits"])
+    quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8)
+  return {"ort_float32": fp32, "ort_int8": int8}
+
+
+def contenders(preset: str, wanted: Sequence[str], merging: Sequence[int], folder: str,
+               seed: int = 0, threads=None) -> Dict[str, Any]:
+  """`{"video", "runs": {name: run() -> (1, classes) logits}, "param_bytes",
+  "tokens": {name: tokens after the last block}, "attention"}`."""
   import torch  # pylint: disable=g-import-not-at-top
   hf = parity.random_hf_model("VideoMAEForVideoClassification", seed=seed, **PRESETS[preset])
-  with tempfile.TemporaryDirectory() as tmp:
-    hf.save_pretrained(tmp)
-    conversion = huggingface.convert_huggingface(tmp)
+  hf_dir = os.path.join(folder, f"hf-{preset}")
+  hf.save_pretrained(hf_dir)
+  conversion = huggingface.convert_huggingface(hf_dir)
   video = parity.random_inputs(conversion, batch=1, seed=seed)[0]
   pixel_values = torch.from_numpy(np.ascontiguousarray(video.transpose(0, 1, 4, 2, 3)))
-  hf_int8 = torch.ao.quantization.quantize_dynamic(hf, {torch.nn.Linear}, dtype=torch.qint8)
-
-  def torch_runner(model) -> Callable[[], np.ndarray]:
-    def run():
-      with torch.inference_mode():
-        return model(pixel_values).logits.numpy()
-    return run
-
-  def jax_runner(model, params) -> Callable[[], np.ndarray]:
-    forward = jax.jit(lambda p, x: model.apply({"params": p}, x))
-    params, x = jax.device_put(params), jax.device_put(video)
-    return lambda: np.asarray(forward(params, x).block_until_ready())
-
-  chunked = build_model(dict(conversion.config, attention_impl="chunked"))
   shape = video.shape[1:]
-  runs = {"torch_eager": torch_runner(hf), "torch_int8": torch_runner(hf_int8),
-          "jax_float32": jax_runner(conversion.model, conversion.params),
-          "jax_float32_chunked": jax_runner(chunked, conversion.params)}
+  patch = (conversion.source["tubelet_size"], *np.broadcast_to(
+      conversion.source["patch_size"], (2,)))
+  num_tokens = int(np.prod(np.asarray(shape[:3]) // np.asarray(patch)))
+  layers = PRESETS[preset]["num_hidden_layers"]
+  merged_counts = token_merging.token_counts(
+      num_tokens, token_merging.schedule(merging, layers), protect_first=False)
+  chunked_config = dict(conversion.config, attention_impl="chunked")
+  chunked = build_model(chunked_config)
+  merged = build_model(dict(chunked_config, token_merging=tuple(merging)))
+  runs: Dict[str, Callable[[], np.ndarray]] = {}
   sizes = {"float32": param_bytes(conversion.params)}
-  for method in ("int8_weight", "int8_dynamic"):
-    qmodel, qparams = quantized.quantize_model_params(chunked, conversion.params, shape, method)
-    runs[f"jax_{method}"] = jax_runner(qmodel, qparams)
-    sizes[method] = param_bytes(qparams)
-  return {"video": video, "runs": runs, "param_bytes": sizes,
+  tokens, onnx_files = {}, {}
+  for name in wanted:
+    tokens[name] = merged_counts[-1] if name.endswith("tome") else num_tokens
+    if name == "torch_eager":
+      runs[name] = torch_runner(hf, pixel_values)
+    elif name == "torch_int8":
+      with quiet():  # torch.ao: deprecated for torchao, still PyTorch's fastest CPU int8
+        hf_int8 = torch.ao.quantization.quantize_dynamic(hf, {torch.nn.Linear},
+                                                         dtype=torch.qint8)
+      runs[name] = torch_runner(hf_int8, pixel_values)
+    elif name.startswith("ort_"):
+      onnx_files = onnx_files or hf_onnx_files(hf, pixel_values, hf_dir)
+      runs[name] = ort_runner(ort_session(onnx_files[name], threads), pixel_values.numpy())
+      sizes[f"{name}_onnx_file"] = sum(  # the graph and its external weights (.data)
+          os.path.getsize(os.path.join(hf_dir, f)) for f in os.listdir(hf_dir)
+          if f.startswith(os.path.basename(onnx_files[name])))
+    elif name == "jax_float32":
+      runs[name] = jax_runner(conversion.model, conversion.params, video)
+    elif name == "jax_float32_chunked":
+      runs[name] = jax_runner(chunked, conversion.params, video)
+    elif name == "jax_tome":
+      runs[name] = jax_runner(merged, conversion.params, video)
+    elif name in ("jax_int8_weight", "jax_int8_dynamic", "jax_int8_tome"):
+      method = "int8_weight" if name == "jax_int8_weight" else "int8_dynamic"
+      base = merged if name.endswith("tome") else chunked
+      qmodel, qparams = quantized.quantize_model_params(base, conversion.params, shape, method)
+      runs[name] = jax_runner(qmodel, qparams, video)
+      sizes[method] = param_bytes(qparams)
+  return {"video": video, "runs": runs, "param_bytes": sizes, "tokens": tokens,
+          "token_counts_merged": list(merged_counts),
           "attention": getattr(hf.config, "_attn_implementation", None)}
 
 
@@ -103,27 +202,36 @@ def race(runs: Dict[str, Callable[[], np.ndarray]], repeats: int, warmup: int
       start = time.perf_counter()
       run()
       times[name].append(time.perf_counter() - start)
-  base = float(np.median(times[BASELINE]))
+  medians = {name: float(np.median(values)) for name, values in times.items()}
   rows = {}
   for name, values in times.items():
-    median = float(np.median(values))
+    median = medians[name]
     rows[name] = {"median_ms": median * 1e3, "p90_ms": float(np.percentile(values, 90)) * 1e3,
-                  "clips_per_s": 1.0 / median, "speed_vs_torch_eager": base / median,
-                  "max_abs_logit_diff_vs_torch_eager": float(
-                      np.abs(logits[name] - logits[BASELINE]).max()),
+                  "clips_per_s": 1.0 / median,
+                  "speed_vs_torch_eager": (medians[BASELINE] / median
+                                           if BASELINE in medians else None),
+                  "speed_vs_ort_float32": (medians[ORT_BASELINE] / median
+                                           if ORT_BASELINE in medians else None),
+                  "max_abs_logit_diff_vs_torch_eager": (float(
+                      np.abs(logits[name] - logits[BASELINE]).max())
+                                                        if BASELINE in logits else None),
                   "times_ms": [t * 1e3 for t in values]}
   return rows
 
 
-def table(preset: str, rows: Dict[str, Dict[str, Any]]) -> str:
-  lines = [f"VideoMAE-{preset} classifier, batch 1",
+def table(preset: str, rows: Dict[str, Dict[str, Any]], tokens: Dict[str, int],
+          label: str) -> str:
+  ratio = lambda v: "n/a" if v is None else f"{v:.2f}"
+  lines = [f"VideoMAE-{preset} classifier, batch 1 ({label} machine)",
            f"| {'contender':<20} | {'median ms':>10} | {'p90 ms':>10} | {'clips/s':>8} | "
-           f"{'x torch eager':>13} | {'max |dlogit|':>12} |",
-           "|" + "|".join("-" * n for n in (22, 12, 12, 10, 15, 14)) + "|"]
+           f"{'x torch eager':>13} | {'x ORT fp32':>10} | {'tokens':>6} | {'max |dlogit|':>12} |",
+           "|" + "|".join("-" * n for n in (22, 12, 12, 10, 15, 12, 8, 14)) + "|"]
   for name, r in rows.items():
+    diff = r["max_abs_logit_diff_vs_torch_eager"]
     lines.append(f"| {name:<20} | {r['median_ms']:10.1f} | {r['p90_ms']:10.1f} | "
-                 f"{r['clips_per_s']:8.2f} | {r['speed_vs_torch_eager']:13.2f} | "
-                 f"{r['max_abs_logit_diff_vs_torch_eager']:12.2e} |")
+                 f"{r['clips_per_s']:8.2f} | {ratio(r['speed_vs_torch_eager']):>13} | "
+                 f"{ratio(r['speed_vs_ort_float32']):>10} | {tokens[name]:>6} | "
+                 f"{'n/a' if diff is None else f'{diff:.2e}':>12} |")
   return "\n".join(lines)
 
 
@@ -131,43 +239,60 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--preset", default="S,B",
                       help=f"comma-separated, of {sorted(PRESETS)} (default S,B)")
+  parser.add_argument("--contenders", default=",".join(CONTENDERS),
+                      help="comma-separated subset of: " + ", ".join(CONTENDERS))
+  parser.add_argument("--token-merging", default=DEFAULT_TOKEN_MERGING,
+                      help="ToMe r per block, or R0,R1,... one per block, for the *_tome "
+                           f"contenders (default {DEFAULT_TOKEN_MERGING})")
   parser.add_argument("--repeats", type=int, default=5, help="timed rounds")
   parser.add_argument("--warmup", type=int, default=1, help="untimed rounds after compiling")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--threads", type=int,
-                      help="CPU threads for both sides (torch.set_num_threads; for XLA, 1 "
-                           "turns off its multi-threaded Eigen, set before JAX starts); "
-                           "default: each library's own (all cores)")
+                      help="CPU threads for every side (torch.set_num_threads, ONNX Runtime "
+                           "intra-op threads; for XLA, 1 turns off its multi-threaded Eigen, "
+                           "set before JAX starts); default: each library's own (all cores)")
   parser.add_argument("--output", help="write the JSON result here")
   args = parser.parse_args(argv)
+  presets = [p.strip() for p in args.preset.split(",") if p.strip()]
+  wanted = [c.strip() for c in args.contenders.split(",") if c.strip()]
+  unknown = sorted(set(presets) - set(PRESETS))
+  if unknown:
+    parser.error(f"unknown preset(s) {unknown}; valid: {sorted(PRESETS)}")
+  if sorted(set(wanted) - set(CONTENDERS)):
+    parser.error(f"unknown contender(s) {sorted(set(wanted) - set(CONTENDERS))}; "
+                 f"valid: {', '.join(CONTENDERS)}")
+  if args.repeats < 1:
+    parser.error("--repeats must be at least 1")
+  merging = token_merging.parse(args.token_merging)
   if args.threads is not None:
     if args.threads == 1:
       os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen"
                                  "=false intra_op_parallelism_threads=1").strip()
     import torch  # pylint: disable=g-import-not-at-top
     torch.set_num_threads(args.threads)
-  presets = [p.strip() for p in args.preset.split(",") if p.strip()]
-  unknown = sorted(set(presets) - set(PRESETS))
-  if unknown or args.repeats < 1:
-    parser.error(f"unknown preset(s) {unknown}; valid: {sorted(PRESETS)}" if unknown
-                 else "--repeats must be at least 1")
+  import onnxruntime  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
   result = {"backend": jax.default_backend(), "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "threads_flag": args.threads,
             "xla_flags": os.environ.get("XLA_FLAGS", ""), "jax_version": jax.__version__,
-            "torch_version": torch.__version__, "repeats": args.repeats,
-            "warmup": args.warmup, "load_average_1m_before": round(os.getloadavg()[0], 2),
-            "presets": {}}
-  for preset in presets:
-    built = contenders(preset, args.seed)
-    rows = race(built["runs"], args.repeats, args.warmup)
-    result["presets"][preset] = {"hf_config": PRESETS[preset], "video_shape": list(
-        built["video"].shape), "torch_attention": built["attention"],
-                                 "param_bytes": built["param_bytes"], "contenders": rows}
-    print(table(preset, rows), flush=True)
-  result["load_average_1m_after"] = round(os.getloadavg()[0], 2)
-  print(f"load average (1 min) before / after: {result['load_average_1m_before']} / "
-        f"{result['load_average_1m_after']} on {result['cpus']} cpus")
+            "torch_version": torch.__version__, "onnxruntime_version": onnxruntime.__version__,
+            "repeats": args.repeats, "warmup": args.warmup,
+            "token_merging": list(merging), "presets": {}}
+  with tempfile.TemporaryDirectory() as folder:
+    for preset in presets:
+      built = contenders(preset, wanted, merging, folder, args.seed, args.threads)
+      with machine_load.watch() as load:
+        rows = race(built["runs"], args.repeats, args.warmup)
+      report = load.report()
+      result["presets"][preset] = {
+          "hf_config": PRESETS[preset], "video_shape": list(built["video"].shape),
+          "torch_attention": built["attention"], "param_bytes": built["param_bytes"],
+          "tokens_after_last_block": built["tokens"],
+          "token_counts_merged": built["token_counts_merged"], "machine": report,
+          "contenders": rows}
+      print(table(preset, rows, built["tokens"], report["label"]))
+      print(machine_load.describe(report), flush=True)
+  result["machine_idle"] = all(p["machine"]["idle"] for p in result["presets"].values())
   if args.output:
     with open(args.output, "w") as f:
       json.dump(result, f, indent=1)

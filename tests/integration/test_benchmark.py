@@ -84,36 +84,78 @@ def test_reference_benchmark_runs_the_same_workload_in_pytorch(tmp_path):
 
 
 def test_cpu_inference_race_tiny_preset_times_every_contender(tmp_path):
+  """Every contender, PyTorch and ONNX Runtime included, is timed on the same
+  weights; token merging leaves fewer tokens; the machine's load is recorded."""
   output = tmp_path / "race.json"
   module = _load("benchmark_cpu_inference")
   assert module.main(["--preset", "tiny", "--repeats", "2", "--warmup", "0",
-                      "--output", str(output)]) == 0
+                      "--token-merging", "8", "--output", str(output)]) == 0
   result = json.loads(output.read_text())
-  rows = result["presets"]["tiny"]["contenders"]
+  preset = result["presets"]["tiny"]
+  rows = preset["contenders"]
   assert set(rows) == set(module.CONTENDERS)
   assert rows["torch_eager"]["speed_vs_torch_eager"] == 1.0
+  assert rows["ort_float32"]["speed_vs_ort_float32"] == 1.0
   for name, row in rows.items():
     assert len(row["times_ms"]) == 2 and row["median_ms"] > 0, name
     assert row["clips_per_s"] == pytest.approx(1e3 / row["median_ms"]), name
   # Same weights on every side: float32 agrees with PyTorch, int8 nearly.
-  assert rows["jax_float32"]["max_abs_logit_diff_vs_torch_eager"] < 1e-4
-  assert rows["jax_float32_chunked"]["max_abs_logit_diff_vs_torch_eager"] < 1e-4
-  assert 0 < rows["jax_int8_dynamic"]["max_abs_logit_diff_vs_torch_eager"] < 0.1
-  sizes = result["presets"]["tiny"]["param_bytes"]
+  for name in ("jax_float32", "jax_float32_chunked", "ort_float32"):
+    assert rows[name]["max_abs_logit_diff_vs_torch_eager"] < 1e-4, name
+  for name in ("jax_int8_dynamic", "ort_int8", "jax_tome", "jax_int8_tome"):
+    assert 0 < rows[name]["max_abs_logit_diff_vs_torch_eager"] < 0.1, name
+  # 4 x 4 x 4 = 64 tubelets, 8 merged in each of the 2 blocks.
+  assert preset["token_counts_merged"] == [56, 48]
+  assert preset["tokens_after_last_block"]["jax_tome"] == 48
+  assert preset["tokens_after_last_block"]["jax_float32"] == 64
+  sizes = preset["param_bytes"]
   assert sizes["int8_weight"] < sizes["float32"]
+  assert sizes["ort_int8_onnx_file"] < sizes["ort_float32_onnx_file"]
+  machine = preset["machine"]
+  assert machine["label"] == ("idle" if machine["idle"] else "loaded")
+  assert machine["cpus"] == os.cpu_count() and machine["seconds"] > 0
+  assert result["machine_idle"] == machine["idle"]
+
+
+def test_machine_load_counts_another_process_as_load():
+  """A process spinning beside the timed block is the others' CPU: labelled loaded."""
+  machine_load = _load("machine_load")
+  spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+  try:
+    with machine_load.watch() as load:
+      import time  # pylint: disable=import-outside-toplevel
+      time.sleep(1.5)
+    busy = load.report()
+  finally:
+    spinner.kill()
+    spinner.wait()
+  assert busy["others_cores"] > 0.5 and busy["label"] == "loaded" and not busy["idle"]
+  assert "LOADED" in machine_load.describe(busy)
 
 
 @pytest.mark.slow
 def test_stream_benchmark_searches_rates_and_reports_each_model(tmp_path):
+  """Doubling from --fps (halving below it for a model that drops there), at
+  least 8 predictions a trial, token merging as a compressed variant."""
   output = tmp_path / "stream.json"
-  assert _load("benchmark_stream").main(["--seconds", "1", "--fps", "25", "--max-fps", "50",
-                                         "--bisect", "0", "--no-compress",
-                                         "--json-out", str(output)]) == 0
+  module = _load("benchmark_stream")
+  assert module.main(["--seconds", "1", "--fps", "25", "--max-fps", "50", "--bisect", "0",
+                      "--variants", "tome", "--token-merging", "2",
+                      "--json-out", str(output)]) == 0
   result = json.loads(output.read_text())
-  (name, row), = result["models"].items()
-  rates = [t["rate"] for t in row["trials"]]
-  assert rates[0] == 25 and rates == sorted(rates) and set(rates) <= {25, 50}
-  kept = [t["rate"] for t in row["trials"] if t["kept_up"]]
-  assert row["max_sustained_fps"] == (max(kept) if kept else None), name
-  for t in row["trials"]:
-    assert t["frames_read"] == t["rate"] and t["kept_up"] == (t["frames_dropped"] == 0)
+  assert set(result["models"]) == {"demo", "demo tome"}
+  spec = result["input"]
+  least = ((spec["num_frames"] - 1) * spec["frame_stride"] + 1
+           + module.MIN_PREDICTIONS * result["hop"])
+  for name, row in result["models"].items():
+    rates = [t["rate"] for t in row["trials"]]
+    up = [r for r in rates if r >= 25]
+    assert rates[:len(up)] == up == sorted(up) and up[0] == 25 and set(up) <= {25, 50}, name
+    assert all(r < 25 for r in rates[len(up):]), name
+    kept = [t["rate"] for t in row["trials"] if t["kept_up"]]
+    assert row["max_sustained_fps"] == (max(kept) if kept else None), name
+    for t in row["trials"]:
+      assert t["frames_read"] == max(t["rate"], least), name
+      assert t["predictions"] >= module.MIN_PREDICTIONS, name
+      assert t["kept_up"] == (t["frames_dropped"] == 0), name
+  assert result["machine"]["label"] in ("idle", "loaded")
