@@ -68,6 +68,7 @@ CONTENDERS = ("torch_eager", "torch_int8", "ort_float32", "ort_int8", "jax_float
               "jax_int8_tome")
 BASELINE, ORT_BASELINE = "torch_eager", "ort_float32"
 DEFAULT_TOKEN_MERGING = "96"
+PAUSE_S = 0.05  # between calls, untimed: the last runtime's spinning threads settle
 
 
 def torch_runner(model, pixel_values) -> Callable[[], np.ndarray]:
@@ -199,6 +200,7 @@ def race(runs: Dict[str, Callable[[], np.ndarray]], repeats: int, warmup: int
   times: Dict[str, List[float]] = {name: [] for name in runs}
   for _ in range(repeats):
     for name, run in runs.items():
+      time.sleep(PAUSE_S)
       start = time.perf_counter()
       run()
       times[name].append(time.perf_counter() - start)

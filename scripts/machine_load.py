@@ -20,7 +20,7 @@ project's rule: a figure from a loaded machine is labelled so). Without
 import contextlib
 import os
 import time
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, Optional, Sequence
 
 OTHERS_LIMIT = 0.25  # cores used by other processes on average during the run
 _BUSY_FIELDS = (0, 1, 2, 5, 6)  # user nice system irq softirq (of "cpu " in /proc/stat)
@@ -40,23 +40,41 @@ def _proc_stat() -> Optional[tuple]:
           (ticks[_STEAL_FIELD] if len(ticks) > _STEAL_FIELD else 0) / hz)
 
 
-def _own_cpu_s() -> float:
+def _process_cpu_s(pid: int) -> float:
+  """User + system seconds of a live process (0 once it is gone)."""
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      fields = f.read().rsplit(")", 1)[1].split()
+  except OSError:
+    return 0.0
+  return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def _own_cpu_s(pids: Sequence[int] = ()) -> float:
   t = os.times()
-  return t.user + t.system + t.children_user + t.children_system
+  return (t.user + t.system + t.children_user + t.children_system
+          + sum(_process_cpu_s(pid) for pid in pids))
 
 
 class LoadWatch:
-  """Measures around a block; `report()` after it ends (see module docstring)."""
+  """Measures around a block; `report()` after it ends (see module docstring).
 
-  def __init__(self):
+  The load average "before" is read when the watch is made; `start(pids)`
+  restarts the CPU accounting (e.g. once worker processes are ready)."""
+
+  def __init__(self, pids: Sequence[int] = ()):
     self.cpus = os.cpu_count() or 1
     self.load_before = os.getloadavg()[0]
-    self._start = (time.monotonic(), _proc_stat(), _own_cpu_s())
+    self.start(pids)
+
+  def start(self, pids: Sequence[int] = ()) -> None:
+    self._pids = tuple(pids)
+    self._start = (time.monotonic(), _proc_stat(), _own_cpu_s(self._pids))
     self._end = None
     self.load_after = None
 
   def stop(self) -> None:
-    self._end = (time.monotonic(), _proc_stat(), _own_cpu_s())
+    self._end = (time.monotonic(), _proc_stat(), _own_cpu_s(self._pids))
     self.load_after = os.getloadavg()[0]
 
   def report(self) -> Dict[str, Any]:

@@ -117,6 +117,25 @@ def test_cpu_inference_race_tiny_preset_times_every_contender(tmp_path):
   assert result["machine_idle"] == machine["idle"]
 
 
+def test_xla_flag_levers_run_in_their_own_processes_with_the_same_weights(tmp_path):
+  """Each lever is a worker process with its XLA flags; same logits where the
+  flag does not change the maths, and a time per round for each."""
+  output = tmp_path / "levers.json"
+  module = _load("benchmark_xla_flags")
+  assert module.main(["--preset", "tiny", "--repeats", "2", "--warmup", "0",
+                      "--levers", "default,ynn_off,xla_attention",
+                      "--output", str(output)]) == 0
+  result = json.loads(output.read_text())
+  rows = result["levers"]
+  assert list(rows) == ["default", "ynn_off", "xla_attention"]
+  assert rows["default"]["speed_vs_default"] == 1.0
+  assert rows["ynn_off"]["xla_flags"] == module.LEVERS["ynn_off"][1]
+  for name, row in rows.items():
+    assert len(row["times_ms"]) == 2 and min(row["times_ms"]) > 0, name
+    assert row["max_abs_logit_diff_vs_default"] < 1e-4, name
+  assert result["machine"]["label"] in ("idle", "loaded")
+
+
 def test_machine_load_counts_another_process_as_load():
   """A process spinning beside the timed block is the others' CPU: labelled loaded."""
   machine_load = _load("machine_load")
