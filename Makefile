@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-test
 PYTEST_ARGS ?=
 
-.PHONY: test demo install clean mutation
+.PHONY: test demo install clean mutation venv312
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,16 @@ mutation: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[test,mutation]"
 	$(PY) scripts/mutation.py $(MUTATION_ARGS)
 
+# Python 3.12 with jax 0.12 beside the default environment, for the CPU
+# levers benchmark (scripts/benchmark_xla_flags.py --python jax_0.12=.venv312/bin/python).
+PYTHON312 ?= python3.12
+venv312:
+	$(PYTHON312) -m venv .venv312
+	.venv312/bin/python -m pip install --quiet --upgrade pip
+	.venv312/bin/python -m pip install --quiet -e . "jax>=0.12,<0.13"
+
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .venv312 build *.egg-info

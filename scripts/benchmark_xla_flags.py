@@ -2,10 +2,14 @@ r"""Float32 CPU levers, one at a time: XLA flags, async dispatch, attention kern
 
     python scripts/benchmark_xla_flags.py --preset S --repeats 7 --output levers.json
     python scripts/benchmark_xla_flags.py --preset tiny --repeats 2   # plumbing, seconds
+    python scripts/benchmark_xla_flags.py --python jax_0.12=.venv312/bin/python  # + jax 0.12
 
 Each lever is our jitted VideoMAE classifier (the race's model,
-`benchmark_cpu_inference.PRESETS`, the same random weights) in its own
-worker process, because XLA reads its flags once per process. Every worker
+`benchmark_cpu_inference.PRESETS`, the same random weights, converted once
+and saved as a model checkpoint) in its own worker process, because XLA
+reads its flags once per process. `--python NAME=PATH` adds a lever that
+runs the default model under another interpreter (another jax: Python 3.12
+with jax 0.12, `make venv312`). Every worker
 compiles first; then rounds call each worker once in turn (interleaved, a
 short pause between calls so one runtime's spinning threads do not eat into
 the next one's time). Prints median / p90 ms and the speed relative to the
@@ -16,10 +20,12 @@ load is recorded (`machine_load`); a loaded run says so and meets no target.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 
@@ -34,7 +40,7 @@ YNN = "--xla_cpu_experimental_ynn_fusion_type"
 # name -> (attention_impl, XLA_FLAGS, extra environment). jax 0.10.2's XLA:CPU
 # hands dots, elementwise ops and reductions to YNNPACK by default.
 LEVERS = {
-    "default": ("chunked", "", {}),
+    "default": ("chunked", "", {}),  # + the interpreter, this one unless --python
     "xla_attention": ("xla", "", {}),
     "ynn_dot_only": ("chunked", f"{YNN}=LIBRARY_FUSION_TYPE_DOT", {}),
     "ynn_individual_dot": ("chunked", f"{YNN}=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT", {}),
@@ -47,22 +53,32 @@ LEVERS = {
 PAUSE_S = 0.05
 
 
-def worker(preset: str, attention_impl: str, seed: int) -> int:
-  """Builds and compiles one model; then answers each "run" line on stdin with
-  the seconds one call took and its first logit, and "quit" ends it."""
-  import jax  # pylint: disable=g-import-not-at-top
+def save_model(preset: str, seed: int, folder: str) -> str:
+  """The race's random VideoMAE classifier as our model checkpoint, and its
+  input clip as `video.npy` beside it; returns the checkpoint folder."""
   import benchmark_cpu_inference as race  # pylint: disable=g-import-not-at-top
+  from vivit_jax.convert import conversion as conversion_lib  # pylint: disable=g-import-not-at-top
   from vivit_jax.convert import huggingface, parity  # pylint: disable=g-import-not-at-top
-  from vivit_jax.models import build_model  # pylint: disable=g-import-not-at-top
-  import tempfile  # pylint: disable=g-import-not-at-top
   hf = parity.random_hf_model("VideoMAEForVideoClassification", seed=seed,
                               **race.PRESETS[preset])
-  with tempfile.TemporaryDirectory() as tmp:
-    hf.save_pretrained(tmp)
-    conversion = huggingface.convert_huggingface(tmp)
-  video = parity.random_inputs(conversion, batch=1, seed=seed)[0]
-  model = build_model(dict(conversion.config, attention_impl=attention_impl))
-  run = race.jax_runner(model, conversion.params, video)
+  hf.save_pretrained(os.path.join(folder, "hf"))
+  conversion = huggingface.convert_huggingface(os.path.join(folder, "hf"))
+  path = conversion_lib.save_converted(conversion, os.path.join(folder, "model"))
+  np.save(os.path.join(folder, "video.npy"), parity.random_inputs(conversion, 1, seed)[0])
+  return path
+
+
+def worker(checkpoint: str, attention_impl: str) -> int:
+  """Loads and compiles one model; then answers each "run" line on stdin with
+  the seconds one call took, and "quit" ends it."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from vivit_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  video = np.load(os.path.join(os.path.dirname(checkpoint), "video.npy"))
+  model, params, _ = checkpoints.load_model(checkpoint, video.shape[1:],
+                                            attention_impl=attention_impl)
+  forward = jax.jit(lambda p, x: model.apply({"params": p}, x))
+  params, x = jax.device_put(params), jax.device_put(video)
+  run = lambda: np.asarray(forward(params, x).block_until_ready())
   logits = run()
   print(json.dumps({"ready": True, "jax": jax.__version__,
                     "logits": [float(v) for v in logits[0, :4]]}), flush=True)
@@ -75,16 +91,16 @@ def worker(preset: str, attention_impl: str, seed: int) -> int:
   return 0
 
 
-def start_workers(names: List[str], preset: str, seed: int) -> Dict[str, subprocess.Popen]:
+def start_workers(levers: Dict[str, tuple], checkpoint: str) -> Dict[str, subprocess.Popen]:
   workers = {}
-  for name in names:
-    impl, flags, env = LEVERS[name]
+  for name, (impl, flags, env, python) in levers.items():
     environ = dict(os.environ, **env)
     environ["XLA_FLAGS"] = (environ.get("XLA_FLAGS", "") + " " + flags).strip()
+    environ["PYTHONPATH"] = os.pathsep.join([REPO, environ.get("PYTHONPATH", "")]).strip(
+        os.pathsep)
     workers[name] = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), "--worker", impl, "--preset", preset,
-         "--seed", str(seed)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        env=environ)
+        [python, os.path.abspath(__file__), "--worker", impl, "--checkpoint", checkpoint],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=environ)
   return workers
 
 
@@ -106,17 +122,28 @@ def main(argv=None) -> int:
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--warmup", type=int, default=1)
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--python", action="append", default=[], metavar="NAME=PATH",
+                      help="a lever running the default model under interpreter PATH")
   parser.add_argument("--output", help="write the JSON result here")
   parser.add_argument("--worker", metavar="ATTENTION_IMPL", help=argparse.SUPPRESS)
+  parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.worker:
-    return worker(args.preset, args.worker, args.seed)
+    return worker(args.checkpoint, args.worker)
   names = [n.strip() for n in args.levers.split(",") if n.strip()]
   unknown = sorted(set(names) - set(LEVERS))
   if unknown or "default" not in names:
     parser.error(f"unknown lever(s) {unknown}" if unknown else "--levers must include default")
+  levers = {name: LEVERS[name] + (sys.executable,) for name in names}
+  for entry in args.python:
+    name, _, path = entry.partition("=")
+    if not name or not path or not os.path.exists(path):
+      parser.error(f"--python {entry!r}: needs NAME=PATH of an existing interpreter")
+    levers[name] = ("chunked", "", {}, path)
+  names = list(levers)
   load = machine_load.LoadWatch()  # the load average before anything starts
-  workers = start_workers(names, args.preset, args.seed)
+  folder = tempfile.mkdtemp(prefix="levers-")
+  workers = start_workers(levers, save_model(args.preset, args.seed, folder))
   try:
     ready = {name: ask(w) for name, w in workers.items()}
     for _ in range(args.warmup):
@@ -135,14 +162,15 @@ def main(argv=None) -> int:
         w.stdin.write("quit\n")
         w.stdin.close()
         w.wait()
+    shutil.rmtree(folder, ignore_errors=True)
   report = load.report()
   base = float(np.median(times["default"]))
   reference = np.asarray(ready["default"]["logits"])
   rows = {}
   for name in names:
     median = float(np.median(times[name]))
-    impl, flags, env = LEVERS[name]
-    rows[name] = {"attention_impl": impl, "xla_flags": flags, "env": env,
+    impl, flags, env, python = levers[name]
+    rows[name] = {"attention_impl": impl, "python": python, "jax_version": ready[name]["jax"], "xla_flags": flags, "env": env,
                   "median_ms": median * 1e3, "p90_ms": float(np.percentile(times[name], 90)) * 1e3,
                   "speed_vs_default": base / median,
                   "max_abs_logit_diff_vs_default": float(np.abs(
@@ -150,11 +178,13 @@ def main(argv=None) -> int:
                   "times_ms": [t * 1e3 for t in times[name]]}
   print(f"VideoMAE-{args.preset} float32, batch 1, jax {ready['default']['jax']} "
         f"({report['label']} machine)")
-  print(f"| {'lever':<20} | {'median ms':>10} | {'p90 ms':>10} | {'x default':>9} | flags")
-  print("|" + "|".join("-" * n for n in (22, 12, 12, 11, 7)) + "|")
+  print(f"| {'lever':<20} | {'median ms':>10} | {'p90 ms':>10} | {'x default':>9} | "
+        f"{'jax':>8} | flags")
+  print("|" + "|".join("-" * n for n in (22, 12, 12, 11, 10, 7)) + "|")
   for name, r in rows.items():
     print(f"| {name:<20} | {r['median_ms']:10.1f} | {r['p90_ms']:10.1f} | "
-          f"{r['speed_vs_default']:9.2f} | {r['attention_impl']} {r['xla_flags']} "
+          f"{r['speed_vs_default']:9.2f} | {r['jax_version']:>8} | {r['attention_impl']} "
+          f"{r['xla_flags']} "
           f"{' '.join(f'{k}={v}' for k, v in r['env'].items())}")
   print(machine_load.describe(report))
   if args.output:
