@@ -39,9 +39,13 @@ import machine_load  # pylint: disable=g-import-not-at-top,wrong-import-position
 YNN = "--xla_cpu_experimental_ynn_fusion_type"
 # name -> (attention_impl, XLA_FLAGS, extra environment). jax 0.10.2's XLA:CPU
 # hands dots, elementwise ops and reductions to YNNPACK by default.
+# "chunked:N" is chunked attention with N queries per block (default 128).
 LEVERS = {
     "default": ("chunked", "", {}),  # + the interpreter, this one unless --python
     "xla_attention": ("xla", "", {}),
+    "query_block_64": ("chunked:64", "", {}),
+    "query_block_256": ("chunked:256", "", {}),
+    "query_block_512": ("chunked:512", "", {}),
     "ynn_dot_only": ("chunked", f"{YNN}=LIBRARY_FUSION_TYPE_DOT", {}),
     "ynn_individual_dot": ("chunked", f"{YNN}=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT", {}),
     "ynn_off": ("chunked", f"{YNN}=", {}),
@@ -73,6 +77,10 @@ def worker(checkpoint: str, attention_impl: str) -> int:
   the seconds one call took, and "quit" ends it."""
   import jax  # pylint: disable=g-import-not-at-top
   from vivit_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  from vivit_jax.models import attention  # pylint: disable=g-import-not-at-top
+  attention_impl, _, block = attention_impl.partition(":")
+  if block:
+    attention.QUERY_BLOCK = int(block)  # read when the model is traced
   video = np.load(os.path.join(os.path.dirname(checkpoint), "video.npy"))
   model, params, _ = checkpoints.load_model(checkpoint, video.shape[1:],
                                             attention_impl=attention_impl)

@@ -81,19 +81,20 @@ def _attend_padded_to_even(query, key, value, implementation, bias=None):
   return out[:, :length]
 
 
-def chunked_dot_product_attention(query, key, value, block: int = QUERY_BLOCK, bias=None):
+def chunked_dot_product_attention(query, key, value, block: Optional[int] = None, bias=None):
   """`softmax(q k^T / sqrt(head_dim) + bias) v` over blocks of `block` queries.
 
   Args:
     query, key, value: `(B, L, heads, head_dim)`; logits and softmax in float32.
-    block: queries per step; L is padded to a multiple (padded rows dropped).
+    block: queries per step (None: the module's `QUERY_BLOCK`, read when
+      tracing); L is padded to a multiple (padded rows dropped).
     bias: None or `(B, 1, 1, L)`, added to the logits of each key.
 
   Returns:
     `(B, L, heads, head_dim)` in the query's dtype.
   """
   b, length, heads, head_dim = query.shape
-  block = min(block, length)
+  block = min(block or QUERY_BLOCK, length)
   num_blocks = -(-length // block)
   q = (query * jnp.asarray(head_dim ** -0.5, query.dtype)).transpose(0, 2, 1, 3)
   q = jnp.pad(q, ((0, 0), (0, 0), (0, num_blocks * block - length), (0, 0)))
