@@ -1,4 +1,4 @@
-r"""Float32 CPU levers, one at a time: XLA flags, async dispatch, attention kernel.
+r"""CPU levers, one at a time: XLA flags, async dispatch, attention kernel.
 
     python scripts/benchmark_xla_flags.py --preset S --repeats 7 --output levers.json
     python scripts/benchmark_xla_flags.py --preset tiny --repeats 2   # plumbing, seconds
@@ -37,9 +37,11 @@ sys.path.insert(0, SCRIPTS)
 import machine_load  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 YNN = "--xla_cpu_experimental_ynn_fusion_type"
-# name -> (attention_impl, XLA_FLAGS, extra environment). jax 0.10.2's XLA:CPU
-# hands dots, elementwise ops and reductions to YNNPACK by default.
-# "chunked:N" is chunked attention with N queries per block (default 128).
+# name -> (model, XLA_FLAGS, extra environment). jax 0.10.2's XLA:CPU hands
+# dots, elementwise ops and reductions to YNNPACK by default. The model is the
+# attention kernel ("chunked:N": N queries per block, default 128), then
+# "+int8_dynamic" / "+int8_weight" (qwix, `models.quantized`) or "+bfloat16"
+# (compute dtype) where a lever changes the model.
 LEVERS = {
     "default": ("chunked", "", {}),  # + the interpreter, this one unless --python
     "xla_attention": ("xla", "", {}),
@@ -53,6 +55,8 @@ LEVERS = {
                        "--xla_cpu_experimental_onednn_fusion_type=LIBRARY_FUSION_TYPE_DOT", {}),
     "fast_math": ("chunked", "--xla_cpu_enable_fast_math=true", {}),
     "sync_dispatch": ("chunked", "", {"JAX_CPU_ENABLE_ASYNC_DISPATCH": "false"}),
+    "bfloat16": ("chunked+bfloat16", "", {}),
+    "int8_dynamic": ("chunked+int8_dynamic", "", {}),
 }
 PAUSE_S = 0.05
 
@@ -72,18 +76,22 @@ def save_model(preset: str, seed: int, folder: str) -> str:
   return path
 
 
-def worker(checkpoint: str, attention_impl: str) -> int:
-  """Loads and compiles one model; then answers each "run" line on stdin with
-  the seconds one call took, and "quit" ends it."""
+def worker(checkpoint: str, spec: str) -> int:
+  """Loads and compiles one model (`spec`, see LEVERS); then answers each
+  "run" line on stdin with the seconds one call took, and "quit" ends it."""
   import jax  # pylint: disable=g-import-not-at-top
   from vivit_jax import checkpoints  # pylint: disable=g-import-not-at-top
-  from vivit_jax.models import attention  # pylint: disable=g-import-not-at-top
-  attention_impl, _, block = attention_impl.partition(":")
+  from vivit_jax.models import attention, quantized  # pylint: disable=g-import-not-at-top
+  kernel, *changes = spec.split("+")
+  attention_impl, _, block = kernel.partition(":")
   if block:
     attention.QUERY_BLOCK = int(block)  # read when the model is traced
   video = np.load(os.path.join(os.path.dirname(checkpoint), "video.npy"))
-  model, params, _ = checkpoints.load_model(checkpoint, video.shape[1:],
-                                            attention_impl=attention_impl)
+  model, params, _ = checkpoints.load_model(
+      checkpoint, video.shape[1:], attention_impl=attention_impl,
+      dtype="bfloat16" if "bfloat16" in changes else None)
+  for method in set(changes) & {"int8_dynamic", "int8_weight"}:
+    model, params = quantized.quantize_model_params(model, params, video.shape[1:], method)
   forward = jax.jit(lambda p, x: model.apply({"params": p}, x))
   params, x = jax.device_put(params), jax.device_put(video)
   run = lambda: np.asarray(forward(params, x).block_until_ready())
@@ -131,7 +139,8 @@ def main(argv=None) -> int:
   parser.add_argument("--warmup", type=int, default=1)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--python", action="append", default=[], metavar="NAME=PATH",
-                      help="a lever running the default model under interpreter PATH")
+                      help="two levers under interpreter PATH: NAME (the default model) "
+                           "and NAME_int8_dynamic")
   parser.add_argument("--output", help="write the JSON result here")
   parser.add_argument("--worker", metavar="ATTENTION_IMPL", help=argparse.SUPPRESS)
   parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
@@ -148,6 +157,7 @@ def main(argv=None) -> int:
     if not name or not path or not os.path.exists(path):
       parser.error(f"--python {entry!r}: needs NAME=PATH of an existing interpreter")
     levers[name] = ("chunked", "", {}, path)
+    levers[f"{name}_int8_dynamic"] = LEVERS["int8_dynamic"] + (path,)
   names = list(levers)
   load = machine_load.LoadWatch()  # the load average before anything starts
   folder = tempfile.mkdtemp(prefix="levers-")
@@ -178,7 +188,8 @@ def main(argv=None) -> int:
   for name in names:
     median = float(np.median(times[name]))
     impl, flags, env, python = levers[name]
-    rows[name] = {"attention_impl": impl, "python": python, "jax_version": ready[name]["jax"], "xla_flags": flags, "env": env,
+    rows[name] = {"model": impl, "python": python, "jax_version": ready[name]["jax"],
+                  "xla_flags": flags, "env": env,
                   "median_ms": median * 1e3, "p90_ms": float(np.percentile(times[name], 90)) * 1e3,
                   "speed_vs_default": base / median,
                   "max_abs_logit_diff_vs_default": float(np.abs(
@@ -186,12 +197,12 @@ def main(argv=None) -> int:
                   "times_ms": [t * 1e3 for t in times[name]]}
   print(f"VideoMAE-{args.preset} float32, batch 1, jax {ready['default']['jax']} "
         f"({report['label']} machine)")
-  print(f"| {'lever':<20} | {'median ms':>10} | {'p90 ms':>10} | {'x default':>9} | "
+  print(f"| {'lever':<22} | {'median ms':>10} | {'p90 ms':>10} | {'x default':>9} | "
         f"{'jax':>8} | flags")
-  print("|" + "|".join("-" * n for n in (22, 12, 12, 11, 10, 7)) + "|")
+  print("|" + "|".join("-" * n for n in (24, 12, 12, 11, 10, 7)) + "|")
   for name, r in rows.items():
-    print(f"| {name:<20} | {r['median_ms']:10.1f} | {r['p90_ms']:10.1f} | "
-          f"{r['speed_vs_default']:9.2f} | {r['jax_version']:>8} | {r['attention_impl']} "
+    print(f"| {name:<22} | {r['median_ms']:10.1f} | {r['p90_ms']:10.1f} | "
+          f"{r['speed_vs_default']:9.2f} | {r['jax_version']:>8} | {r['model']} "
           f"{r['xla_flags']} "
           f"{' '.join(f'{k}={v}' for k, v in r['env'].items())}")
   print(machine_load.describe(report))
