@@ -1,8 +1,8 @@
 r"""What our int8 models' matmuls compute in on the CPU, and a jax-only race.
 
-    python scripts/int8_program.py                        # the dot census, tiny VideoMAE + one Dense
-    python scripts/int8_program.py --preset S             # the same for VideoMAE-S 16x224 (~1 min)
-    python scripts/int8_program.py --matmul               # one (1568x384)@(384x1536) matmul: f32, bf16, s8
+    python scripts/int8_program.py                 # the dot census: tiny VideoMAE, one Dense
+    python scripts/int8_program.py --preset S      # the same for VideoMAE-S 16x224 (~1 min)
+    python scripts/int8_program.py --matmul        # one (1568x384)@(384x1536): f32, bf16, s8
     python scripts/int8_program.py --race --preset S --repeats 7 --output int8_race.json
 
 `--show` (the default) lowers and compiles, for the CPU, one Dense layer
@@ -183,7 +183,11 @@ def main(argv=None) -> int:
   if args.repeats < 1:
     parser.error("--repeats must be at least 1")
   if args.matmul:
-    m, k, n = (int(size) for size in args.shape.split(","))
+    sizes = args.shape.split(",")
+    if len(sizes) != 3 or not all(size.strip().isdigit() and int(size) > 0 for size in sizes):
+      parser.error(f"--shape {args.shape!r}: give M,K,N as three positive integers, "
+                   "e.g. 1568,384,1536")
+    m, k, n = (int(size) for size in sizes)
     runs, what = matmul_runs(m, k, n), f"({m}x{k})@({k}x{n})"
   else:
     runs, what = race_runs(args.preset), f"VideoMAE-{args.preset}, batch 1"

@@ -22,7 +22,8 @@ from typing import Any, Callable, Counter, Dict, List, Sequence, Tuple
 import jax
 import jax.numpy as jnp
 
-# `stablehlo.dot_general %a, %b, ... : (tensor<1x64x32xi8>, tensor<32x64xi8>) -> tensor<1x64x64xi32>`
+# `stablehlo.dot_general %a, %b, ... : (tensor<1x64x32xi8>, tensor<32x64xi8>)
+#     -> tensor<1x64x64xi32>`
 _STABLEHLO_DOT = re.compile(r"stablehlo\.dot_general [^\n]*?: \(tensor<([^>]*)>, tensor<([^>]*)>\)"
                             r" -> tensor<([^>]*)>")
 # `  ROOT %dot.1 = s32[64,32]{1,0} dot(%param_0, %param_1), ...`
