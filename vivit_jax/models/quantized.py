@@ -13,7 +13,9 @@ convolution and the attention's own products stay float32):
                 inside the matmul).
   int8_dynamic: int8 weights and, per token, int8 activations whose scale
                 is computed at run time (dynamic range, no calibration data):
-                int8 x int8 matmuls accumulated in int32.
+                int8 x int8 matmuls accumulated in int32 (on the CPU, s8 x s8
+                -> s32 dots that XLA runs in YNNPACK; `quantized_program`
+                counts them in the compiled program).
 
 A quantized checkpoint is an ordinary model checkpoint (`vivit_jax.checkpoints`)
 whose `config.json` has a `"quantization"` block (`{"method", "library",
