@@ -1,9 +1,8 @@
-r"""What our int8 models' matmuls compute in on the CPU, and a jax-only race.
+r"""What our int8 models' matmuls compute in on the CPU, and one matmul timed per type.
 
     python scripts/int8_program.py                 # the dot census: tiny VideoMAE, one Dense
     python scripts/int8_program.py --preset S      # the same for VideoMAE-S 16x224 (~1 min)
     python scripts/int8_program.py --matmul        # one (1568x384)@(384x1536): f32, bf16, s8
-    python scripts/int8_program.py --race --preset S --repeats 7 --output int8_race.json
 
 `--show` (the default) lowers and compiles, for the CPU, one Dense layer
 (1568 tokens x 384 -> 1536) and a VideoMAE-shaped classifier built from our
@@ -12,13 +11,10 @@ int8_dynamic, and prints the census of their dots (`models/quantized_program.py`
 `(lhs, rhs, result)` element types as lowered (StableHLO) and
 `(lhs, rhs, result, runner)` as compiled, with one line of each program.
 
-`--matmul` and `--race` time things: run them on an idle machine. Both print
-the 1-minute load average before and after and label the run LOADED when it
-exceeded the core count; a LOADED run is not a result. `--race` interleaves
-float32 / int8_weight / int8_dynamic of the same model (one call of each per
-round) and needs only jax, flax and qwix, so the same command races one jax
-version against another, e.g. `/work/venv312/bin/python scripts/int8_program.py
---race` (jax 0.12, Python 3.12) beside the project's Python 3.11 venv (jax 0.10.2).
+`--matmul` times things: run it on an idle machine (`machine_load` labels a
+run on a loaded one). Whole models, float32 against int8_dynamic and one jax
+version against another (Python 3.12, jax 0.12), are raced interleaved by
+`scripts/benchmark_xla_flags.py --python jax_0.12=.venv312/bin/python`.
 """
 
 import argparse
@@ -34,6 +30,9 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+
+import machine_load  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from vivit_jax.models import build_model, quantized  # pylint: disable=g-import-not-at-top
 from vivit_jax.models import quantized_program as program  # pylint: disable=g-import-not-at-top
@@ -149,24 +148,11 @@ def matmul_runs(m: int, k: int, n: int) -> Dict[str, Callable[[], Any]]:
   return runs
 
 
-def race_runs(preset: str) -> Dict[str, Callable[[], Any]]:
-  built = models(preset)
-  video = jnp.asarray(np.random.default_rng(0).standard_normal(
-      (1, *built["video_shape"])).astype(np.float32))
-  runs = {}
-  for method in METHODS:
-    model, params = built[method]
-    forward = jax.jit(lambda p, x, model=model: model.apply({"params": p}, x))
-    runs[method] = lambda f=forward, p=params: np.asarray(f(p, video).block_until_ready())
-  return runs
-
-
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   mode = parser.add_mutually_exclusive_group()
   mode.add_argument("--show", action="store_true", help="the dot census (default)")
   mode.add_argument("--matmul", action="store_true", help="time one matmul per operand type")
-  mode.add_argument("--race", action="store_true", help="time float32 / int8 models")
   parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
   parser.add_argument("--shape", default="1568,384,1536", help="--matmul's M,K,N")
   parser.add_argument("--repeats", type=int, default=7)
@@ -177,40 +163,32 @@ def main(argv=None) -> int:
             "xla_flags": os.environ.get("XLA_FLAGS", ""), "cpus": os.cpu_count(),
             "cpu_features": cpu_features()}
   print(" ".join(f"{key}={value}" for key, value in header.items()))
-  if not (args.matmul or args.race):
+  if not args.matmul:
     show(args.preset)
     return 0
   if args.repeats < 1:
     parser.error("--repeats must be at least 1")
-  if args.matmul:
-    sizes = args.shape.split(",")
-    if len(sizes) != 3 or not all(size.strip().isdigit() and int(size) > 0 for size in sizes):
-      parser.error(f"--shape {args.shape!r}: give M,K,N as three positive integers, "
-                   "e.g. 1568,384,1536")
-    m, k, n = (int(size) for size in sizes)
-    runs, what = matmul_runs(m, k, n), f"({m}x{k})@({k}x{n})"
-  else:
-    runs, what = race_runs(args.preset), f"VideoMAE-{args.preset}, batch 1"
-  load_before = os.getloadavg()[0]
-  rows = _time(runs, args.repeats, args.warmup)
-  load_after = os.getloadavg()[0]
-  loaded = max(load_before, load_after) > (os.cpu_count() or 1)
+  sizes = args.shape.split(",")
+  if len(sizes) != 3 or not all(size.strip().isdigit() and int(size) > 0 for size in sizes):
+    parser.error(f"--shape {args.shape!r}: give M,K,N as three positive integers, "
+                 "e.g. 1568,384,1536")
+  m, k, n = (int(size) for size in sizes)
+  runs, what = matmul_runs(m, k, n), f"({m}x{k})@({k}x{n})"
+  with machine_load.watch() as load:
+    rows = _time(runs, args.repeats, args.warmup)
+  report = load.report()
   base = rows[next(iter(rows))]["median_ms"]
-  label = "LOADED (1-min load above the core count): not a result" if loaded else "idle"
-  print(f"{what}; {args.repeats} interleaved rounds; {label}")
+  print(f"{what}; {args.repeats} interleaved rounds; {report['label']} machine")
   print(f"| {'contender':<20} | {'median ms':>9} | {'p90 ms':>8} | {'CPU ms':>8} | "
         f"{'x first':>7} |")
   for name, row in rows.items():
     print(f"| {name:<20} | {row['median_ms']:9.2f} | {row['p90_ms']:8.2f} | "
           f"{row['cpu_ms']:8.2f} | {base / row['median_ms']:7.2f} |")
-  print(f"load average (1 min) before / after: {load_before:.2f} / {load_after:.2f} "
-        f"on {os.cpu_count()} cpus")
+  print(machine_load.describe(report))
   if args.output:
     with open(args.output, "w") as f:
       json.dump(dict(header, what=what, repeats=args.repeats, warmup=args.warmup,
-                     load_average_1m_before=round(load_before, 2),
-                     load_average_1m_after=round(load_after, 2), loaded=loaded,
-                     contenders=rows), f, indent=1)
+                     machine=report, contenders=rows), f, indent=1)
   return 0
 
 
