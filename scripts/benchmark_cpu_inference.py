@@ -16,8 +16,10 @@ converter (`vivit_jax.convert`), so every contender holds the same weights:
   jax_float32_chunked ours with attention_impl "chunked" (query blocks, `models.attention`)
   jax_int8_weight     ours, qwix int8 weights (`vivit_jax.compress`), chunked attention
   jax_int8_dynamic    ours, qwix int8 weights and activations, chunked attention
+  jax_bfloat16        ours, chunked, bfloat16 compute (float32 weights, model.dtype)
   jax_tome            ours, chunked, token merging (`--token-merging`, ToMe)
   jax_int8_tome       jax_int8_dynamic with token merging
+  jax_bfloat16_tome   jax_bfloat16 with token merging
 Runs are interleaved (one call of each contender per round, `--repeats`
 rounds after `--warmup`), so load on the machine hits all alike. Prints a
 table per preset (median / p90 latency in ms, clips/s, speed relative to
@@ -64,8 +66,8 @@ PRESETS = {
               intermediate_size=3072, **VIDEOMAE_16X224),
 }
 CONTENDERS = ("torch_eager", "torch_int8", "ort_float32", "ort_int8", "jax_float32",
-              "jax_float32_chunked", "jax_int8_weight", "jax_int8_dynamic", "jax_tome",
-              "jax_int8_tome")
+              "jax_float32_chunked", "jax_int8_weight", "jax_int8_dynamic", "jax_bfloat16",
+              "jax_tome", "jax_int8_tome", "jax_bfloat16_tome")
 BASELINE, ORT_BASELINE = "torch_eager", "ort_float32"
 DEFAULT_TOKEN_MERGING = "96"
 PAUSE_S = 0.05  # between calls, untimed: the last runtime's spinning threads settle
@@ -179,6 +181,9 @@ def contenders(preset: str, wanted: Sequence[str], merging: Sequence[int], folde
       runs[name] = jax_runner(chunked, conversion.params, video)
     elif name == "jax_tome":
       runs[name] = jax_runner(merged, conversion.params, video)
+    elif name in ("jax_bfloat16", "jax_bfloat16_tome"):
+      model = merged if name.endswith("tome") else chunked
+      runs[name] = jax_runner(model.clone(dtype="bfloat16"), conversion.params, video)
     elif name in ("jax_int8_weight", "jax_int8_dynamic", "jax_int8_tome"):
       method = "int8_weight" if name == "jax_int8_weight" else "int8_dynamic"
       base = merged if name.endswith("tome") else chunked

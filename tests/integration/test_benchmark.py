@@ -102,7 +102,8 @@ def test_cpu_inference_race_tiny_preset_times_every_contender(tmp_path):
   # Same weights on every side: float32 agrees with PyTorch, int8 nearly.
   for name in ("jax_float32", "jax_float32_chunked", "ort_float32"):
     assert rows[name]["max_abs_logit_diff_vs_torch_eager"] < 1e-4, name
-  for name in ("jax_int8_dynamic", "ort_int8", "jax_tome", "jax_int8_tome"):
+  for name in ("jax_int8_dynamic", "ort_int8", "jax_tome", "jax_int8_tome", "jax_bfloat16",
+               "jax_bfloat16_tome"):
     assert 0 < rows[name]["max_abs_logit_diff_vs_torch_eager"] < 0.1, name
   # 4 x 4 x 4 = 64 tubelets, 8 merged in each of the 2 blocks.
   assert preset["token_counts_merged"] == [56, 48]
