@@ -43,6 +43,7 @@ import os
 import tempfile
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -111,7 +112,7 @@ def export_function(function: Callable[[Any, Any], Any], params, video_shape: Se
   """`function(params, video) -> outputs` as an `onnx.ModelProto`.
 
   Args:
-    params: baked into the graph as initializers.
+    params: baked into the graph as initializers (boxed ones are unboxed).
     video_shape: `(T, H, W, C)` of one float32 example.
     path: also write the model there (None: don't).
     batch: a static batch size; None: symbolic ("B", any batch).
@@ -119,6 +120,7 @@ def export_function(function: Callable[[Any, Any], Any], params, video_shape: Se
       through their own jnp ops (needed for qwix models).
   """
   jax2onnx, plugin_system = _jax2onnx()
+  params = nn.unbox(params)
   shape = (SYMBOLIC_BATCH if batch is None else int(batch), *video_shape)
   disabled = () if linen_plugins else LINEN_KERNEL_PLUGINS
   with _quiet(), _without_plugins(plugin_system, disabled):
