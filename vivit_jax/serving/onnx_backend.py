@@ -31,7 +31,7 @@ def session(model: Union[str, Any], threads: Optional[int] = None):
   """An `onnxruntime.InferenceSession` on the CPU with every graph optimisation
   (`ORT_ENABLE_ALL`) for `model`: an .onnx path or an `onnx.ModelProto`.
   `threads`: intra-op threads (None: onnxruntime's default, one per core)."""
-  ort = onnx_deps.require("onnxruntime", "ONNX Runtime")
+  ort = onnx_deps.require("onnxruntime", "--backend onnxruntime")
   options = ort.SessionOptions()
   options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
   if threads:

@@ -136,3 +136,12 @@ def test_a_missing_jax2onnx_is_one_line_naming_the_install_commands(tmp_path):
   assert len(lines) == 1 and lines[0].startswith("error: jax2onnx is not installed"), lines
   assert "pip install --no-deps jax2onnx==0.17.1" in lines[0] and "[onnx]" in lines[0]
   assert not os.path.exists(tmp_path / "out")
+
+
+def test_the_onnx_modules_import_without_loading_onnx_packages():
+  code = ("import sys\n"
+          "import vivit_jax.export.onnx, vivit_jax.serving.onnx_backend, vivit_jax.serving.predict\n"
+          "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+          "('onnx', 'onnx_ir', 'onnxruntime', 'jax2onnx'))\n"
+          "assert not bad, bad[:5]\n")
+  subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
