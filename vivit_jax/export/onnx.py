@@ -19,14 +19,19 @@ model does not trace with one. What exports (`graph`):
     initializers dequantized in the graph (Cast, Mul) before float matmuls,
     traced with jax2onnx's flax.linen Dense plugins off (they read the
     kernel from the module scope, where qwix keeps an int8 array).
-  int8_dynamic checkpoints: jax2onnx lowers qwix's int8 x int8 -> int32
-    dot_general to an int8 Gemm / Einsum, which ONNX Runtime refuses. They
-    export as "jax2onnx float graph + onnxruntime quantize_dynamic": the float
-    graph of the dequantized weights, quantized by
+  int8_dynamic checkpoints: "jax2onnx (qwix int8 x int8 as MatMulInteger)":
+    traced the same way; jax2onnx lowers qwix's int8 x int8 -> int32
+    dot_general to an int8 Gemm / Einsum ONNX Runtime refuses, and its
+    float -> int8 casts wrap where XLA's saturate, so `onnx_int8` rewrites
+    both (MatMulInteger; Clip before the Cast). ONNX Runtime divides by
+    each token's activation scale where XLA multiplies by its reciprocal,
+    so a few activations in a thousand round to the neighbouring int8
+    value (tests/unit/export/test_onnx.py measures the logit difference).
+    `export_model(..., int8_dynamic="onnxruntime")` instead quantizes the
+    float graph of the dequantized weights with
     `onnxruntime.quantization.quantize_dynamic` (per-channel int8 weights,
-    uint8 activations per tensor; MatMulInteger / DynamicQuantizeMatMul).
-    Not the same arithmetic as qwix's per-token int8 activations, so its
-    logits differ by more (tests/unit/export/test_onnx.py measures it).
+    uint8 activations per tensor: ONNX Runtime's own int8 path, another
+    arithmetic than qwix's).
 
 The library functions (`export_function`, `export_model`, `quantize_dynamic`,
 `session`) take in-memory models, for benchmarks:
@@ -48,6 +53,7 @@ import jax
 import jax.numpy as jnp
 
 from vivit_jax.common import onnx_deps
+from vivit_jax.export import onnx_int8
 from vivit_jax.models import quantized
 from vivit_jax.serving.onnx_backend import FORMAT, MODEL_FILE, SIGNATURE_FILE, session
 from vivit_jax.serving.served_model import ServedModel
@@ -65,7 +71,9 @@ QUIET_LOGGERS = ("jax2onnx.plugins.plugin_system", "onnx_ir.serde", "")
 LINEN_KERNEL_PLUGINS = ("linen.dense", "linen.dense_general", "linen.einsum")
 GRAPH_FLOAT = "jax2onnx"
 GRAPH_INT8_WEIGHT = "jax2onnx (qwix int8 weights)"
-GRAPH_INT8_DYNAMIC = "jax2onnx float graph + onnxruntime quantize_dynamic"
+GRAPH_INT8_DYNAMIC = "jax2onnx (qwix int8 x int8 as MatMulInteger)"
+GRAPH_INT8_DYNAMIC_ORT = "jax2onnx float graph + onnxruntime quantize_dynamic"
+INT8_DYNAMIC = ("qwix", "onnxruntime")
 
 __all__ = ["export_function", "export_model", "export_onnx", "quantize_dynamic", "session"]
 
@@ -151,20 +159,31 @@ def quantize_dynamic(proto, path: Optional[str] = None):
 
 
 def export_model(model, params, video_shape: Sequence[int], path: Optional[str] = None,
-                 batch: Optional[int] = None, output_name: str = "logits") -> Tuple[Any, str]:
+                 batch: Optional[int] = None, output_name: str = "logits",
+                 int8_dynamic: str = "qwix") -> Tuple[Any, str]:
   """`(onnx.ModelProto, graph)` of a Flax model (float, or a
   `quantized.QuantizedModel` with plain int8 params); `graph` says how it was
-  made (module docstring). Other arguments as `export_function`."""
+  made (module docstring). `int8_dynamic`: "qwix" (our arithmetic,
+  MatMulInteger) or "onnxruntime" (the float graph of the dequantized
+  weights through `quantize_dynamic`). Other arguments as `export_function`."""
+  if int8_dynamic not in INT8_DYNAMIC:
+    raise ValueError(f"int8_dynamic must be one of {INT8_DYNAMIC}, got {int8_dynamic!r}")
   apply = lambda m: lambda p, video: m.apply({"params": p}, video)  # pylint: disable=unnecessary-lambda-assignment
   if not isinstance(model, quantized.QuantizedModel):
     return export_function(apply(model), params, video_shape, path, batch,
                            output_name=output_name), GRAPH_FLOAT
-  if model.quantization.get("act_qtype") is None:  # int8_weight
-    return export_function(apply(model), params, video_shape, path, batch,
-                           output_name=output_name, linen_plugins=False), GRAPH_INT8_WEIGHT
-  float_proto = export_function(apply(model.float_module), quantized.dequantized_params(params),
-                                video_shape, None, batch, output_name=output_name)
-  return quantize_dynamic(float_proto, path), GRAPH_INT8_DYNAMIC
+  dynamic = model.quantization.get("act_qtype") is not None
+  if dynamic and int8_dynamic == "onnxruntime":
+    float_proto = export_function(apply(model.float_module), quantized.dequantized_params(params),
+                                  video_shape, None, batch, output_name=output_name)
+    return quantize_dynamic(float_proto, path), GRAPH_INT8_DYNAMIC_ORT
+  proto = export_function(apply(model), params, video_shape, None, batch,
+                          output_name=output_name, linen_plugins=False)
+  proto = onnx_int8.int8_matmuls_as_integer(proto)
+  if path:
+    with open(path, "wb") as f:
+      f.write(proto.SerializeToString())
+  return proto, GRAPH_INT8_DYNAMIC if dynamic else GRAPH_INT8_WEIGHT
 
 
 def export_onnx(served: ServedModel, out_dir: str,
