@@ -158,6 +158,10 @@ def quantize_dynamic(proto, path: Optional[str] = None):
   return quantized_proto
 
 
+def _apply(model) -> Callable[[Any, Any], Any]:
+  return lambda params, video: model.apply({"params": params}, video)
+
+
 def export_model(model, params, video_shape: Sequence[int], path: Optional[str] = None,
                  batch: Optional[int] = None, output_name: str = "logits",
                  int8_dynamic: str = "qwix") -> Tuple[Any, str]:
@@ -168,16 +172,15 @@ def export_model(model, params, video_shape: Sequence[int], path: Optional[str] 
   weights through `quantize_dynamic`). Other arguments as `export_function`."""
   if int8_dynamic not in INT8_DYNAMIC:
     raise ValueError(f"int8_dynamic must be one of {INT8_DYNAMIC}, got {int8_dynamic!r}")
-  apply = lambda m: lambda p, video: m.apply({"params": p}, video)  # pylint: disable=unnecessary-lambda-assignment
   if not isinstance(model, quantized.QuantizedModel):
-    return export_function(apply(model), params, video_shape, path, batch,
+    return export_function(_apply(model), params, video_shape, path, batch,
                            output_name=output_name), GRAPH_FLOAT
   dynamic = model.quantization.get("act_qtype") is not None
   if dynamic and int8_dynamic == "onnxruntime":
-    float_proto = export_function(apply(model.float_module), quantized.dequantized_params(params),
+    float_proto = export_function(_apply(model.float_module), quantized.dequantized_params(params),
                                   video_shape, None, batch, output_name=output_name)
     return quantize_dynamic(float_proto, path), GRAPH_INT8_DYNAMIC_ORT
-  proto = export_function(apply(model), params, video_shape, None, batch,
+  proto = export_function(_apply(model), params, video_shape, None, batch,
                           output_name=output_name, linen_plugins=False)
   proto = onnx_int8.int8_matmuls_as_integer(proto)
   if path:

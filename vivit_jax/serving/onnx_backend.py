@@ -64,9 +64,11 @@ class OnnxClassifier(inference.Classifier):
     batch: the batch the model takes: an int, or None for any batch.
   """
 
-  def __init__(self, ort_session, signature: Dict[str, Any], spec, labels):  # pylint: disable=super-init-not-called
+  # pylint: disable-next=super-init-not-called
+  def __init__(self, ort_session, signature: Dict[str, Any], spec, labels):
     self.model, self.params = None, None
-    self.session, self.signature, self.spec, self.labels = ort_session, signature, spec, list(labels)
+    self.session, self.signature = ort_session, signature
+    self.spec, self.labels = spec, list(labels)
     self.class_splits = tuple(int(c) for c in signature["model"].get("class_splits") or ())
     self.batch = None if signature["batch"] == "symbolic" else int(signature["video"]["shape"][0])
     self._input = ort_session.get_inputs()[0].name
