@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-test
+# jax2onnx installs without its dependencies (setup.py, ONNX); its pin's one home:
+JAX2ONNX := $(shell sed -n 's/^JAX2ONNX = "\(.*\)"$$/\1/p' vivit_jax/common/onnx_deps.py)
 PYTEST_ARGS ?=
 
 .PHONY: test demo install clean mutation venv312
@@ -12,8 +14,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 
-$(STAMP): setup.py | $(PY)
+$(STAMP): setup.py vivit_jax/common/onnx_deps.py | $(PY)
 	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet --no-deps $(JAX2ONNX)
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -31,15 +31,20 @@ DATA = [
     "importlib_resources>=5",  # tensorflow-datasets imports it without declaring it
     "dm-pix>=0.4.3,<0.5",
 ]
-# torch==2.13.0 installs from the CPU wheel kept on the CPU machines. The CPU
-# race (scripts/benchmark_cpu_inference.py) exports the Hugging Face model with
-# torch.onnx (onnxscript) and runs it in ONNX Runtime.
-PARITY = ["torch==2.13.0", "transformers>=4.46,<6", "onnx>=1.20,<2", "onnxscript>=0.5,<1",
-          "onnxruntime>=1.24,<2"]
+# ONNX export (`vivit-export --format onnx`) and ONNX Runtime serving
+# (`--backend onnxruntime`). jax2onnx itself is installed apart, without its
+# dependencies: its metadata pins orbax-checkpoint below CORE's and lists
+# packages the export never imports. Its pin has one home,
+# vivit_jax/common/onnx_deps.py (JAX2ONNX), which the Makefile reads.
+ONNX = ["onnx>=1.20.1,<2", "onnx-ir>=1.1,<2", "onnxruntime>=1.24.1,<2"]
+# torch==2.13.0 installs from the CPU wheel kept on the CPU machines. The
+# CPU race exports the Hugging Face model with torch.onnx (onnx, onnxscript).
+PARITY = ["torch==2.13.0", "transformers>=4.46,<6", "onnx>=1.20.1,<2", "onnxscript>=0.5,<1",
+          "onnxruntime>=1.24.1,<2"]
 # TensorBoard to view the event files (`make demo` prints the command; its
 # environment is the test one).
 VIEW = ["tensorboard>=2.18,<3"]
-TEST = ["pytest>=8,<10", "pytest-xdist>=3.5,<4"] + DATA + PARITY + VIEW
+TEST = ["pytest>=8,<10", "pytest-xdist>=3.5,<4"] + DATA + PARITY + VIEW + ONNX
 # The commands (`python -m <module>` runs the same code).
 CONSOLE_SCRIPTS = [
     "vivit-train = vivit_jax.main:run",
@@ -62,7 +67,7 @@ setup(
     packages=find_packages(include=["vivit_jax", "vivit_jax.*"]),
     python_requires=">=3.11",
     install_requires=CORE,
-    extras_require={"data": DATA, "parity": PARITY, "test": TEST, "view": VIEW,
+    extras_require={"data": DATA, "parity": PARITY, "test": TEST, "view": VIEW, "onnx": ONNX,
                     "mutation": MUTATION},
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
 )

@@ -30,7 +30,8 @@ TF_FREE_MODULES += [
 SERVING_MODULES = [
     "vivit_jax.serving", "vivit_jax.serving.stream_buffers", "vivit_jax.serving.video_io",
     "vivit_jax.serving.flags", "vivit_jax.export", "vivit_jax.export.saved_model",
-    "vivit_jax.export.stablehlo", "vivit_jax.train.steps", "vivit_jax.train.loop",
+    "vivit_jax.export.stablehlo", "vivit_jax.export.onnx", "vivit_jax.serving.onnx_backend",
+    "vivit_jax.train.steps", "vivit_jax.train.loop",
 ]
 
 

@@ -1,12 +1,14 @@
 """Exports a model checkpoint's inference function for serving.
 
     vivit-export --checkpoint CKPT_DIR --output OUT_DIR \
-        [--batch-size N] [--format stablehlo|saved_model|both] [--platforms cpu,cuda] \
+        [--batch-size N] [--format stablehlo|saved_model|both|onnx] [--platforms cpu,cuda] \
         [--num-frames T --image-size S]
 
 stablehlo: OUT_DIR/model.stablehlo.bin (`jax.export`), model.mlir,
 params.npz and signature.json; load with `vivit_jax.export.load_exported`.
 saved_model: OUT_DIR/saved_model (TensorFlow, via jax2tf; needs TensorFlow).
+onnx: OUT_DIR/model.onnx and signature.json (jax2onnx; needs the onnx extra and
+jax2onnx, docs/inference.md); run it with vivit-predict --backend onnxruntime.
 Without --batch-size the batch dimension is symbolic where the model allows
 (signature.json says which). Prints one line per format written.
 """
@@ -48,6 +50,11 @@ def main(argv=None) -> int:
     print(f"stablehlo: video {sig['video']['shape']} -> {sig['output']['name']} "
           f"{sig['output']['shape']} ({sig['batch']} batch, platforms "
           f"{','.join(sig['platforms'])}) written to {args.output}")
+  if "onnx" in written:
+    sig = written["onnx"]
+    print(f"onnx: video {sig['video']['shape']} -> {sig['output']['name']} "
+          f"{sig['output']['shape']} ({sig['batch']} batch, {sig['graph']}, opset "
+          f"{sig['opset']}) written to {args.output}")
   if "saved_model" in written:
     print(f"saved_model: written to {written['saved_model']}")
   return 0

@@ -149,3 +149,20 @@ def quantize_model_params(model: nn.Module, params, video_shape: Sequence[int], 
   abstract = _abstract_qparams(qmodel.module, video_shape)
   params = jax.tree_util.tree_map(jnp.asarray, nn.unbox(params))
   return qmodel, to_plain(qwix.quantize_params(params, abstract))
+
+
+def dequantized_params(plain) -> Dict[str, Any]:
+  """The float parameters an int8 plain tree stands for: every
+  `.../kernel/array/{qvalue, scale}` becomes `.../kernel = qvalue * scale`
+  (float32; the scale broadcasts per output channel). Other leaves are kept."""
+  flat = params_lib.flatten_params(plain)
+  out = {}
+  for name, value in flat.items():
+    if name.endswith("/array/scale"):
+      continue
+    if name.endswith("/array/qvalue"):
+      base = name[:-len("/array/qvalue")]
+      value = jnp.asarray(value, jnp.float32) * jnp.asarray(flat[base + "/array/scale"])
+      name = base
+    out[name] = value
+  return params_lib.unflatten_params(out)

@@ -13,8 +13,8 @@ and an average-pooling classifier averages the tokens weighted by size
 
 Every shape is static: a layer that sees L tokens and merges r leaves
 `L - r` (`merged_length`), known when tracing, so a merged model jits and
-exports like any other (argsort, gathers and a scatter-add; no
-data-dependent shapes).
+exports like any other (argsort, gathers and a one-hot matmul for the
+scatter-add; no data-dependent shapes), to ONNX too (`vivit_jax.export.onnx`).
 
 The model option `token_merging` (`ViViT.token_merging`) is a tuple of
 ints: `()` (off, the default), `(r,)` (r tokens merged in every block of
@@ -123,7 +123,11 @@ def merge_sum(plan: MergePlan, x):
   a, b = x[:, ::2], x[:, 1::2]
   kept = jnp.take_along_axis(a, plan.unmerged[..., None], axis=1)
   moved = jnp.take_along_axis(a, plan.sources[..., None], axis=1)
-  b = jax.vmap(lambda b, t, m: b.at[t].add(m))(b, plan.targets, moved)  # scatter-add
+  # The scatter-add b[t] += m as a one-hot matmul (r x Nb per example): ONNX
+  # exporters (jax2onnx) take it; the products by 0 and 1 are exact, only the
+  # order of the float32 sums may differ from a scatter-add.
+  onehot = (plan.targets[..., None] == jnp.arange(b.shape[1])).astype(moved.dtype)
+  b = b + jnp.einsum("brn,brc->bnc", onehot, moved, precision=jax.lax.Precision.HIGHEST)
   return jnp.concatenate([kept, b], axis=1)
 
 

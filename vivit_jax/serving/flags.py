@@ -2,7 +2,10 @@
 
 import argparse
 
-from vivit_jax.serving import inference
+from vivit_jax.common import errors
+from vivit_jax.serving import inference, onnx_backend
+
+BACKENDS = ("jax", "onnxruntime")
 
 
 def _floats(text: str):
@@ -20,8 +23,14 @@ def _size(text: str):
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
-  """Checkpoint, labels, dtype and input-spec flags."""
-  parser.add_argument("--checkpoint", required=True, help="model checkpoint directory")
+  """Checkpoint, backend, labels, dtype and input-spec flags."""
+  parser.add_argument("--checkpoint", required=True,
+                      help="model checkpoint directory (--backend onnxruntime: a folder "
+                      "written by vivit-export --format onnx)")
+  parser.add_argument("--backend", choices=BACKENDS, default="jax",
+                      help="run the model in JAX, or an ONNX export in ONNX Runtime")
+  parser.add_argument("--threads", type=int,
+                      help="ONNX Runtime intra-op threads (default: one per core)")
   parser.add_argument("--labels", help="class names, one per line (overrides the checkpoint's)")
   parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
                       help="computation dtype (overrides model.dtype)")
@@ -37,9 +46,23 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def classifier_from_args(args: argparse.Namespace) -> inference.Classifier:
-  """`inference.load_classifier` with the flags of `add_model_flags`."""
+  """`inference.load_classifier` (--backend jax) or
+  `onnx_backend.load_onnx_classifier` (--backend onnxruntime) with the flags
+  of `add_model_flags`."""
+  overrides = dict(num_frames=args.num_frames, frame_stride=args.stride,
+                   image_size=args.image_size, resize_short_side=args.resize_short_side,
+                   mean=args.mean, std=args.std)
+  if args.backend == "onnxruntime":
+    for flag, value in (("--dtype", args.dtype), ("--attention-impl", args.attention_impl)):
+      if value is not None:
+        raise errors.UserError(f"{flag} applies to --backend jax", flag,
+                               "drop it: the ONNX export fixed the model's computation")
+    return onnx_backend.load_onnx_classifier(args.checkpoint, labels_file=args.labels,
+                                             threads=args.threads, **overrides)
+  if onnx_backend.is_onnx_export(args.checkpoint):
+    raise errors.UserError(f"{args.checkpoint} is an ONNX export, not a model checkpoint",
+                           "--checkpoint", "pass --backend onnxruntime, or the checkpoint "
+                           "it was exported from")
   return inference.load_classifier(
       args.checkpoint, labels_file=args.labels, dtype=args.dtype,
-      attention_impl=args.attention_impl, num_frames=args.num_frames,
-      frame_stride=args.stride, image_size=args.image_size,
-      resize_short_side=args.resize_short_side, mean=args.mean, std=args.std)
+      attention_impl=args.attention_impl, **overrides)

@@ -74,12 +74,25 @@ def head_names(class_splits: Sequence[int]) -> List[str]:
   return [f"head_{h}" for h in range(len(class_splits))]
 
 
+def head_softmax(logits, class_splits: Tuple[int, ...]):
+  """`(B, num_classes)` logits -> float32 probabilities: one softmax, or one
+  per head of `class_splits` side by side (every head's block sums to 1)."""
+  logits = jnp.asarray(logits, jnp.float32)
+  if not class_splits:
+    return jax.nn.softmax(logits, axis=-1)
+  bounds = np.cumsum(class_splits)[:-1].tolist()
+  return jnp.concatenate([jax.nn.softmax(part, axis=-1)
+                          for part in jnp.split(logits, bounds, axis=-1)], axis=-1)
+
+
 class Classifier:
   """A jitted classifier with its input spec and class names.
 
   A model with `class_splits` (several heads, e.g. verb + noun) gets each
   head's softmax side by side (every head's block sums to 1) and is ranked
   per head (`head_top_k`); its labels are the heads' class names side by side.
+  Another runtime subclasses it and replaces `__init__` and `classify`
+  (`serving.onnx_backend.OnnxClassifier`); the rest is shared.
 
   Attributes:
     model, params: the Flax module and its parameters (on device).
@@ -93,15 +106,8 @@ class Classifier:
     self.params = jax.device_put(params)
     self.class_splits = tuple(int(c) for c in getattr(model, "class_splits", ()) or ())
     splits = self.class_splits
-
-    def probs(p, clips):
-      logits = model.apply({"params": p}, clips).astype(jnp.float32)
-      if not splits:
-        return jax.nn.softmax(logits, axis=-1)
-      bounds = np.cumsum(splits)[:-1].tolist()
-      return jnp.concatenate([jax.nn.softmax(part, axis=-1)
-                              for part in jnp.split(logits, bounds, axis=-1)], axis=-1)
-    self._probs = jax.jit(probs)
+    self._probs = jax.jit(lambda p, clips: head_softmax(model.apply({"params": p}, clips),
+                                                        splits))
 
   @property
   def heads(self) -> List[Tuple[str, int, int]]:
@@ -182,14 +188,23 @@ def load_classifier(checkpoint_dir: str, labels_file: Optional[str] = None,
   model, params, _ = checkpoints.load_model(
       checkpoint_dir, (spec.num_frames, *spec.image_size, 3), dtype=dtype,
       attention_impl=attention_impl)
+  labels = class_names(config.get("labels"), model_config, labels_file, where)
+  return Classifier(model, params, spec, labels)
+
+
+def class_names(stored: Optional[Sequence[str]], model_config: Dict[str, Any],
+                labels_file: Optional[str], where: str) -> List[str]:
+  """The classes' names: `labels_file` (one per line), else `stored` (a
+  checkpoint's or export's `labels`), else `class_<i>` (per head). ValueError
+  naming `where` when `stored` does not count `model.num_classes`."""
+  num_classes = int(model_config.get("num_classes", 400))
   if labels_file is not None:
-    labels = checkpoints.read_labels(labels_file, num_classes)
-  elif config.get("labels"):
-    labels = [str(name) for name in config["labels"]]
+    return checkpoints.read_labels(labels_file, num_classes)
+  if stored:
+    labels = [str(name) for name in stored]
     if len(labels) != num_classes:
       raise ValueError(f"{where}: {len(labels)} labels for {num_classes} classes")
-  elif model_config.get("class_splits"):
-    labels = [f"class_{i}" for c in model_config["class_splits"] for i in range(int(c))]
-  else:
-    labels = [f"class_{i}" for i in range(num_classes)]
-  return Classifier(model, params, spec, labels)
+    return labels
+  if model_config.get("class_splits"):
+    return [f"class_{i}" for c in model_config["class_splits"] for i in range(int(c))]
+  return [f"class_{i}" for i in range(num_classes)]

@@ -38,6 +38,9 @@ class ServedModel:
     input_spec: `checkpoints.input_spec.InputSpec.to_json()`: how frames become `video`.
     labels: class names (None without any).
     model_config: the checkpoint's model config.
+    model: the Flax module (`models.quantized.QuantizedModel` for an int8
+      checkpoint), for exporters that need more than `function`.
+    quantization: the checkpoint's `"quantization"` block (None: float).
   """
 
   function: Callable[[Any, Any], Any]
@@ -48,6 +51,8 @@ class ServedModel:
   input_spec: Dict[str, Any]
   labels: Optional[list]
   model_config: Dict[str, Any]
+  model: Any = None
+  quantization: Optional[Dict[str, Any]] = None
 
 
 def plain_tree(params) -> Dict[str, Any]:
@@ -84,4 +89,5 @@ def load_served_model(checkpoint_dir: str, num_frames: Optional[int] = None,
 
   return ServedModel(function, plain_tree(params), video_shape,
                      "logits" if num_classes else "features", int(out.shape[-1]),
-                     spec.to_json(), config.get("labels"), model_config)
+                     spec.to_json(), config.get("labels"), model_config, model,
+                     config.get("quantization"))
