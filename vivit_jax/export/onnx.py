@@ -44,6 +44,7 @@ import contextlib
 from importlib import metadata
 import json
 import logging
+import warnings
 import os
 import tempfile
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
@@ -80,12 +81,15 @@ __all__ = ["export_function", "export_model", "export_onnx", "quantize_dynamic",
 
 @contextlib.contextmanager
 def _quiet():
+  """The exporter's logs below ERROR, and its own deprecation warnings, unseen."""
   loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
   levels = [logger.level for logger in loggers]
   for logger in loggers:
     logger.setLevel(logging.ERROR)
   try:
-    yield
+    with warnings.catch_warnings():
+      warnings.filterwarnings("ignore", category=DeprecationWarning, module="jax2onnx")
+      yield
   finally:
     for logger, level in zip(loggers, levels):
       logger.setLevel(level)
