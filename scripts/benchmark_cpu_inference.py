@@ -20,6 +20,12 @@ converter (`vivit_jax.convert`), so every contender holds the same weights:
   jax_tome            ours, chunked, token merging (`--token-merging`, ToMe)
   jax_int8_tome       jax_int8_dynamic with token merging
   jax_bfloat16_tome   jax_bfloat16 with token merging
+  onnx_float32        ours exported by `vivit_jax.export.onnx` (jax2onnx; `xla` attention),
+                      run by ONNX Runtime as above
+  onnx_tome           the token-merged model, exported the same way
+  onnx_int8_qwix      ours int8_dynamic exported as it computes (MatMulInteger)
+  onnx_int8           onnx_float32 after ONNX Runtime's quantize_dynamic
+  onnx_int8_tome      onnx_tome after ONNX Runtime's quantize_dynamic
 Runs are interleaved (one call of each contender per round, `--repeats`
 rounds after `--warmup`), so load on the machine hits all alike. Prints a
 table per preset (median / p90 latency in ms, clips/s, speed relative to
@@ -28,7 +34,8 @@ torch_eager and to ort_float32, tokens left after the last block, max
 records the load average before and after and the CPU the other processes
 used; a run on a loaded machine says so in its table and JSON and meets no
 target. Needs torch, transformers, onnx, onnxscript and onnxruntime
-(`pip install -e .[parity]`).
+(`pip install -e .[parity]`) and, for the onnx_* contenders, jax2onnx
+(`make install`).
 """
 
 import argparse
@@ -67,7 +74,8 @@ PRESETS = {
 }
 CONTENDERS = ("torch_eager", "torch_int8", "ort_float32", "ort_int8", "jax_float32",
               "jax_float32_chunked", "jax_int8_weight", "jax_int8_dynamic", "jax_bfloat16",
-              "jax_tome", "jax_int8_tome", "jax_bfloat16_tome")
+              "jax_tome", "jax_int8_tome", "jax_bfloat16_tome", "onnx_float32", "onnx_tome",
+              "onnx_int8_qwix", "onnx_int8", "onnx_int8_tome")
 BASELINE, ORT_BASELINE = "torch_eager", "ort_float32"
 DEFAULT_TOKEN_MERGING = "96"
 PAUSE_S = 0.05  # between calls, untimed: the last runtime's spinning threads settle
@@ -132,8 +140,24 @@ def hf_onnx_files(hf, pixel_values, folder: str) -> Dict[str, str]:
   with quiet():
     torch.onnx.export(hf, (pixel_values,), fp32, dynamo=True, verbose=False,
                       input_names=["pixel_values"], output_names=["logits"])
-    quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8)
+    quantize_dynamic(fp32, int8, per_channel=True, weight_type=QuantType.QInt8)
   return {"ort_float32": fp32, "ort_int8": int8}
+
+
+def our_onnx_file(name: str, float_model, merged_model, params, shape, folder: str) -> str:
+  """Our model as ONNX (`vivit_jax.export.onnx`, batch 1) for contender `name`."""
+  from vivit_jax.export import onnx as onnx_export  # pylint: disable=g-import-not-at-top
+  path = os.path.join(folder, f"{name}.onnx")
+  model = merged_model if name.endswith("tome") else float_model
+  if name == "onnx_int8_qwix":
+    qmodel, qparams = quantized.quantize_model_params(model, params, shape, "int8_dynamic")
+    onnx_export.export_model(qmodel, qparams, shape, path, batch=1)
+  elif name.startswith("onnx_int8"):
+    proto, _ = onnx_export.export_model(model, params, shape, batch=1)
+    onnx_export.quantize_dynamic(proto, path)
+  else:
+    onnx_export.export_model(model, params, shape, path, batch=1)
+  return path
 
 
 def contenders(preset: str, wanted: Sequence[str], merging: Sequence[int], folder: str,
@@ -175,6 +199,13 @@ def contenders(preset: str, wanted: Sequence[str], merging: Sequence[int], folde
       sizes[f"{name}_onnx_file"] = sum(  # the graph and its external weights (.data)
           os.path.getsize(os.path.join(hf_dir, f)) for f in os.listdir(hf_dir)
           if f.startswith(os.path.basename(onnx_files[name])))
+    elif name.startswith("onnx_"):
+      xla_merged = build_model(dict(conversion.config, attention_impl="xla",
+                                    token_merging=tuple(merging)))
+      path = our_onnx_file(name, conversion.model.clone(attention_impl="xla"), xla_merged,
+                           conversion.params, shape, folder)
+      runs[name] = ort_runner(ort_session(path, threads), video)
+      sizes[f"{name}_onnx_file"] = os.path.getsize(path)
     elif name == "jax_float32":
       runs[name] = jax_runner(conversion.model, conversion.params, video)
     elif name == "jax_float32_chunked":

@@ -100,14 +100,19 @@ def test_cpu_inference_race_tiny_preset_times_every_contender(tmp_path):
     assert len(row["times_ms"]) == 2 and row["median_ms"] > 0, name
     assert row["clips_per_s"] == pytest.approx(1e3 / row["median_ms"]), name
   # Same weights on every side: float32 agrees with PyTorch, int8 nearly.
-  for name in ("jax_float32", "jax_float32_chunked", "ort_float32"):
+  for name in ("jax_float32", "jax_float32_chunked", "ort_float32", "onnx_float32"):
     assert rows[name]["max_abs_logit_diff_vs_torch_eager"] < 1e-4, name
   for name in ("jax_int8_dynamic", "ort_int8", "jax_tome", "jax_int8_tome", "jax_bfloat16",
-               "jax_bfloat16_tome"):
+               "jax_bfloat16_tome", "onnx_tome", "onnx_int8_qwix", "onnx_int8",
+               "onnx_int8_tome"):
     assert 0 < rows[name]["max_abs_logit_diff_vs_torch_eager"] < 0.1, name
   # 4 x 4 x 4 = 64 tubelets, 8 merged in each of the 2 blocks.
   assert preset["token_counts_merged"] == [56, 48]
   assert preset["tokens_after_last_block"]["jax_tome"] == 48
+  assert preset["tokens_after_last_block"]["onnx_int8_tome"] == 48
+  # Merged in ONNX Runtime as in XLA.
+  assert rows["onnx_tome"]["max_abs_logit_diff_vs_torch_eager"] == pytest.approx(
+      rows["jax_tome"]["max_abs_logit_diff_vs_torch_eager"], abs=1e-4)
   assert preset["tokens_after_last_block"]["jax_float32"] == 64
   sizes = preset["param_bytes"]
   assert sizes["int8_weight"] < sizes["float32"]
