@@ -23,14 +23,15 @@ from vivit_jax.train.experiment import finalize
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # configs/ siblings
 import demo_common  # noqa: E402  pylint: disable=wrong-import-position
 
-# tokens per clip -> (frames read, their stride)
-VARIANTS = {"256": (8, 2), "512": (16, 1)}
+VARIANTS = ("256", "512")  # tokens per clip; no variant: 256
+FRAMES_AND_STRIDE = {"256": (8, 2), "512": (16, 1)}
 
 
-def get_config(arg="256"):
+def get_config(arg=None):
+  arg = arg or VARIANTS[0]
   if arg not in VARIANTS:
-    raise ValueError(f"configs/demo_tokens.py has variants {sorted(VARIANTS)}, got {arg!r}")
+    raise ValueError(f"configs/demo_tokens.py has variants {list(VARIANTS)}, got {arg!r}")
   config = demo_common.supervised_demo_config()
-  config.data.num_frames, config.data.stride = VARIANTS[arg]
+  config.data.num_frames, config.data.stride = FRAMES_AND_STRIDE[arg]
   config.data.image_size = config.data.resize_short_side = demo_common.SOURCE_SIZE
   return finalize(config)
