@@ -1,7 +1,8 @@
 r"""Accuracy cost of compression: every `vivit-compress` variant against float32.
 
     python scripts/compression_accuracy.py [--demo_checkpoint=demo_workdir/finetune/model] \
-        [--models=demo,tokens] [--merge_fractions=0.25,0.5,0.65] [--tokens_steps=600] \
+        [--tokens_checkpoint=DIR] [--models=demo,tokens] \
+        [--merge_fractions=0.25,0.5,0.65,0.8,0.9] [--tokens_steps=600] \
         [--workdir=demo_workdir/compression_accuracy] [--output=WORKDIR/compression_accuracy.json]
 
 For each classifier, each variant is written by `vivit-compress`
@@ -11,7 +12,9 @@ evaluated on the held-out clips by the evaluator `vivit-evaluate` runs
 (`evaluation.Evaluator`: restore the checkpoint, one pass, per-video
 softmax scores). Reported per variant: tokens leaving the last block, top-1,
 its difference to the float32 model in points, agreement (% of clips whose
-argmax equals the float32 model's) and parameter bytes; a row meets the
+argmax equals the float32 model's), parameter bytes and, in the JSON, how
+far the scores moved (`mean_max_prob_diff`: the largest absolute change of
+a class probability against float32, averaged over the clips); a row meets the
 target when it loses at most 1 point of top-1 and agrees on at least 97% of
 the clips. No timing here (`scripts/benchmark_cpu_inference.py` races them).
 
@@ -23,7 +26,8 @@ written if absent; `--data_dir` reads another dataset of the same layout):
           pretraining (`configs/demo_pretrain.py:forecast`, 1200 steps),
           then `configs/demo_finetune.py` (300 steps).
   tokens  `configs/demo_tokens.py:256`: the same clips at 64 x 64, 256
-          tokens + CLS, trained here from scratch for `--tokens_steps`.
+          tokens + CLS: `--tokens_checkpoint`, else trained here from
+          scratch for `--tokens_steps`.
 Token merging strengths are given as the fraction of the patch tokens gone
 by the last block (`--merge_fractions`): r = round(fraction * tokens /
 blocks) merged in every block (ToMe's constant r; the per-block cap of half
@@ -162,14 +166,13 @@ def variants(model_config: Dict[str, Any], video_shape, fractions: Sequence[floa
 
 
 def predict(config, checkpoint: str) -> Tuple[np.ndarray, np.ndarray]:
-  """`(predictions (V,), labels (V,))` of `checkpoint` on `config`'s eval split:
-  the argmax of each video's view-averaged softmax, as `vivit-evaluate`
-  ranks them (a fresh `Evaluator`: it honours the checkpoint's int8 and
-  token merging)."""
+  """`(scores (V, C), labels (V,))` of `checkpoint` on `config`'s eval split:
+  each video's view-averaged softmax, which `vivit-evaluate` ranks (a fresh
+  `Evaluator`: it honours the checkpoint's int8 and token merging)."""
   evaluator = Evaluator(config)
   restored = evaluator.restore(checkpoint)
   result = evaluator.run(restored.state).classifier
-  return np.argmax(result.scores, -1), np.asarray(result.labels)
+  return np.asarray(result.scores), np.asarray(result.labels)
 
 
 def measure(name: str, config, model_dir: str, fractions: Sequence[float],
@@ -189,18 +192,22 @@ def measure(name: str, config, model_dir: str, fractions: Sequence[float],
           model_dir, checkpoint, variant["method"], check_clips=0, force=True,
           progress=False, token_merging=variant["token_merging"])
       size = report["param_bytes_after"]
-    predictions, video_labels = predict(config, checkpoint)
+    scores, video_labels = predict(config, checkpoint)
+    predictions = np.argmax(scores, -1)
     if reference is None:
-      reference, labels = predictions, video_labels
+      reference, reference_scores, labels = predictions, scores, video_labels
     elif not np.array_equal(video_labels, labels):
       raise RuntimeError(f"{checkpoint}: the eval videos came in another order than float32's")
     _, tokens_in, counts = token_counts(model_config, video_shape,
                                        variant["token_merging"] or ())
     top1 = 100.0 * float(np.mean(predictions == labels))
     agreement = 100.0 * float(np.mean(predictions == reference))
+    moved = float(np.mean(np.max(np.abs(scores - reference_scores), -1)))
     row = dict(variant, checkpoint=checkpoint, tokens_per_block=list(counts),
                tokens_last_block=int(counts[-1]), tokens_in=int(tokens_in), top1=top1,
-               param_bytes=int(size), agreement_pct=agreement, predictions=[int(p) for p in predictions])
+               param_bytes=int(size), agreement_pct=agreement,
+               mean_max_prob_diff=moved,
+               predictions=[int(p) for p in predictions])
     row["delta_top1_points"] = top1 - rows[0]["top1"] if rows else 0.0
     row["meets_target"] = bool(row["delta_top1_points"] >= -TARGET_TOP1_DROP_POINTS
                                and agreement >= TARGET_AGREEMENT_PCT)
@@ -217,10 +224,12 @@ def table(name: str, result: Dict[str, Any]) -> str:
   lines = [f"{name}: {result['checkpoint']} ({result['num_videos']} eval clips, "
            f"{result['variants'][0]['tokens_in']} tokens in, CLS included)",
            "| variant | tokens at the last block | top-1 | Δ top-1 (points) | agreement | "
-           "parameter bytes | target (≤ 1 pt, ≥ 97%) |", "|---|---|---|---|---|---|---|"]
+           "mean max \\|Δp\\| | parameter bytes | target (≤ 1 pt, ≥ 97%) |",
+           "|---|---|---|---|---|---|---|---|"]
   for row in result["variants"]:
     lines.append(f"| {row['name']} | {row['tokens_last_block']} | {row['top1']:.1f}% | "
                  f"{row['delta_top1_points']:+.1f} | {row['agreement_pct']:.1f}% | "
+                 f"{row['mean_max_prob_diff']:.4f} | "
                  f"{row['param_bytes']:,} | {'yes' if row['meets_target'] else 'no'} |")
   lines.append(f"literature: {LITERATURE}")
   return "\n".join(lines)
@@ -232,13 +241,15 @@ def main(argv=None) -> int:
                       help="classifiers to measure: demo, tokens or both (comma-separated)")
   parser.add_argument("--demo_checkpoint", help="the demo classifier's model checkpoint "
                       "(default: train it as make demo does)")
+  parser.add_argument("--tokens_checkpoint", help="the 256-token classifier's model "
+                      "checkpoint (default: train it)")
   parser.add_argument("--tokens_steps", type=int, default=600,
                       help="train steps of the 256-token classifier")
   parser.add_argument("--pretrain_steps", type=int, default=demo.PRETRAIN_STEPS,
                       help="the demo classifier's pretraining steps (make demo's)")
   parser.add_argument("--finetune_steps", type=int, default=0,
                       help="the demo classifier's fine-tuning steps (0: demo_finetune.py's)")
-  parser.add_argument("--merge_fractions", default="0.25,0.5,0.65",
+  parser.add_argument("--merge_fractions", default="0.25,0.5,0.65,0.8,0.9",
                       help="token merging strengths: fraction of the tokens gone by the end")
   parser.add_argument("--data_dir", help="a generated dataset (train-*-of-*.tfrecord, "
                       "eval-*-of-*.tfrecord); default: make demo's, written if absent")
@@ -276,7 +287,8 @@ def main(argv=None) -> int:
       model_dir = args.demo_checkpoint or train_demo_classifier(
           args.workdir, overrides, args.pretrain_steps, args.finetune_steps)
     else:
-      model_dir = train_tokens_classifier(args.workdir, overrides, args.tokens_steps)
+      model_dir = args.tokens_checkpoint or train_tokens_classifier(
+          args.workdir, overrides, args.tokens_steps)
     config = demo.load_config(MODELS[name], **overrides, **{"eval.num_batches": 0})
     results[name] = measure(name, config, model_dir, fractions, variants_dir)
     results[name]["config"] = f"configs/{MODELS[name]}"

@@ -74,6 +74,8 @@ def test_every_variant_is_scored_against_float32_from_its_predictions(tiny_datas
     assert row["tokens_in"] == 9
   assert rows["float32"]["agreement_pct"] == 100.0 and rows["float32"]["meets_target"]
   assert rows["tome r=0"]["predictions"] == rows["float32"]["predictions"]
+  assert rows["float32"]["mean_max_prob_diff"] == rows["tome r=0"]["mean_max_prob_diff"] == 0.0
+  assert rows["tome r=2 + int8_dynamic"]["mean_max_prob_diff"] > 0.0  # it computed otherwise
   assert rows["float32"]["tokens_per_block"] == rows["tome r=0"]["tokens_per_block"] == [9, 9]
   assert rows["tome r=2"]["tokens_per_block"] == [7, 5]
   assert rows["tome r=2 + int8_dynamic"]["tokens_last_block"] == 5
