@@ -64,8 +64,11 @@ def _tensorboard_bytes(workdir: str) -> bytes:
 
 
 @pytest.mark.slow
-def test_pretrain_then_finetune_writes_what_a_user_sees(dataset, tmp_path, capsys):
-  pre_dir = str(tmp_path / "pretrain")
+def test_pretrain_then_finetune_writes_what_a_user_sees(dataset, tmp_path, capsys,
+                                                       monkeypatch):
+  """...with relative workdirs, as the docs' commands give them."""
+  monkeypatch.chdir(tmp_path)
+  pre_dir = "pretrain"
   config = fx.load_config("demo_pretrain.py", fx.tiny_overrides(
       dataset, pretrain=True, **{"train.num_steps": 3, "eval.every_steps": 0}))
   result = loop.run(config, pre_dir)
@@ -78,7 +81,7 @@ def test_pretrain_then_finetune_writes_what_a_user_sees(dataset, tmp_path, capsy
   with open(os.path.join(pre_dir, "config.json")) as f:
     assert json.load(f)["train"]["num_steps"] == 3
 
-  ft_dir = str(tmp_path / "finetune")
+  ft_dir = "finetune"
   config = fx.load_config("demo_finetune.py", fx.tiny_overrides(dataset, **{
       "train.num_steps": 2, "eval.every_steps": 0, "init_from.kind": "pretrain",
       "init_from.path": pre_dir}))

@@ -18,6 +18,12 @@ CHECKPOINTS_DIR = "checkpoints"  # WORKDIR/checkpoints of a training run
 MODEL_DIR = "model"  # WORKDIR/model: the model checkpoint a training run writes
 
 
+def absolute(path: str) -> str:
+  """A local `path` made absolute (Orbax refuses relative ones); a URL such as
+  gs://bucket/run as given."""
+  return path if "://" in str(path) else os.path.abspath(path)
+
+
 def resolve_checkpoint(path: str, allow_empty_workdir: bool = False) -> Tuple[str, str]:
   """`("model", dir)` for a model checkpoint, `("workdir", workdir)` for training ones.
 

@@ -305,8 +305,10 @@ def run(config, workdir: str) -> Dict[str, float]:
 
   Training holds `WORKDIR/run.lock` (`checkpoints/workdir_lock.py`) for the
   whole run: a second run on the same workdir is refused with
-  `WorkdirLockedError` naming the holder's host and pid.
+  `WorkdirLockedError` naming the holder's host and pid. A relative local
+  workdir is taken from the current directory.
   """
+  workdir = workdir_names.absolute(workdir)
   startup.check(config, workdir)
   evaluating = objectives.run_mode(config) == "eval"
   os.makedirs(workdir, exist_ok=True)
