@@ -88,6 +88,7 @@ def initial_params(init_config, fresh_params: Any, spatial_grid: Sequence[int]) 
     ParamMismatchError: listing every differing parameter name and shape.
   """
   kind, path = init_config.kind, init_config.path
+  path = workdir.absolute(path) if path else path
   if kind == "pretrain":
     params = transfer.encoder_to_classifier(fresh_params, read_pretrained_params(path))
   elif kind == "model":
