@@ -31,6 +31,10 @@ def parse_args(argv):
                       help="comma-separated jax.export platforms (cpu, cuda, rocm, tpu)")
   parser.add_argument("--num-frames", type=int, help="override the checkpoint's input spec")
   parser.add_argument("--image-size", type=int, help="override the checkpoint's input spec")
+  parser.add_argument("--onnx-int8", default="onnxruntime", choices=("onnxruntime", "qwix"),
+                      help="--format onnx of an int8_dynamic checkpoint: ONNX Runtime's own "
+                           "int8 of the float graph (default; fused, ~3x faster on the CPU) or "
+                           "our arithmetic op by op (qwix)")
   return parser.parse_args(argv)
 
 
@@ -41,7 +45,7 @@ def main(argv=None) -> int:
   try:
     written = export.export_checkpoint(args.checkpoint, args.output, args.batch_size,
                                        args.format, platforms, args.num_frames,
-                                       args.image_size)
+                                       args.image_size, args.onnx_int8)
   except ImportError as e:  # TensorFlow missing for a SavedModel.
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -193,22 +193,23 @@ def export_model(model, params, video_shape: Sequence[int], path: Optional[str] 
   return proto, GRAPH_INT8_DYNAMIC if dynamic else GRAPH_INT8_WEIGHT
 
 
-def export_onnx(served: ServedModel, out_dir: str,
-                batch_size: Optional[int] = None) -> Dict[str, Any]:
-  """Exports `served` into `out_dir` (module docstring); returns the signature."""
+def export_onnx(served: ServedModel, out_dir: str, batch_size: Optional[int] = None,
+                int8_dynamic: str = "qwix") -> Dict[str, Any]:
+  """Exports `served` into `out_dir` (module docstring); returns the signature.
+  `int8_dynamic`: as `export_model`'s, for an int8_dynamic checkpoint."""
   os.makedirs(out_dir, exist_ok=True)
   model_path = os.path.join(out_dir, MODEL_FILE)
   reason = None
   if batch_size is None:
     try:
       _, graph = export_model(served.model, served.params, served.video_shape, model_path,
-                              None, served.output_name)
+                              None, served.output_name, int8_dynamic)
     except Exception as e:  # pylint: disable=broad-except
       reason = f"symbolic batch failed ({type(e).__name__}: {str(e).splitlines()[0]})"
       batch_size = 1
   if batch_size is not None:
     _, graph = export_model(served.model, served.params, served.video_shape, model_path,
-                            int(batch_size), served.output_name)
+                            int(batch_size), served.output_name, int8_dynamic)
   batch = SYMBOLIC_BATCH if batch_size is None else int(batch_size)
   signature = {
       "format": FORMAT, "program": MODEL_FILE, "graph": graph, "opset": OPSET,

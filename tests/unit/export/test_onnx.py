@@ -175,6 +175,27 @@ def test_cli_writes_model_and_signature_and_a_static_batch_on_request(tmp_path, 
   assert signature["opset"] == onnx_export.OPSET and signature["jax2onnx_version"] == "0.17.1"
 
 
+def test_cli_exports_an_int8_dynamic_checkpoint_as_onnxruntimes_int8_unless_asked_for_qwix(
+    tmp_path):
+  """The default is the graph ONNX Runtime runs fastest (its fused dynamic int8);
+  --onnx-int8 qwix keeps our arithmetic op by op. Both classify alike."""
+  from vivit_jax.compress import __main__ as compress_cli  # pylint: disable=import-outside-toplevel
+  ckpt = fx.make_checkpoint(str(tmp_path / "ckpt"))
+  int8 = str(tmp_path / "int8")
+  compress_cli.compress_checkpoint(ckpt, int8, "int8_dynamic", check_clips=0, progress=False)
+  probs = {}
+  for choice, graph in (("onnxruntime", onnx_export.GRAPH_INT8_DYNAMIC_ORT),
+                        ("qwix", onnx_export.GRAPH_INT8_DYNAMIC)):
+    out = str(tmp_path / choice)
+    args = ["--checkpoint", int8, "--output", out, "--format", "onnx"]
+    assert export_cli.main(args + ([] if choice == "onnxruntime" else
+                                   ["--onnx-int8", choice])) == 0
+    assert onnx_backend.read_signature(out)["graph"] == graph
+    clips = np.random.default_rng(0).standard_normal((4, 8, 32, 32, 3)).astype(np.float32)
+    probs[choice] = onnx_backend.load_onnx_classifier(out).classify(clips)
+  np.testing.assert_array_equal(probs["onnxruntime"].argmax(-1), probs["qwix"].argmax(-1))
+
+
 def test_a_missing_jax2onnx_is_one_line_naming_the_install_commands(tmp_path):
   ckpt = fx.make_checkpoint(str(tmp_path / "ckpt"))
   env = dict(os.environ, SIMULATED_MISSING="jax2onnx",
