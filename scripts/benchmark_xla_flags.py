@@ -7,9 +7,13 @@ r"""CPU levers, one at a time: XLA flags, async dispatch, attention kernel.
 Each lever is our jitted VideoMAE classifier (the race's model,
 `benchmark_cpu_inference.PRESETS`, the same random weights, converted once
 and saved as a model checkpoint) in its own worker process, because XLA
-reads its flags once per process. `--python NAME=PATH` adds a lever that
-runs the default model under another interpreter (another jax: Python 3.12
-with jax 0.12, `make venv312`). Every worker
+reads its flags once per process. `--python NAME=PATH` adds levers that
+run the default model (and its int8_dynamic, and with `--token-merging` its
+int8 + merged version) under another interpreter (another jax: Python 3.12
+with jax 0.12, `make venv312`). `--token-merging SCHEDULE` adds the merged
+models (tome, int8_tome); `--onnxruntime` adds the race's ONNX Runtime
+baselines (the Hugging Face model exported with torch.onnx, fp32 and its
+dynamic int8) as workers of their own, so ratios to them come from one run. Every worker
 compiles first; then rounds call each worker once in turn (interleaved, a
 short pause between calls so one runtime's spinning threads do not eat into
 the next one's time). Prints median / p90 ms and the speed relative to the
@@ -25,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict
+from typing import Dict, List, Sequence
 
 import numpy as np
 
@@ -35,6 +39,7 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, SCRIPTS)
 
 import machine_load  # pylint: disable=g-import-not-at-top,wrong-import-position
+from vivit_jax.models import token_merging  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 YNN = "--xla_cpu_experimental_ynn_fusion_type"
 # name -> (model, XLA_FLAGS, extra environment). jax 0.10.2's XLA:CPU hands
@@ -61,9 +66,11 @@ LEVERS = {
 PAUSE_S = 0.05
 
 
-def save_model(preset: str, seed: int, folder: str) -> str:
+def save_model(preset: str, seed: int, folder: str, onnxruntime: bool = False) -> str:
   """The race's random VideoMAE classifier as our model checkpoint, and its
-  input clip as `video.npy` beside it; returns the checkpoint folder."""
+  input clip as `video.npy` beside it (with `onnxruntime`, the Hugging Face
+  model as `model.onnx` / `model_int8.onnx` and its input `pixel_values.npy`);
+  returns the checkpoint folder."""
   import benchmark_cpu_inference as race  # pylint: disable=g-import-not-at-top
   from vivit_jax.convert import conversion as conversion_lib  # pylint: disable=g-import-not-at-top
   from vivit_jax.convert import huggingface, parity  # pylint: disable=g-import-not-at-top
@@ -72,14 +79,33 @@ def save_model(preset: str, seed: int, folder: str) -> str:
   hf.save_pretrained(os.path.join(folder, "hf"))
   conversion = huggingface.convert_huggingface(os.path.join(folder, "hf"))
   path = conversion_lib.save_converted(conversion, os.path.join(folder, "model"))
-  np.save(os.path.join(folder, "video.npy"), parity.random_inputs(conversion, 1, seed)[0])
+  video = parity.random_inputs(conversion, 1, seed)[0]
+  np.save(os.path.join(folder, "video.npy"), video)
+  if onnxruntime:
+    import torch  # pylint: disable=g-import-not-at-top
+    pixel_values = np.ascontiguousarray(video.transpose(0, 1, 4, 2, 3))
+    np.save(os.path.join(folder, "pixel_values.npy"), pixel_values)
+    race.hf_onnx_files(hf, torch.from_numpy(pixel_values), folder)
   return path
 
 
-def worker(checkpoint: str, spec: str) -> int:
-  """Loads and compiles one model (`spec`, see LEVERS); then answers each
-  "run" line on stdin with the seconds one call took, and "quit" ends it."""
+def ort_worker(checkpoint: str, which: str):
+  """`run()` of the Hugging Face model in ONNX Runtime (`which`: float32 | int8)."""
+  import benchmark_cpu_inference as race  # pylint: disable=g-import-not-at-top
+  folder = os.path.dirname(checkpoint)
+  name = "model.onnx" if which == "float32" else "model_int8.onnx"
+  session = race.ort_session(os.path.join(folder, name))
+  return race.ort_runner(session, np.load(os.path.join(folder, "pixel_values.npy")))
+
+
+def worker(checkpoint: str, spec: str, merging: Sequence[int] = ()) -> int:
+  """Loads and compiles one model (`spec`, see LEVERS; "ort:float32|int8" the
+  ONNX Runtime baselines); then answers each "run" line on stdin with the
+  seconds one call took, and "quit" ends it."""
   import jax  # pylint: disable=g-import-not-at-top
+  if spec.startswith("ort:"):
+    run = ort_worker(checkpoint, spec[4:])
+    return serve(run, "onnxruntime")
   from vivit_jax import checkpoints  # pylint: disable=g-import-not-at-top
   from vivit_jax.models import attention, quantized  # pylint: disable=g-import-not-at-top
   kernel, *changes = spec.split("+")
@@ -90,13 +116,19 @@ def worker(checkpoint: str, spec: str) -> int:
   model, params, _ = checkpoints.load_model(
       checkpoint, video.shape[1:], attention_impl=attention_impl,
       dtype="bfloat16" if "bfloat16" in changes else None)
+  if "tome" in changes:
+    model = model.clone(token_merging=tuple(merging))
   for method in set(changes) & {"int8_dynamic", "int8_weight"}:
     model, params = quantized.quantize_model_params(model, params, video.shape[1:], method)
   forward = jax.jit(lambda p, x: model.apply({"params": p}, x))
   params, x = jax.device_put(params), jax.device_put(video)
-  run = lambda: np.asarray(forward(params, x).block_until_ready())
+  return serve(lambda: np.asarray(forward(params, x).block_until_ready()), jax.__version__)
+
+
+def serve(run, version: str) -> int:
+  """The worker's loop: one call (compiles), "ready", then a time per "run"."""
   logits = run()
-  print(json.dumps({"ready": True, "jax": jax.__version__,
+  print(json.dumps({"ready": True, "jax": version,
                     "logits": [float(v) for v in logits[0, :4]]}), flush=True)
   for line in sys.stdin:
     if line.strip() != "run":
@@ -107,7 +139,8 @@ def worker(checkpoint: str, spec: str) -> int:
   return 0
 
 
-def start_workers(levers: Dict[str, tuple], checkpoint: str) -> Dict[str, subprocess.Popen]:
+def start_workers(levers: Dict[str, tuple], checkpoint: str, merging: str
+                  ) -> Dict[str, subprocess.Popen]:
   workers = {}
   for name, (impl, flags, env, python) in levers.items():
     environ = dict(os.environ, **env)
@@ -115,7 +148,8 @@ def start_workers(levers: Dict[str, tuple], checkpoint: str) -> Dict[str, subpro
     environ["PYTHONPATH"] = os.pathsep.join([REPO, environ.get("PYTHONPATH", "")]).strip(
         os.pathsep)
     workers[name] = subprocess.Popen(
-        [python, os.path.abspath(__file__), "--worker", impl, "--checkpoint", checkpoint],
+        [python, os.path.abspath(__file__), "--worker", impl, "--checkpoint", checkpoint,
+         "--token-merging", merging],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=environ)
   return workers
 
@@ -139,14 +173,19 @@ def main(argv=None) -> int:
   parser.add_argument("--warmup", type=int, default=1)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--python", action="append", default=[], metavar="NAME=PATH",
-                      help="two levers under interpreter PATH: NAME (the default model) "
-                           "and NAME_int8_dynamic")
+                      help="levers under interpreter PATH: NAME (the default model), "
+                           "NAME_int8_dynamic (and NAME_int8_tome with --token-merging)")
+  parser.add_argument("--token-merging", default="",
+                      help="ToMe r per block or R0,R1,...: adds the tome and int8_tome levers")
+  parser.add_argument("--onnxruntime", action="store_true",
+                      help="add ort_float32 and ort_int8 (Hugging Face model in ONNX Runtime)")
   parser.add_argument("--output", help="write the JSON result here")
   parser.add_argument("--worker", metavar="ATTENTION_IMPL", help=argparse.SUPPRESS)
   parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.worker:
-    return worker(args.checkpoint, args.worker)
+    return worker(args.checkpoint, args.worker, token_merging.parse(args.token_merging)
+                  if args.token_merging else ())
   names = [n.strip() for n in args.levers.split(",") if n.strip()]
   unknown = sorted(set(names) - set(LEVERS))
   if unknown or "default" not in names:
@@ -158,10 +197,19 @@ def main(argv=None) -> int:
       parser.error(f"--python {entry!r}: needs NAME=PATH of an existing interpreter")
     levers[name] = ("chunked", "", {}, path)
     levers[f"{name}_int8_dynamic"] = LEVERS["int8_dynamic"] + (path,)
+    if args.token_merging:
+      levers[f"{name}_int8_tome"] = ("chunked+int8_dynamic+tome", "", {}, path)
+  if args.token_merging:
+    levers["tome"] = ("chunked+tome", "", {}, sys.executable)
+    levers["int8_tome"] = ("chunked+int8_dynamic+tome", "", {}, sys.executable)
+  if args.onnxruntime:
+    for which in ("float32", "int8"):
+      levers[f"ort_{which}"] = (f"ort:{which}", "", {}, sys.executable)
   names = list(levers)
   load = machine_load.LoadWatch()  # the load average before anything starts
   folder = tempfile.mkdtemp(prefix="levers-")
-  workers = start_workers(levers, save_model(args.preset, args.seed, folder))
+  workers = start_workers(levers, save_model(args.preset, args.seed, folder, args.onnxruntime),
+                          args.token_merging)
   try:
     ready = {name: ask(w) for name, w in workers.items()}
     for _ in range(args.warmup):

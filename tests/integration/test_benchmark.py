@@ -129,16 +129,22 @@ def test_xla_flag_levers_run_in_their_own_processes_with_the_same_weights(tmp_pa
   output = tmp_path / "levers.json"
   module = _load("benchmark_xla_flags")
   assert module.main(["--preset", "tiny", "--repeats", "2", "--warmup", "0",
-                      "--levers", "default,ynn_off,xla_attention",
-                      "--output", str(output)]) == 0
+                      "--levers", "default,ynn_off,xla_attention", "--token-merging", "8",
+                      "--onnxruntime", "--output", str(output)]) == 0
   result = json.loads(output.read_text())
   rows = result["levers"]
-  assert list(rows) == ["default", "ynn_off", "xla_attention"]
+  assert list(rows) == ["default", "ynn_off", "xla_attention", "tome", "int8_tome",
+                        "ort_float32", "ort_int8"]
   assert rows["default"]["speed_vs_default"] == 1.0
   assert rows["ynn_off"]["xla_flags"] == module.LEVERS["ynn_off"][1]
+  assert rows["ort_float32"]["jax_version"] == "onnxruntime"
   for name, row in rows.items():
     assert len(row["times_ms"]) == 2 and min(row["times_ms"]) > 0, name
-    assert row["max_abs_logit_diff_vs_default"] < 1e-4, name
+  # Same weights: float32 everywhere agrees; merging and int8 move the logits.
+  for name in ("ynn_off", "xla_attention", "ort_float32"):
+    assert rows[name]["max_abs_logit_diff_vs_default"] < 1e-4, name
+  for name in ("tome", "int8_tome", "ort_int8"):
+    assert 0 < rows[name]["max_abs_logit_diff_vs_default"] < 0.1, name
   assert result["machine"]["label"] in ("idle", "loaded")
 
 
