@@ -2,7 +2,8 @@ r"""Accuracy cost of compression: every `vivit-compress` variant against float32
 
     python scripts/compression_accuracy.py [--demo_checkpoint=demo_workdir/finetune/model] \
         [--tokens_checkpoint=DIR] [--models=demo,tokens] \
-        [--merge_fractions=0.25,0.5,0.65,0.8,0.9] [--tokens_steps=600] \
+        [--merge_fractions=0.25,0.5,0.65,0.8,0.9] [--merge_per_block=0.1,0.2,0.25,0.3] \
+        [--tokens_steps=600] \
         [--workdir=demo_workdir/compression_accuracy] [--output=WORKDIR/compression_accuracy.json]
 
 For each classifier, each variant is written by `vivit-compress`
@@ -28,10 +29,18 @@ written if absent; `--data_dir` reads another dataset of the same layout):
   tokens  `configs/demo_tokens.py:256`: the same clips at 64 x 64, 256
           tokens + CLS: `--tokens_checkpoint`, else trained here from
           scratch for `--tokens_steps`.
-Token merging strengths are given as the fraction of the patch tokens gone
-by the last block (`--merge_fractions`): r = round(fraction * tokens /
-blocks) merged in every block (ToMe's constant r; the per-block cap of half
-the tokens may leave fewer gone).
+Token merging strengths are given two ways:
+  `--merge_fractions`   the fraction of the patch tokens gone by the last
+                        block: r = round(fraction * tokens / blocks) merged
+                        in every block (ToMe's constant r; the per-block cap
+                        of half the tokens may leave fewer gone); rows
+                        "tome r=R".
+  `--merge_per_block`   the fraction of the tokens entering each block that
+                        it merges (`vivit-compress --token-merging=P%`,
+                        `token_merging.proportional_schedule`: front-loaded,
+                        the schedule the CPU race found fast); rows
+                        "tome P%/block".
+Each nonzero strength is measured alone and with int8_dynamic.
 
 Prints one table per classifier and the literature figure beside it; writes
 JSON to `--output`: per classifier its labels and, per variant, the
@@ -45,6 +54,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import shutil
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -64,8 +74,8 @@ from vivit_jax.common.params import param_bytes  # noqa: E402
 from vivit_jax.compress import __main__ as compress_cli  # noqa: E402
 from vivit_jax.data.demo import synthetic  # noqa: E402
 from vivit_jax.models import build_model  # noqa: E402
-from vivit_jax.models import embedding as emb  # noqa: E402
 from vivit_jax.models import token_merging as tome  # noqa: E402
+from vivit_jax.models import vivit  # noqa: E402
 from vivit_jax.train import experiment, loop  # noqa: E402
 from vivit_jax.train.evaluation.evaluator import Evaluator  # noqa: E402
 
@@ -135,20 +145,19 @@ def token_counts(model_config: Dict[str, Any], video_shape, merging: Sequence[in
   of one merged sequence: the whole clip (`spatio_temporal`) or one frame
   (`factorised_encoder`'s spatial encoder); a CLS token counts as a token."""
   model = build_model(model_config)
-  nt, nh, nw = emb.token_grid(video_shape, model.patch_size, model.tubelet_size,
-                              model.frame_stride)
-  patches = nh * nw if model.variant == "factorised_encoder" else nt * nh * nw
-  protect = model.classifier in ("token", "first")
-  cls = int(model.classifier == "token")
+  tokens_in, protect = vivit.merged_sequence(model, video_shape)
+  patches = tokens_in - int(model.classifier == "token")
   plan = tome.schedule(merging, model.num_layers) or (0,) * model.num_layers
-  return patches, patches + cls, tome.token_counts(patches + cls, plan, protect)
+  return patches, tokens_in, tome.token_counts(tokens_in, plan, protect)
 
 
-def variants(model_config: Dict[str, Any], video_shape, fractions: Sequence[float]
-             ) -> List[Dict[str, Any]]:
+def variants(model_config: Dict[str, Any], video_shape, fractions: Sequence[float],
+             per_block: Sequence[float] = ()) -> List[Dict[str, Any]]:
   """`[{name, method, token_merging}]`: float32, the two int8 methods, token
-  merging at each fraction and the same with int8_dynamic (r = 0, merging
-  off, is kept alone: it must equal float32)."""
+  merging at each fraction of the tokens gone (`(r,)`) and at each fraction
+  per block (a float, which `vivit-compress` resolves into the per-block
+  schedule), each also with int8_dynamic (merging off, r = 0 or 0%, is kept
+  alone: it must equal float32)."""
   patches = token_counts(model_config, video_shape, ())[0]
   layers = int(model_config["num_layers"])
   out = [{"name": "float32", "method": None, "token_merging": None},
@@ -162,7 +171,18 @@ def variants(model_config: Dict[str, Any], video_shape, fractions: Sequence[floa
   out += [{"name": f"tome r={r}", "method": None, "token_merging": (r,)} for r in merges]
   out += [{"name": f"tome r={r} + int8_dynamic", "method": "int8_dynamic",
            "token_merging": (r,)} for r in merges if r]
+  per_block = list(dict.fromkeys(float(f) for f in per_block))
+  out += [{"name": f"tome {tome.flag_value(f)}/block", "method": None, "token_merging": f}
+          for f in per_block]
+  out += [{"name": f"tome {tome.flag_value(f)}/block + int8_dynamic", "method": "int8_dynamic",
+           "token_merging": f} for f in per_block if f]
   return out
+
+
+def variant_dir_name(model: str, variant: str) -> str:
+  """A directory name for a written variant: `demo`, `tome 25%/block` -> `demo_tome25pct_block`."""
+  name = variant.replace(" ", "").replace("%", "pct").replace("=", "").replace("+", "_")
+  return f"{model}_" + re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
 def predict(config, checkpoint: str) -> Tuple[np.ndarray, np.ndarray]:
@@ -176,22 +196,25 @@ def predict(config, checkpoint: str) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def measure(name: str, config, model_dir: str, fractions: Sequence[float],
-            out_dir: str) -> Dict[str, Any]:
+            out_dir: str, per_block: Sequence[float] = ()) -> Dict[str, Any]:
   """Every variant of `model_dir` evaluated on `config`'s eval split (module docstring)."""
   stored = checkpoints.load_model_config(model_dir)
   model_config = dict(stored["model"])
   video_shape = checkpoints.video_shape_of(stored)
   _, float_params = checkpoints.load_model_checkpoint(model_dir)
   rows, reference, labels = [], None, None
-  for variant in variants(model_config, video_shape, fractions):
+  for variant in variants(model_config, video_shape, fractions, per_block):
     checkpoint, size = model_dir, param_bytes(float_params)
-    if variant["method"] or variant["token_merging"]:
-      checkpoint = os.path.join(out_dir, f"{name}_" + variant["name"].replace(" ", "")
-                                .replace("=", "").replace("+", "_"))
+    variant = dict(variant, merge_per_block=None)
+    if isinstance(variant["token_merging"], float):
+      variant["merge_per_block"] = variant["token_merging"]
+    if variant["method"] or variant["token_merging"] is not None:
+      checkpoint = os.path.join(out_dir, variant_dir_name(name, variant["name"]))
       report = compress_cli.compress_checkpoint(
           model_dir, checkpoint, variant["method"], check_clips=0, force=True,
           progress=False, token_merging=variant["token_merging"])
       size = report["param_bytes_after"]
+      variant["token_merging"] = report["token_merging"]  # the stored per-block schedule
     scores, video_labels = predict(config, checkpoint)
     predictions = np.argmax(scores, -1)
     if reference is None:
@@ -250,7 +273,11 @@ def main(argv=None) -> int:
   parser.add_argument("--finetune_steps", type=int, default=0,
                       help="the demo classifier's fine-tuning steps (0: demo_finetune.py's)")
   parser.add_argument("--merge_fractions", default="0.25,0.5,0.65,0.8,0.9",
-                      help="token merging strengths: fraction of the tokens gone by the end")
+                      help="token merging strengths: fraction of the tokens gone by the end "
+                           "(empty: none)")
+  parser.add_argument("--merge_per_block", default="0.1,0.2,0.25,0.3",
+                      help="token merging strengths: fraction of the tokens entering each "
+                           "block that it merges (0 to 0.5; empty: none)")
   parser.add_argument("--data_dir", help="a generated dataset (train-*-of-*.tfrecord, "
                       "eval-*-of-*.tfrecord); default: make demo's, written if absent")
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -265,7 +292,13 @@ def main(argv=None) -> int:
     print(f"error: unknown classifier(s) {unknown} (--models): use demo, tokens or both",
           file=sys.stderr)
     return 2
-  fractions = [float(f) for f in args.merge_fractions.split(",")]
+  fractions = [float(f) for f in args.merge_fractions.split(",") if f.strip()]
+  per_block = [float(f) for f in args.merge_per_block.split(",") if f.strip()]
+  bad = [f for f in per_block if not 0.0 <= f <= tome.MAX_FRACTION]
+  if bad:
+    print(f"error: {bad} outside 0 to {tome.MAX_FRACTION} (--merge_per_block): a block merges "
+          "at most half of its tokens", file=sys.stderr)
+    return 2
   absl_logging.set_verbosity(absl_logging.WARNING)
   args.workdir = os.path.abspath(args.workdir)
   os.makedirs(args.workdir, exist_ok=True)
@@ -290,7 +323,7 @@ def main(argv=None) -> int:
       model_dir = args.tokens_checkpoint or train_tokens_classifier(
           args.workdir, overrides, args.tokens_steps)
     config = demo.load_config(MODELS[name], **overrides, **{"eval.num_batches": 0})
-    results[name] = measure(name, config, model_dir, fractions, variants_dir)
+    results[name] = measure(name, config, model_dir, fractions, variants_dir, per_block)
     results[name]["config"] = f"configs/{MODELS[name]}"
   for name, result in results.items():
     print("\n" + table(name, result), flush=True)
@@ -300,6 +333,7 @@ def main(argv=None) -> int:
              "target": {"max_top1_drop_points": TARGET_TOP1_DROP_POINTS,
                         "min_agreement_pct": TARGET_AGREEMENT_PCT},
              "literature": LITERATURE, "merge_fractions": fractions,
+             "merge_per_block": per_block,
              "tokens_steps": args.tokens_steps, "models": results}
   output = args.output or os.path.join(args.workdir, "compression_accuracy.json")
   os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)

@@ -50,6 +50,7 @@ def test_every_variant_is_scored_against_float32_from_its_predictions(tiny_datas
   data_dir = os.path.dirname(tiny_dataset["eval_files"])
   sets = [f"--set={k}={v}" for k, v in TINY.items()]
   assert load_script().main(["--models=tokens", "--tokens_steps=12", "--merge_fractions=0,0.5",
+                             "--merge_per_block=0.4",
                              f"--data_dir={data_dir}", f"--workdir={tmp_path / 'work'}",
                              f"--output={out}", *sets]) == 0
   payload = json.loads(out.read_text())
@@ -57,9 +58,11 @@ def test_every_variant_is_scored_against_float32_from_its_predictions(tiny_datas
   assert "Bolya" in payload["literature"]
   result = payload["models"]["tokens"]
   rows = {row["name"]: row for row in result["variants"]}
-  # 8 patch tokens + CLS, 2 blocks: fraction 0.5 -> r = 2 per block.
+  # 8 patch tokens + CLS, 2 blocks: fraction 0.5 -> r = 2 per block; 40% per
+  # block -> round(0.4 * 8) = 3, then round(0.4 * 5) = 2.
   assert list(rows) == ["float32", "int8_weight", "int8_dynamic", "tome r=0", "tome r=2",
-                        "tome r=2 + int8_dynamic"]
+                        "tome r=2 + int8_dynamic", "tome 40%/block",
+                        "tome 40%/block + int8_dynamic"]
   labels = np.array(result["labels"])
   assert result["num_videos"] == len(labels) == 16
   reference = np.array(rows["float32"]["predictions"])
@@ -79,6 +82,12 @@ def test_every_variant_is_scored_against_float32_from_its_predictions(tiny_datas
   assert rows["float32"]["tokens_per_block"] == rows["tome r=0"]["tokens_per_block"] == [9, 9]
   assert rows["tome r=2"]["tokens_per_block"] == [7, 5]
   assert rows["tome r=2 + int8_dynamic"]["tokens_last_block"] == 5
+  for name in ("tome 40%/block", "tome 40%/block + int8_dynamic"):
+    assert rows[name]["token_merging"] == [3, 2] and rows[name]["merge_per_block"] == 0.4
+    assert rows[name]["tokens_per_block"] == [6, 4]
+  assert (rows["tome 40%/block + int8_dynamic"]["param_bytes"]
+          == rows["int8_dynamic"]["param_bytes"])
+  assert payload["merge_per_block"] == [0.4]
   assert rows["int8_dynamic"]["param_bytes"] < rows["float32"]["param_bytes"]
   assert rows["tome r=2"]["param_bytes"] == rows["float32"]["param_bytes"]
 

@@ -3,7 +3,7 @@ on token merging.
 
     python -m vivit_jax.compress --checkpoint=DIR --output=DIR \
         [--method=int8_weight|int8_dynamic] [--calibration=absmax|absmax,0.9|rms,4] \
-        [--token-merging=R|R0,R1,...] [--check-clips=4]
+        [--token-merging=R|R0,R1,...|P%] [--check-clips=4]
 
 Reads a float ViViT model checkpoint (a trained run's `WORKDIR/model`, or
 a converted Hugging Face / Scenic checkpoint), writes the quantized model
@@ -14,9 +14,13 @@ absolute logit difference between the float and the quantized model on
 `--calibration` sets how each weight's int8 scale is chosen (qwix weight
 calibration; int8_dynamic scales the activations per token at run time).
 `--token-merging` writes `model.token_merging` (ToMe, training-free: R
-tokens merged in every block, or one R per block; `vivit_jax.models.
-token_merging`) into the output's config.json, with or without `--method`;
-predict, stream, evaluate and export build the model from that config.
+tokens merged in every block, one R per block, or `P%`: P% of the tokens
+entering each block, 0 <= P <= 50; `vivit_jax.models.token_merging`) into
+the output's config.json, with or without `--method`. `P%` is stored as the
+explicit per-block schedule of the checkpoint's own token count (its
+input's frames and size, its patch and tubelet size, a class token kept
+unmerged); predict, stream, evaluate and export build the model from that
+config.
 """
 
 import argparse
@@ -33,20 +37,25 @@ from tqdm import tqdm
 from vivit_jax import checkpoints
 from vivit_jax.common import errors
 from vivit_jax.common.params import param_bytes
-from vivit_jax.models import build_model, quantized
+from vivit_jax.models import build_model, quantized, vivit
 from vivit_jax.models import token_merging as tome
 
 
-def _merged_config(model_config: Dict[str, Any], token_merging: Sequence[int],
+def _merged_config(model_config: Dict[str, Any], token_merging: tome.Merging,
                    video_shape) -> Dict[str, Any]:
-  """`model_config` with `token_merging`; UserError when the model refuses it."""
-  merged = dict(model_config, token_merging=[int(r) for r in token_merging])
-  model = build_model(merged)
+  """`model_config` with `token_merging` (a `P%` fraction resolved into the
+  per-block schedule of `video_shape`'s tokens); UserError when the model
+  refuses it."""
+  model = build_model(model_config)
+  tokens, protect_first = vivit.merged_sequence(model, video_shape)
+  schedule = tome.resolve(token_merging, tokens, model.num_layers, protect_first)
+  merged = dict(model_config, token_merging=list(schedule))
   try:
-    jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, *video_shape)))
+    jax.eval_shape(build_model(merged).init, jax.random.PRNGKey(0),
+                   jnp.zeros((1, *video_shape)))
   except ValueError as e:
-    raise errors.UserError(str(e), f"--token-merging={','.join(map(str, token_merging))}",
-                           "give one R for every block, or one per block of a "
+    raise errors.UserError(str(e), f"--token-merging={tome.flag_value(token_merging)}",
+                           "give P%, one R for every block, or one per block of a "
                            "spatio_temporal or factorised_encoder model") from None
   return merged
 
@@ -54,9 +63,11 @@ def _merged_config(model_config: Dict[str, Any], token_merging: Sequence[int],
 def compress_checkpoint(checkpoint: str, output: str, method: Optional[str],
                         calibration: str = "absmax", check_clips: int = 4, force: bool = False,
                         progress: bool = True,
-                        token_merging: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+                        token_merging: Optional[tome.Merging] = None) -> Dict[str, Any]:
   """Quantizes `checkpoint` (`method`, None: keep float) and/or writes
-  `token_merging` into its config, into `output`; returns the report."""
+  `token_merging` (`token_merging.parse`'s counts, or a fraction per block
+  stored as its explicit schedule) into its config, into `output`; returns
+  the report."""
   if method is None and token_merging is None:
     raise errors.UserError("nothing to do", "vivit-compress",
                            "pass --method, --token-merging or both")
@@ -113,9 +124,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       help="int8 quantization (default: keep float parameters)")
   parser.add_argument("--calibration", default="absmax",
                       help="weight scale: absmax, absmax,<clip> or rms,<multiple>")
-  parser.add_argument("--token-merging", metavar="R|R0,R1,...",
-                      help="ToMe: tokens merged in every block, or one count per block "
-                           "(0: off); written to config.json as model.token_merging")
+  parser.add_argument("--token-merging", metavar="R|R0,R1,...|P%",
+                      help="ToMe: tokens merged in every block, one count per block "
+                           "(0: off), or P%% of the tokens entering each block (0-50); "
+                           "written to config.json as model.token_merging (P%%: as the "
+                           "per-block counts for this checkpoint's token count)")
   parser.add_argument("--check-clips", type=int, default=4,
                       help="random clips to compare float and compressed logits on (0: skip)")
   parser.add_argument("--force", action="store_true", help="overwrite --output")

@@ -19,13 +19,25 @@ scatter-add; no data-dependent shapes), to ONNX too (`vivit_jax.export.onnx`).
 The model option `token_merging` (`ViViT.token_merging`) is a tuple of
 ints: `()` (off, the default), `(r,)` (r tokens merged in every block of
 the merged encoder) or one r per block (a schedule). `parse` reads the
-`vivit-compress --token-merging` flag's `8` or `8,8,4,...` form.
+`vivit-compress --token-merging` flag's `8`, `8,8,4,...` or `25%` form;
+`P%` merges P% of the mergeable tokens entering each block
+(`proportional_schedule`: front-loaded, most tokens go in the first blocks
+where they cost most) and `resolve` turns it into the explicit per-block
+schedule of a given sequence, which is what a checkpoint stores.
 """
 
-from typing import NamedTuple, Sequence, Tuple
+from typing import NamedTuple, Sequence, Tuple, Union
 
 import jax
 import jax.numpy as jnp
+
+
+# ToMe's cap: a block merges at most half of its mergeable tokens, so a
+# per-block fraction above one half asks for more than any block can merge.
+MAX_FRACTION = 0.5
+# A parsed `--token-merging` flag: counts (`(r,)` or one per block), or the
+# fraction of each block's mergeable tokens (`P%` -> P / 100).
+Merging = Union[Tuple[int, ...], float]
 
 
 class MergePlan(NamedTuple):
@@ -82,10 +94,64 @@ def schedule(token_merging: Sequence[int], num_layers: int,
   return values * num_layers if len(values) == 1 else values
 
 
-def parse(text: str) -> Tuple[int, ...]:
-  """`"8"` -> `(8,)`; `"8,8,4"` -> `(8, 8, 4)` (the CLI form); ValueError otherwise."""
-  bad = ValueError(f"not a token count or a list of counts (--token-merging={text}): give R "
-                   "or R0,R1,... (non-negative integers, tokens merged per block)")
+def proportional_schedule(num_tokens: int, num_layers: int, fraction: float,
+                          protect_first: bool) -> Tuple[int, ...]:
+  """One r per block merging `fraction` of the mergeable tokens entering it.
+
+  A block entering with L tokens (a protected first token is not mergeable)
+  merges `round(fraction * (L - protect_first))` (Python's `round`: halves
+  go to the even neighbour), capped as `merged_r` caps, so the result is
+  exactly what the model merges and `token_counts(num_tokens, result,
+  protect_first)` gives the counts. E.g. 1568 tokens, 12 blocks, 0.25:
+  `(392, 294, 220, 166, 124, 93, 70, 52, 39, 30, 22, 16)`, 50 tokens left.
+  Raises ValueError unless `0 <= fraction <= MAX_FRACTION`.
+  """
+  if not 0.0 <= fraction <= MAX_FRACTION:
+    raise ValueError(f"fraction={fraction} per block is outside [0, {MAX_FRACTION}]: a block "
+                     "merges at most half of its tokens")
+  rs = []
+  for _ in range(num_layers):
+    mergeable = num_tokens - int(protect_first)
+    r = merged_r(num_tokens, round(fraction * mergeable), protect_first)
+    rs.append(r)
+    num_tokens -= r
+  return tuple(rs)
+
+
+def resolve(merging: Merging, num_tokens: int, num_layers: int,
+            protect_first: bool) -> Tuple[int, ...]:
+  """A parsed flag (`parse`) as the `token_merging` option to store: a
+  fraction becomes its `proportional_schedule` for a sequence of
+  `num_tokens` (one per block, zeros included); counts stay as given."""
+  if isinstance(merging, float):
+    return proportional_schedule(num_tokens, num_layers, merging, protect_first)
+  return tuple(int(r) for r in merging)
+
+
+def flag_value(merging: Merging) -> str:
+  """`parse`'s inverse, for messages: `0.25` -> `"25%"`, `(8, 4)` -> `"8,4"`."""
+  if isinstance(merging, float):
+    return f"{100 * merging:g}%"
+  return ",".join(str(int(r)) for r in merging)
+
+
+def parse(text: str) -> Merging:
+  """The CLI form: `"8"` -> `(8,)`; `"8,8,4"` -> `(8, 8, 4)`; `"25%"` -> `0.25`
+  (merge 25% of each block's mergeable tokens, 0 <= P <= 50). ValueError,
+  in the `what (where): fix` form, otherwise."""
+  where = f"--token-merging={text}"
+  forms = ("give P% with 0 <= P <= 50 (each block merges P% of its tokens), R or R0,R1,... "
+           "(non-negative integers, tokens merged per block)")
+  if text.strip().endswith("%"):
+    try:
+      percent = float(text.strip()[:-1])
+    except ValueError:
+      raise ValueError(f"not a percentage ({where}): {forms}") from None
+    if not 0.0 <= percent <= 100 * MAX_FRACTION:
+      raise ValueError(f"{text} is outside 0% to 50%: a block merges at most half of its "
+                       f"tokens ({where}): {forms}")
+    return percent / 100
+  bad = ValueError(f"not a token count, a list of counts or a percentage ({where}): {forms}")
   try:
     values = tuple(int(part) for part in text.split(","))
   except ValueError:

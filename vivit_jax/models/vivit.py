@@ -45,6 +45,8 @@ VARIANTS = ("spatio_temporal", "factorised_encoder", "factorised_self_attention"
 # token: a prepended CLS token; gap: mean of all tokens; first: the first patch
 # token, no CLS prepended (VideoMAE classifiers without mean pooling).
 CLASSIFIERS = ("token", "gap", "first")
+# Classifiers that read the first token: token merging never merges it.
+FIRST_TOKEN_CLASSIFIERS = ("token", "first")
 # Models 3 and 4: "separable" adds a spatial (nh*nw) and a temporal (nt) table;
 # "joint" one table over all nt*nh*nw tokens (the paper's and scenic's choice).
 FACTORISED_POSITIONS = ("separable", "joint")
@@ -120,7 +122,7 @@ class ViViT(nn.Module):
         activation=self.activation, layer_norm_eps=self.layer_norm_eps,
         final_norm=final_norm, attention_impl=self.attention_impl,
         remat_policy=self.remat_policy, token_merging=merging,
-        merge_protect_first=self.classifier in ("token", "first"),
+        merge_protect_first=self.classifier in FIRST_TOKEN_CLASSIFIERS,
         dtype=self.dtype, param_dtype=self.param_dtype, name=name)
 
   def _cls_token(self, name, x):
@@ -138,7 +140,7 @@ class ViViT(nn.Module):
   def _pool(self, x, has_cls, size=None):
     """`(N, L, D)` -> `(N, D)` by the CLS token or by the mean of all tokens
     (weighted by the merged tokens' sizes `(N, L, 1)` when given)."""
-    if self.classifier in ("token", "first"):
+    if self.classifier in FIRST_TOKEN_CLASSIFIERS:
       return x[:, 0]
     if size is not None:
       return tome.weighted_mean(x[:, 1:], size[:, 1:]) if has_cls else tome.weighted_mean(x, size)
@@ -221,10 +223,21 @@ class ViViT(nn.Module):
     return jnp.asarray(logits, jnp.float32)
 
 
+def merged_sequence(m: ViViT, video_shape) -> Tuple[int, bool]:
+  """`(tokens, protect_first)` of one sequence token merging sees in a clip
+  `(T, H, W, C)`: its length entering the first merged block (every tubelet
+  token for Model 1, one frame's tokens for Model 2's spatial encoder; a
+  class token counted) and whether its first token is never merged. What
+  `token_merging.resolve` needs to turn `P%` into a schedule."""
+  nt, nh, nw = emb.token_grid(video_shape, m.patch_size, m.tubelet_size, m.frame_stride)
+  patches = nh * nw if m.variant == "factorised_encoder" else nt * nh * nw
+  return patches + int(m.classifier == "token"), m.classifier in FIRST_TOKEN_CLASSIFIERS
+
+
 def _encoder_macs(m: ViViT, tokens: int, groups: int) -> int:
   """MACs of the (spatial) encoder over `groups` sequences of `tokens` tokens,
   with token merging's shorter sequences and its matching products."""
-  d, protect = m.hidden_size, m.classifier in ("token", "first")
+  d, protect = m.hidden_size, m.classifier in FIRST_TOKEN_CLASSIFIERS
   macs = 0
   for r in tome.schedule(m.token_merging, m.num_layers) or (0,) * m.num_layers:
     out = tome.merged_length(tokens, r, protect)

@@ -13,6 +13,7 @@ from vivit_jax import checkpoints
 from vivit_jax.compress import __main__ as compress_cli
 from vivit_jax.export import export_checkpoint, load_exported
 from vivit_jax.models import build_model
+from vivit_jax.models import token_merging as tome
 from vivit_jax.serving import inference, predict
 
 VIDEO_SHAPE = (fx.INPUT["num_frames"], *fx.INPUT["image_size"], 3)
@@ -36,12 +37,15 @@ def workdir(tmp_path_factory):
   root = tmp_path_factory.mktemp("merge")
   paths = {"float": _make_checkpoint(str(root / "float")),
            "video": fx.write_video(str(root / "clip.mp4"), num_frames=40),
-           "merged": str(root / "merged"), "int8": str(root / "int8_merged")}
+           "merged": str(root / "merged"), "int8": str(root / "int8_merged"),
+           "percent": str(root / "percent")}
   assert compress_cli.main([f"--checkpoint={paths['float']}", f"--output={paths['merged']}",
                             f"--token-merging={R}", "--check-clips=1"]) == 0
   assert compress_cli.main([f"--checkpoint={paths['float']}", f"--output={paths['int8']}",
                             f"--token-merging={R}", "--method=int8_weight",
                             "--check-clips=0"]) == 0
+  assert compress_cli.main([f"--checkpoint={paths['float']}", f"--output={paths['percent']}",
+                            "--token-merging=25%", "--check-clips=0"]) == 0
   return paths
 
 
@@ -104,10 +108,23 @@ def test_int8_and_merging_in_one_checkpoint(workdir):
   assert 0 < error < 0.1 * np.abs(want).max(), (error, want)
 
 
+def test_a_percentage_is_stored_as_the_checkpoints_per_block_schedule(workdir):
+  config = checkpoints.load_model_config(workdir["percent"])
+  # 64 tubelet tokens + a class token (never merged): 25% of 64, then of 48.
+  assert config["model"]["token_merging"] == [16, 12]
+  assert tome.token_counts(65, (16, 12), protect_first=True) == (49, 37)
+  classifier = inference.load_classifier(workdir["percent"])
+  _, state = classifier.model.apply({"params": classifier.params}, _clip(seed=4),
+                                    mutable=["intermediates"])
+  assert state["intermediates"]["tokens"][0].shape == (1, 37, 32)
+
+
 def test_bad_token_merging_flags_end_in_one_line(workdir, tmp_path, capsys):
   out = str(tmp_path / "bad")
   for flag, message in [("--token-merging=x", "R0,R1"),
-                        ("--token-merging=4,4,4", "one per block")]:
+                        ("--token-merging=4,4,4", "one per block"),
+                        ("--token-merging=60%", "0 <= P <= 50"),
+                        ("--token-merging=x%", "not a percentage")]:
     assert compress_cli.main([f"--checkpoint={workdir['float']}", f"--output={out}",
                               flag]) == 2
     err = capsys.readouterr().err.strip()
