@@ -12,7 +12,8 @@ whose int32 output is the exact integer product (the graph's next node
 already casts it to float32 and applies qwix's scales). Only the pattern of
 a projection is rewritten, the activation's trailing dims contracted with
 the weight's leading dims (`abc,cde->abde`, `abcd,cde->abe`, a plain 2-D
-Gemm); another raises NotImplementedError.
+Gemm); another is refused with a `UnsupportedInt8Graph` naming the node and
+the way out (`--onnx-int8 onnxruntime`, which needs no rewrite).
 
 It also makes float -> int8 casts saturate, as XLA's `convert_element_type`
 does: qwix divides by absmax / 127.5, so a token's largest activation
@@ -23,18 +24,29 @@ Each such Cast gets a `Clip(-128, 127)` in front.
 import math
 from typing import Dict, List, Sequence, Tuple
 
-from vivit_jax.common import onnx_deps
+from vivit_jax.common import errors, onnx_deps
+
+WHERE = "vivit-export --format onnx --onnx-int8 qwix"
+FIX = ("export with --onnx-int8 onnxruntime (ONNX Runtime's own dynamic int8 of the same "
+       "weights; export_model(..., int8_dynamic='onnxruntime') from Python)")
+
+
+class UnsupportedInt8Graph(errors.UserError):
+  """An int8 x int8 node of a shape the rewrite does not handle."""
+
+  def __init__(self, what: str):
+    super().__init__(what, WHERE, FIX)
 
 
 def _projection(equation: str) -> Tuple[int, int]:
   """`(batch_rank, contracted_rank)` of `lhs,rhs->out` when it contracts the
-  trailing dims of lhs with the leading dims of rhs; NotImplementedError otherwise."""
+  trailing dims of lhs with the leading dims of rhs; UnsupportedInt8Graph otherwise."""
   inputs, out = equation.replace(" ", "").split("->")
   lhs, rhs = inputs.split(",")
   k = sum(letter in lhs for letter in rhs)
   batch = len(lhs) - k
   if not (k and lhs[batch:] == rhs[:k] and out == lhs[:batch] + rhs[k:]):
-    raise NotImplementedError(f"int8 Einsum {equation!r} is not a projection")
+    raise UnsupportedInt8Graph(f"int8 Einsum {equation!r} is not a projection")
   return batch, k
 
 
@@ -54,7 +66,7 @@ def _casts_float_to(node, to: int, types: Dict[str, int], onnx) -> bool:
 def _static_shape(name: str, shapes: Dict[str, Sequence], what: str) -> List[int]:
   dims = shapes.get(name)
   if dims is None or any(not isinstance(d, int) or d <= 0 for d in dims):
-    raise NotImplementedError(f"{what}: the weight {name!r} has no static shape ({dims})")
+    raise UnsupportedInt8Graph(f"{what}: the weight {name!r} has no static shape ({dims})")
   return list(dims)
 
 
@@ -89,7 +101,7 @@ def int8_matmuls_as_integer(proto):
       continue
     if node.op_type == "Gemm":
       if not _gemm_is_plain(node, onnx):
-        raise NotImplementedError(f"int8 Gemm {node.name} with transposes, alpha or a bias")
+        raise UnsupportedInt8Graph(f"int8 Gemm {node.name} with transposes, alpha or a bias")
       batch, k = 1, 1
     else:
       equation = next(a.s.decode() for a in node.attribute if a.name == "equation")

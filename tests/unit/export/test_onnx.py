@@ -161,6 +161,22 @@ def test_the_int8_rewrite_gives_exact_integer_products_and_saturating_casts():
   np.testing.assert_array_equal(_run(proto, x), jax.jit(function)({}, x))
 
 
+def test_an_int8_matmul_the_rewrite_does_not_handle_is_one_error_naming_the_way_out():
+  """Not a projection (an attention-like contraction): refused as a user error
+  that names --onnx-int8 onnxruntime, not left as a traceback."""
+  i8 = onnx.TensorProto.INT8
+  node = onnx.helper.make_node("Einsum", ["q", "k"], ["logits"], equation="bqd,bkd->bqk")
+  graph = onnx.helper.make_graph(
+      [node], "attention_like",
+      [onnx.helper.make_tensor_value_info("q", i8, [1, 4, 8]),
+       onnx.helper.make_tensor_value_info("k", i8, [1, 4, 8])],
+      [onnx.helper.make_tensor_value_info("logits", i8, [1, 4, 4])])
+  with pytest.raises(onnx_int8.UnsupportedInt8Graph) as raised:
+    onnx_int8.int8_matmuls_as_integer(onnx.helper.make_model(graph))
+  line = raised.value.line
+  assert "bqd,bkd->bqk" in line and "--onnx-int8 onnxruntime" in line and "\n" not in line
+
+
 def test_cli_writes_model_and_signature_and_a_static_batch_on_request(tmp_path, capsys):
   ckpt = fx.make_checkpoint(str(tmp_path / "ckpt"))
   out = str(tmp_path / "onnx")
