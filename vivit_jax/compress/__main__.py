@@ -55,8 +55,9 @@ def _merged_config(model_config: Dict[str, Any], token_merging: tome.Merging,
                    jnp.zeros((1, *video_shape)))
   except ValueError as e:
     raise errors.UserError(str(e), f"--token-merging={tome.flag_value(token_merging)}",
-                           "give P%, one R for every block, or one per block of a "
-                           "spatio_temporal or factorised_encoder model") from None
+                           "token merging needs a spatio_temporal or factorised_encoder "
+                           "model (compress any other with --method alone), given as P%, "
+                           "one R for every block, or one per block") from None
   return merged
 
 
