@@ -50,7 +50,10 @@ def export_checkpoint(checkpoint_dir: str, out_dir: str, batch_size: Optional[in
   if fmt == "onnx":
     from vivit_jax.export import onnx  # pylint: disable=g-import-not-at-top
     onnx._jax2onnx()  # pylint: disable=protected-access  # fail before any work
-  served = load_served_model(checkpoint_dir, num_frames=num_frames, image_size=image_size)
+  # ONNX Runtime's CPU kernels have no bfloat16 matmuls: an ONNX export of a
+  # model trained in bfloat16 computes in float32 (its parameters are float32).
+  served = load_served_model(checkpoint_dir, num_frames=num_frames, image_size=image_size,
+                             dtype="float32" if fmt == "onnx" else None)
   written: Dict[str, Any] = {}
   if fmt in ("stablehlo", "both"):
     written["signature"] = export_stablehlo(served, out_dir, batch_size, platforms)

@@ -62,16 +62,18 @@ def plain_tree(params) -> Dict[str, Any]:
 
 
 def load_served_model(checkpoint_dir: str, num_frames: Optional[int] = None,
-                      image_size: Optional[int] = None) -> ServedModel:
+                      image_size: Optional[int] = None,
+                      dtype: Optional[str] = None) -> ServedModel:
   """Reads a model checkpoint (`checkpoints.load_model`) for export.
 
   `num_frames` / `image_size` override the input spec of its config.json
-  (needed where it records none). Raises ValueError for a checkpoint that is
+  (needed where it records none); `dtype` its compute dtype (e.g. float32
+  for a model trained in bfloat16, for runtimes without bfloat16 kernels). Raises ValueError for a checkpoint that is
   not a ViViT (a VideoMAE pretraining autoencoder has no inference output).
   """
   where = os.path.join(checkpoint_dir, checkpoints.CONFIG_FILE)
   config = checkpoints.load_model_config(checkpoint_dir)
-  model_config = dict(config["model"])
+  model_config = dict(config["model"], **({"dtype": dtype} if dtype else {}))
   if registry.objective_of(model_config) != "classification":
     raise ValueError(f"{where}: model.name={model_config.get('name')!r}; export needs a "
                      "classifier or feature extractor (e.g. 'vivit'), not a pretraining model")
@@ -79,7 +81,7 @@ def load_served_model(checkpoint_dir: str, num_frames: Optional[int] = None,
   channels = int((config.get("source") or {}).get("num_channels", 3))
   h, w = spec.image_size
   video_shape = (spec.num_frames, h, w, channels)
-  model, params, _ = checkpoints.load_model(checkpoint_dir, video_shape)
+  model, params, _ = checkpoints.load_model(checkpoint_dir, video_shape, dtype=dtype)
   dummy = jnp.zeros((1,) + video_shape, jnp.float32)
   num_classes = int(model_config.get("num_classes", 400))
   out = jax.eval_shape(lambda p: model.apply({"params": p}, dummy), params)

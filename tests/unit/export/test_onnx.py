@@ -9,6 +9,7 @@ order with other kernels; the differences seen are <= 4e-6 on logits of
 magnitude ~1-3 (so 2e-5 leaves 5x margin and would still catch a wrong
 operation, which moves logits by >= 1e-2)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -210,6 +211,27 @@ def test_cli_exports_an_int8_dynamic_checkpoint_as_onnxruntimes_int8_unless_aske
     clips = np.random.default_rng(0).standard_normal((4, 8, 32, 32, 3)).astype(np.float32)
     probs[choice] = onnx_backend.load_onnx_classifier(out).classify(clips)
   np.testing.assert_array_equal(probs["onnxruntime"].argmax(-1), probs["qwix"].argmax(-1))
+
+
+def test_a_checkpoint_trained_in_bfloat16_exports_to_onnx_computing_in_float32(tmp_path):
+  """The shipped accelerator configs train with model.dtype bfloat16; ONNX
+  Runtime's CPU kernels have no bfloat16 matmul, so the export computes in
+  float32 and classifies as the float32 JAX model does."""
+  from vivit_jax.serving import inference  # pylint: disable=import-outside-toplevel
+  ckpt = fx.make_checkpoint(str(tmp_path / "ckpt"))
+  config_path = os.path.join(ckpt, "config.json")
+  with open(config_path) as f:
+    config = json.load(f)
+  config["model"]["dtype"] = "bfloat16"
+  with open(config_path, "w") as f:
+    json.dump(config, f)
+  out = str(tmp_path / "onnx")
+  assert export_cli.main(["--checkpoint", ckpt, "--output", out, "--format", "onnx"]) == 0
+  assert onnx_backend.read_signature(out)["model"]["dtype"] == "float32"
+  clips = np.random.default_rng(0).standard_normal((2, 8, 32, 32, 3)).astype(np.float32)
+  expected = inference.load_classifier(ckpt, dtype="float32").classify(clips)
+  np.testing.assert_allclose(onnx_backend.load_onnx_classifier(out).classify(clips), expected,
+                             atol=1e-5)
 
 
 def test_a_missing_jax2onnx_is_one_line_naming_the_install_commands(tmp_path):
