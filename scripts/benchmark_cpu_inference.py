@@ -98,8 +98,8 @@ def jax_runner(model, params, video) -> Callable[[], np.ndarray]:
 
 @contextlib.contextmanager
 def quiet():
-  """Silences the exporters' and quantizers' advice (torchvision ops skipped,
-  "consider pre-processing", torch.ao's deprecation) while building contenders."""
+  """Silences torch.onnx's advice (torchvision ops skipped) and torch.ao's
+  deprecation while building contenders."""
   loggers = [logging.getLogger(), logging.getLogger("torch.onnx")]
   levels = [logger.level for logger in loggers]
   with warnings.catch_warnings():
@@ -113,19 +113,6 @@ def quiet():
         logger.setLevel(level)
 
 
-def ort_session(path: str, threads=None):
-  """ONNX Runtime on the CPU, all graph optimisations. Its worker threads do
-  not spin between calls: spinning threads would steal the cores from the
-  contender timed next in the interleaved race."""
-  import onnxruntime as ort  # pylint: disable=g-import-not-at-top
-  options = ort.SessionOptions()
-  options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-  options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-  if threads:
-    options.intra_op_num_threads = threads
-  return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-
-
 def ort_runner(session, inputs: np.ndarray) -> Callable[[], np.ndarray]:
   name = session.get_inputs()[0].name
   return lambda: session.run(None, {name: inputs})[0]
@@ -134,14 +121,22 @@ def ort_runner(session, inputs: np.ndarray) -> Callable[[], np.ndarray]:
 def hf_onnx_files(hf, pixel_values, folder: str) -> Dict[str, str]:
   """`{"ort_float32": path, "ort_int8": path}`: the Hugging Face model as ONNX
   (torch.onnx dynamo exporter) and its ONNX Runtime dynamic-int8 version."""
+  import onnx  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
-  from onnxruntime.quantization import QuantType, quantize_dynamic  # pylint: disable=g-import-not-at-top
+  from vivit_jax.export import onnx as onnx_export  # pylint: disable=g-import-not-at-top
   fp32, int8 = os.path.join(folder, "model.onnx"), os.path.join(folder, "model_int8.onnx")
   with quiet():
     torch.onnx.export(hf, (pixel_values,), fp32, dynamo=True, verbose=False,
                       input_names=["pixel_values"], output_names=["logits"])
-    quantize_dynamic(fp32, int8, per_channel=True, weight_type=QuantType.QInt8)
+  onnx_export.quantize_dynamic(onnx.load(fp32), int8)  # per-channel int8, as our exports
   return {"ort_float32": fp32, "ort_int8": int8}
+
+
+def ort_session(path: str, threads=None):
+  """ONNX Runtime as `--backend onnxruntime` runs it, its threads not spinning
+  between calls (they would steal the cores of the contender timed next)."""
+  from vivit_jax.serving import onnx_backend  # pylint: disable=g-import-not-at-top
+  return onnx_backend.session(path, threads, spin=False)
 
 
 def our_onnx_file(name: str, float_model, merged_model, params, shape, folder: str) -> str:
@@ -160,16 +155,25 @@ def our_onnx_file(name: str, float_model, merged_model, params, shape, folder: s
   return path
 
 
+def random_videomae(preset: str, folder: str, seed: int = 0):
+  """`(hf_model, conversion, video)`: the preset's Hugging Face
+  `VideoMAEForVideoClassification` with random weights, saved under
+  `folder/hf-<preset>` and converted by our converter, and one normal clip
+  `(1, T, H, W, 3)` float32 of its shape. Every benchmark's VideoMAE."""
+  hf = parity.random_hf_model("VideoMAEForVideoClassification", seed=seed, **PRESETS[preset])
+  hf_dir = os.path.join(folder, f"hf-{preset}")
+  hf.save_pretrained(hf_dir)
+  conversion = huggingface.convert_huggingface(hf_dir)
+  return hf, conversion, parity.random_inputs(conversion, batch=1, seed=seed)[0]
+
+
 def contenders(preset: str, wanted: Sequence[str], merging: Sequence[int], folder: str,
                seed: int = 0, threads=None) -> Dict[str, Any]:
   """`{"video", "runs": {name: run() -> (1, classes) logits}, "param_bytes",
   "tokens": {name: tokens after the last block}, "attention"}`."""
   import torch  # pylint: disable=g-import-not-at-top
-  hf = parity.random_hf_model("VideoMAEForVideoClassification", seed=seed, **PRESETS[preset])
+  hf, conversion, video = random_videomae(preset, folder, seed)
   hf_dir = os.path.join(folder, f"hf-{preset}")
-  hf.save_pretrained(hf_dir)
-  conversion = huggingface.convert_huggingface(hf_dir)
-  video = parity.random_inputs(conversion, batch=1, seed=seed)[0]
   pixel_values = torch.from_numpy(np.ascontiguousarray(video.transpose(0, 1, 4, 2, 3)))
   shape = video.shape[1:]
   patch = (conversion.source["tubelet_size"], *np.broadcast_to(

@@ -118,10 +118,6 @@ def save_demo_checkpoint(directory: str) -> str:
   return checkpoints.save_model_checkpoint(directory, classifier.params, config)
 
 
-VIDEOMAE_PRESETS = {"S": dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6,
-                              intermediate_size=1536),
-                    "B": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                              intermediate_size=3072)}
 VARIANT_METHODS = {"int8_weight": "int8_weight", "int8_dynamic": "int8_dynamic", "tome": None,
                    "int8_tome": "int8_dynamic"}  # variant -> vivit-compress --method
 
@@ -129,13 +125,9 @@ VARIANT_METHODS = {"int8_weight": "int8_weight", "int8_dynamic": "int8_dynamic",
 def save_videomae_checkpoint(directory: str, preset: str) -> str:
   """A VideoMAE classifier 16x224 with random weights (transformers, converted)
   as a model checkpoint: chunked attention, 16 frames at stride 4, 400 classes."""
+  import benchmark_cpu_inference as race  # pylint: disable=g-import-not-at-top
   from vivit_jax import checkpoints  # pylint: disable=g-import-not-at-top
-  from vivit_jax.convert import huggingface, parity  # pylint: disable=g-import-not-at-top
-  hf = parity.random_hf_model("VideoMAEForVideoClassification", image_size=224, patch_size=16,
-                              tubelet_size=2, num_frames=16, num_labels=400,
-                              **VIDEOMAE_PRESETS[preset])
-  hf.save_pretrained(directory + "-hf")
-  conversion = huggingface.convert_huggingface(directory + "-hf")
+  _, conversion, _ = race.random_videomae(preset, os.path.dirname(directory))
   config = conversion.checkpoint_config()
   config["model"]["attention_impl"] = "chunked"
   config["input"] = InputSpec(num_frames=16, frame_stride=4, image_size=(224, 224),

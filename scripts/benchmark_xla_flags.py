@@ -73,13 +73,8 @@ def save_model(preset: str, seed: int, folder: str, onnxruntime: bool = False) -
   returns the checkpoint folder."""
   import benchmark_cpu_inference as race  # pylint: disable=g-import-not-at-top
   from vivit_jax.convert import conversion as conversion_lib  # pylint: disable=g-import-not-at-top
-  from vivit_jax.convert import huggingface, parity  # pylint: disable=g-import-not-at-top
-  hf = parity.random_hf_model("VideoMAEForVideoClassification", seed=seed,
-                              **race.PRESETS[preset])
-  hf.save_pretrained(os.path.join(folder, "hf"))
-  conversion = huggingface.convert_huggingface(os.path.join(folder, "hf"))
+  hf, conversion, video = race.random_videomae(preset, folder, seed)
   path = conversion_lib.save_converted(conversion, os.path.join(folder, "model"))
-  video = parity.random_inputs(conversion, 1, seed)[0]
   np.save(os.path.join(folder, "video.npy"), video)
   if onnxruntime:
     import torch  # pylint: disable=g-import-not-at-top
@@ -94,7 +89,7 @@ def ort_worker(checkpoint: str, which: str):
   import benchmark_cpu_inference as race  # pylint: disable=g-import-not-at-top
   folder = os.path.dirname(checkpoint)
   name = "model.onnx" if which == "float32" else "model_int8.onnx"
-  session = race.ort_session(os.path.join(folder, name))
+  session = race.ort_session(os.path.join(folder, name))  # not spinning, as in the race
   return race.ort_runner(session, np.load(os.path.join(folder, "pixel_values.npy")))
 
 

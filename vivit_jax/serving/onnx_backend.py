@@ -27,13 +27,17 @@ FORMAT = "onnx"
 EXPORT_HINT = "vivit-export --checkpoint CKPT --output OUT --format onnx"
 
 
-def session(model: Union[str, Any], threads: Optional[int] = None):
+def session(model: Union[str, Any], threads: Optional[int] = None, spin: bool = True):
   """An `onnxruntime.InferenceSession` on the CPU with every graph optimisation
   (`ORT_ENABLE_ALL`) for `model`: an .onnx path or an `onnx.ModelProto`.
-  `threads`: intra-op threads (None: onnxruntime's default, one per core)."""
+  `threads`: intra-op threads (None: onnxruntime's default, one per core).
+  `spin=False` stops its worker threads spinning between calls (a benchmark
+  that interleaves runtimes would otherwise lose cores to them)."""
   ort = onnx_deps.require("onnxruntime", "--backend onnxruntime")
   options = ort.SessionOptions()
   options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+  if not spin:
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
   if threads:
     options.intra_op_num_threads = int(threads)
   if not isinstance(model, (str, os.PathLike)):
