@@ -35,7 +35,9 @@ the model's is NOT a corruption: it raises `ParamMismatchError` listing the
 differences; one whose optimizer state or EMA differs raises
 `StateMismatchError` naming that section (`faults.py`). Arrays are restored
 with the shardings of the abstract state passed in, i.e. onto the current
-mesh, whatever mesh wrote them.
+mesh, whatever mesh wrote them. A reader (`read_only=True`, the evaluator,
+which may run beside the training) creates nothing and leaves the temporary
+directories of saves in flight alone.
 
 Saving: a failed save (no space left, ...) raises `CheckpointSaveError` once,
 at the first step boundary after it is known (`check_for_errors`, `save`,
@@ -71,8 +73,18 @@ _STATE_SECTIONS = {"opt_state": "optimizer.* (e.g. optimizer.name)",
                    "ema_params": "optimizer.ema_decay"}
 
 
-def checkpoint_manager_options(ckpt_config) -> ocp.CheckpointManagerOptions:
-  """Orbax options (save decision + preservation policies) from `config.checkpoint`."""
+def checkpoint_manager_options(ckpt_config, read_only: bool = False
+                               ) -> ocp.CheckpointManagerOptions:
+  """Orbax options (save decision + preservation policies) from `config.checkpoint`.
+
+  `read_only`: for a reader (an evaluator, possibly beside a training run): it
+  neither creates `checkpoints/` nor deletes the `*.orbax-checkpoint-tmp`
+  directories of saves in flight, and starts no background thread.
+  """
+  if read_only:
+    return ocp.CheckpointManagerOptions(read_only=True, save_interval_steps=0, create=False,
+                                        cleanup_tmp_directories=False,
+                                        enable_async_checkpointing=False)
   save_policies = []
   if ckpt_config.every_steps:
     save_policies.append(policies.FixedIntervalPolicy(int(ckpt_config.every_steps)))
@@ -120,7 +132,7 @@ class TrainCheckpointer:
   coordinates the hosts); only process 0 prints.
   """
 
-  def __init__(self, workdir: str, ckpt_config):
+  def __init__(self, workdir: str, ckpt_config, read_only: bool = False):
     self.directory = epath.Path(workdir) / CHECKPOINTS_DIR
     self.corrupt_directory = epath.Path(workdir) / CORRUPT_DIR
     self._config = ckpt_config
@@ -131,7 +143,7 @@ class TrainCheckpointer:
     self._manager = ocp.CheckpointManager(
         self.directory,
         handler_registry=_handler_registry(),
-        options=checkpoint_manager_options(ckpt_config))
+        options=checkpoint_manager_options(ckpt_config, read_only))
 
   def all_steps(self):
     self._manager.reload()
@@ -321,6 +333,10 @@ class TrainCheckpointer:
     self._closed = True
     try:
       self.wait_until_finished()
+      # The manager's clean-up of old temporary directories runs in a thread
+      # that `close` does not join; a process exiting right after (a run that
+      # stopped before its first save) would shut the interpreter under it.
+      getattr(self._manager, "_maybe_await_cleanup_tmp_directory", lambda: None)()
     finally:
       try:
         self._manager.close()

@@ -204,7 +204,7 @@ class Evaluator:
       step = (meta.get("source") or {}).get("step")
       return Restored(state, shardings, None if step is None else int(step), kind, path,
                       meta.get("labels"))
-    ckpt = train_checkpoints.TrainCheckpointer(path, resolved.checkpoint)
+    ckpt = train_checkpoints.TrainCheckpointer(path, resolved.checkpoint, read_only=True)
     try:
       if allow_init_from and not ckpt.all_steps():
         restored = None

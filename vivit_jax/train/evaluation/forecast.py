@@ -18,6 +18,7 @@ import sys
 from typing import Dict
 
 from absl import flags
+from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -101,6 +102,8 @@ def main(argv) -> None:
     raise errors.UserError(
         "one video and --checkpoint are needed", "command line",
         "python -m vivit_jax.train.evaluation.forecast --checkpoint=WORKDIR VIDEO [--output=strip.png]")
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax's INFO lines would bury the table.
   try:
     config, model, params = load_run(FLAGS.checkpoint)
     result = forecast_clip(config, model, params, read_clip(config, argv[1]))
