@@ -14,7 +14,9 @@ The batch dimension is symbolic ("B") unless a batch size is given or the
 model does not trace with one. What exports (`graph`):
 
   float32 models, every attention kernel but cudnn, token-merged ones too:
-    "jax2onnx", the same computation as `jax.jit`.
+    "jax2onnx", the same computation as `jax.jit`, written with the nodes
+    ONNX Runtime fuses: LayerNormalization, Gelu, and projections as MatMul
+    + Add (`onnx_graph`; jax2onnx's Einsum otherwise), each one Gemm.
   int8_weight checkpoints: "jax2onnx (qwix int8 weights)": int8
     initializers dequantized in the graph (Cast, Mul) before float matmuls,
     traced with jax2onnx's flax.linen Dense plugins off (they read the
@@ -54,7 +56,7 @@ import jax
 import jax.numpy as jnp
 
 from vivit_jax.common import onnx_deps
-from vivit_jax.export import onnx_int8
+from vivit_jax.export import onnx_graph, onnx_int8
 from vivit_jax.models import quantized
 from vivit_jax.serving.onnx_backend import FORMAT, MODEL_FILE, SIGNATURE_FILE, session
 from vivit_jax.serving.served_model import ServedModel
@@ -75,6 +77,9 @@ GRAPH_INT8_WEIGHT = "jax2onnx (qwix int8 weights)"
 GRAPH_INT8_DYNAMIC = "jax2onnx (qwix int8 x int8 as MatMulInteger)"
 GRAPH_INT8_DYNAMIC_ORT = "jax2onnx float graph + onnxruntime quantize_dynamic"
 INT8_DYNAMIC = ("qwix", "onnxruntime")
+# LayerNorm as one LayerNormalization node (ONNX Runtime's fused kernel),
+# not jax2onnx's default explicit graph of ReduceMean / Sub / Sqrt / Div.
+NORMALIZATION = "prefer_native"
 
 __all__ = ["export_function", "export_model", "export_onnx", "quantize_dynamic", "session"]
 
@@ -138,7 +143,9 @@ def export_function(function: Callable[[Any, Any], Any], params, video_shape: Se
   with _quiet(), _without_plugins(plugin_system, disabled):
     proto = jax2onnx.to_onnx(lambda video: jnp.asarray(function(params, video), jnp.float32),
                              [shape], model_name=model_name, opset=OPSET,
-                             input_names=[INPUT_NAME], output_names=[output_name])
+                             input_names=[INPUT_NAME], output_names=[output_name],
+                             normalization_mode=NORMALIZATION)
+  proto = onnx_graph.projections_as_matmul(proto)
   if path:
     with open(path, "wb") as f:
       f.write(proto.SerializeToString())

@@ -25,6 +25,7 @@ import math
 from typing import Dict, List, Sequence, Tuple
 
 from vivit_jax.common import errors, onnx_deps
+from vivit_jax.export import onnx_graph
 
 WHERE = "vivit-export --format onnx --onnx-int8 qwix"
 FIX = ("export with --onnx-int8 onnxruntime (ONNX Runtime's own dynamic int8 of the same "
@@ -39,15 +40,11 @@ class UnsupportedInt8Graph(errors.UserError):
 
 
 def _projection(equation: str) -> Tuple[int, int]:
-  """`(batch_rank, contracted_rank)` of `lhs,rhs->out` when it contracts the
-  trailing dims of lhs with the leading dims of rhs; UnsupportedInt8Graph otherwise."""
-  inputs, out = equation.replace(" ", "").split("->")
-  lhs, rhs = inputs.split(",")
-  k = sum(letter in lhs for letter in rhs)
-  batch = len(lhs) - k
-  if not (k and lhs[batch:] == rhs[:k] and out == lhs[:batch] + rhs[k:]):
+  """`(batch_rank, contracted_rank)` of a projection's equation; UnsupportedInt8Graph otherwise."""
+  ranks = onnx_graph.projection_ranks(equation)
+  if ranks is None:
     raise UnsupportedInt8Graph(f"int8 Einsum {equation!r} is not a projection")
-  return batch, k
+  return ranks
 
 
 def _gemm_is_plain(node, onnx) -> bool:
@@ -79,10 +76,8 @@ def int8_matmuls_as_integer(proto):
   inferred = onnx.shape_inference.infer_shapes(proto)
   values = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
   types = {v.name: v.type.tensor_type.elem_type for v in values}
-  shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None
-                     for d in v.type.tensor_type.shape.dim] for v in values}
-  for init in proto.graph.initializer:
-    types[init.name], shapes[init.name] = init.data_type, list(init.dims)
+  types.update({init.name: init.data_type for init in proto.graph.initializer})
+  shapes = onnx_graph.value_shapes(proto, onnx)
 
   int8_range = [onnx.helper.make_tensor(name, onnx.TensorProto.FLOAT, [], [value])
                 for name, value in (("int8_min", -128.0), ("int8_max", 127.0))]

@@ -1,7 +1,6 @@
 """Transformer blocks: joint, factorised self-attention (Model 3), factorised
 dot-product attention (Model 4), and the encoder stack that holds them."""
 
-import functools
 from typing import Any, Optional, Tuple
 
 import flax.linen as nn
@@ -15,12 +14,14 @@ from vivit_jax.models.axes import ACTIVATION, EMBED, MLP
 
 Dtype = Any
 
+# `jax.nn.*` looked up at each call, not bound here, so that an exporter
+# patching them while it traces (jax2onnx: one ONNX `Gelu` node) sees ours.
 ACTIVATIONS = {
-    "gelu": functools.partial(jax.nn.gelu, approximate=False),
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
     # HF's "gelu_new" / "gelu_fast" / "gelu_pytorch_tanh" are all this one.
-    "gelu_tanh": functools.partial(jax.nn.gelu, approximate=True),
-    "relu": jax.nn.relu,
-    "silu": jax.nn.silu,
+    "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+    "relu": lambda x: jax.nn.relu(x),  # pylint: disable=unnecessary-lambda
+    "silu": lambda x: jax.nn.silu(x),  # pylint: disable=unnecessary-lambda
 }
 
 BLOCK_TYPES = ("joint", "factorised_self_attention", "factorised_dot_product")

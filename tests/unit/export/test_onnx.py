@@ -82,6 +82,24 @@ def test_a_token_merged_model_exports_with_the_jitted_logits():
   np.testing.assert_allclose(_run(proto, video), want, rtol=0, atol=FLOAT_TOLERANCE)
 
 
+def test_a_float_graph_is_made_of_the_nodes_onnxruntime_fuses(tmp_path):
+  """LayerNormalization and Gelu nodes, projections as MatMul + Add (not
+  Einsum), which ONNX Runtime turns into one Gemm each, as in torch.onnx's
+  graph of the same model."""
+  model = build_model(dict(SMALL, variant="spatio_temporal"))
+  params = random_params.random_params(model, _video(1))
+  proto, _ = onnx_export.export_model(model, params, VIDEO)
+  ops = [node.op_type for node in proto.graph.node]
+  assert ops.count("LayerNormalization") == 2 * 2 + 1 and ops.count("Gelu") == 2, ops
+  assert "Einsum" not in ops and "Erf" not in ops and "ReduceMean" not in ops, ops
+  ort = pytest.importorskip("onnxruntime")
+  options = ort.SessionOptions()
+  options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+  ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+  optimized = [node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node]
+  assert optimized.count("Gemm") == 2 * 6 + 1, optimized  # q, k, v, out, fc1, fc2; head
+
+
 @pytest.fixture(scope="module")
 def float_model():
   model = build_model(dict(SMALL, variant="spatio_temporal"))
@@ -134,7 +152,8 @@ def test_int8_dynamic_can_take_onnxruntimes_own_dynamic_quantization(float_model
   proto, graph = onnx_export.export_model(qmodel, qparams, VIDEO, int8_dynamic="onnxruntime")
   assert graph == onnx_export.GRAPH_INT8_DYNAMIC_ORT
   ops = [node.op_type for node in proto.graph.node]
-  assert ops.count("MatMulInteger") + ops.count("DynamicQuantizeMatMul") >= 2 * 2 + 1, ops
+  # Every projection (q, k, v, out, fc1, fc2 per block, the head) is int8.
+  assert ops.count("MatMulInteger") + ops.count("DynamicQuantizeMatMul") == 2 * 6 + 1, ops
   video = _video(2, seed=5)
   got = _run(proto, video)
   float_logits = _jitted(model, params, video)
