@@ -39,15 +39,17 @@ def projection_ranks(equation: str) -> Optional[Tuple[int, int]]:
   return batch, k
 
 
-def value_shapes(proto, onnx) -> Dict[str, List[Optional[int]]]:
-  """Every value's inferred dims (None where symbolic or unknown), initializers included."""
+def value_types_and_shapes(proto, onnx) -> Tuple[Dict[str, int], Dict[str, List[Optional[int]]]]:
+  """Every value's element type and inferred dims (None where symbolic or
+  unknown), initializers included: one shape inference over `proto`."""
   inferred = onnx.shape_inference.infer_shapes(proto)
+  values = (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)
+  types = {v.name: v.type.tensor_type.elem_type for v in values}
   shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None
-                     for d in v.type.tensor_type.shape.dim]
-            for v in (*inferred.graph.value_info, *inferred.graph.input,
-                      *inferred.graph.output)}
-  shapes.update({init.name: list(init.dims) for init in proto.graph.initializer})
-  return shapes
+                     for d in v.type.tensor_type.shape.dim] for v in values}
+  for init in proto.graph.initializer:
+    types[init.name], shapes[init.name] = init.data_type, list(init.dims)
+  return types, shapes
 
 
 def _bias_add(node, consumers, initializers, kept: Sequence[int]):
@@ -79,7 +81,7 @@ def projections_as_matmul(proto):
   for node in proto.graph.node:
     for name in node.input:
       consumers.setdefault(name, []).append(node)
-  shapes = value_shapes(proto, onnx)
+  shapes = None  # inferred at the first projection: most int8 graphs have none
   nodes, constants, folded = [], [], set()
   rewritten = set()  # values whose shape changed or that are gone
   for node in proto.graph.node:
@@ -93,6 +95,7 @@ def projections_as_matmul(proto):
       nodes.append(node)
       continue
     batch, k = ranks
+    shapes = shapes if shapes is not None else value_types_and_shapes(proto, onnx)[1]
     contracted, kept = math.prod(weight.dims[:k]), list(weight.dims[k:])
     batch_dims = (shapes.get(node.input[0]) or [None] * batch)[:batch]
     flat = batch > 0 and all(d is not None for d in batch_dims[1:])

@@ -73,11 +73,7 @@ def int8_matmuls_as_integer(proto):
   int8 Cast saturating (module docstring)."""
   onnx = onnx_deps.require("onnx", "vivit-export --format onnx")
   int8 = onnx.TensorProto.INT8
-  inferred = onnx.shape_inference.infer_shapes(proto)
-  values = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
-  types = {v.name: v.type.tensor_type.elem_type for v in values}
-  types.update({init.name: init.data_type for init in proto.graph.initializer})
-  shapes = onnx_graph.value_shapes(proto, onnx)
+  types, shapes = onnx_graph.value_types_and_shapes(proto, onnx)
 
   int8_range = [onnx.helper.make_tensor(name, onnx.TensorProto.FLOAT, [], [value])
                 for name, value in (("int8_min", -128.0), ("int8_max", 127.0))]
